@@ -1,0 +1,192 @@
+"""The encoder: a local Hugging Face BERT folder (or a BertConfig) as a Keras layer, and its tokenizer.
+
+Everything is loaded from disk; nothing is fetched from a hub. Published
+checkpoints ship PyTorch-layout ``model.safetensors``; they are read with
+``safetensors.numpy`` and mapped onto ``TFBertModel`` with transformers' own
+PyTorch→TF name mapping, so torch is not needed. ``tf_model.h5`` folders are
+loaded by ``TFBertModel.from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from mtkeras._compat import (
+    AutoTokenizer,
+    BertConfig,
+    TFBertModel,
+    keras,
+    load_pytorch_state_dict_in_tf2_model,
+    transformers,
+)
+from mtkeras.spec import INPUT_NAMES, TaskSpec
+
+#: Weight files an encoder folder may hold, in the order they are tried.
+WEIGHT_FILES: tuple[str, ...] = ("model.safetensors", "tf_model.h5")
+#: Tokenizer files an encoder folder must hold one of.
+VOCAB_FILES: tuple[str, ...] = ("tokenizer.json", "vocab.txt")
+_FOLDER_HELP = (
+    "a local Hugging Face BERT folder with config.json, one of "
+    f"{list(WEIGHT_FILES)} and one of {list(VOCAB_FILES)}"
+)
+
+
+@keras.saving.register_keras_serializable(package="mtkeras")
+class BertEncoder(keras.layers.Layer):
+    """transformers' ``TFBertModel`` as a serializable Keras layer.
+
+    Called on a dict with ``input_ids``, ``attention_mask`` and
+    ``token_type_ids`` (int32, ``[batch, length]``), it returns the last hidden
+    states ``[batch, length, hidden]``. Its config is the BERT config, so a saved
+    model is rebuilt with no ``custom_objects``; weights come from the save.
+
+    Example:
+        >>> encoder = BertEncoder(BertConfig(hidden_size=32, num_hidden_layers=2,
+        ...                                  num_attention_heads=2, intermediate_size=64))
+    """
+
+    def __init__(self, bert_config: BertConfig | dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if isinstance(bert_config, BertConfig):
+            bert_config = bert_config.to_dict()
+        self.bert_config = BertConfig.from_dict(dict(bert_config))
+        # The inner model is named so its weights read "bert_model/bert/...":
+        # transformers' PyTorch->TF mapping drops that first level. No pooler:
+        # mean pooling replaces it, and unused weights would get no gradient.
+        self.bert = TFBertModel(self.bert_config, add_pooling_layer=False, name="bert_model")
+
+    def build_weights(self) -> None:
+        """Create the encoder's variables now (eagerly), e.g. before loading weights."""
+        if not self.bert.built:
+            self.bert(self.bert.dummy_inputs, training=False)
+
+    def call(self, inputs: dict[str, Any], training: bool | None = None) -> Any:
+        outputs = self.bert(
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            token_type_ids=inputs["token_type_ids"],
+            training=training,
+        )
+        return outputs.last_hidden_state
+
+    def compute_output_shape(self, input_shape: dict[str, Any]) -> tuple:
+        shape = tuple(input_shape["input_ids"])
+        return (*shape, self.bert_config.hidden_size)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config["bert_config"] = self.bert_config.to_dict()
+        return config
+
+
+# --- folder checks -------------------------------------------------------------
+
+
+def _check_folder(folder: str) -> None:
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"Encoder folder {folder!r} does not exist; expected {_FOLDER_HELP}.")
+    if not os.path.isfile(os.path.join(folder, "config.json")):
+        raise FileNotFoundError(
+            f"Encoder folder {folder!r} has no config.json (found {sorted(os.listdir(folder))}); "
+            f"expected {_FOLDER_HELP}."
+        )
+
+
+def load_bert_config(folder: str) -> BertConfig:
+    """The ``BertConfig`` of a local encoder folder, checked to be a BERT model."""
+    _check_folder(folder)
+    with open(os.path.join(folder, "config.json"), encoding="utf-8") as handle:
+        raw = json.load(handle)
+    if raw.get("model_type") != "bert":
+        raise ValueError(
+            f"Encoder folder {folder!r}: config.json has model_type {raw.get('model_type')!r}; "
+            "mtkeras builds on TFBertModel and accepts model_type 'bert'."
+        )
+    return BertConfig.from_dict(raw)
+
+
+def check_spec_fits(spec: TaskSpec, config: BertConfig) -> None:
+    """Raise if the spec asks for more than the encoder can do."""
+    if spec.max_length > config.max_position_embeddings:
+        raise ValueError(
+            f"TaskSpec `max_length`={spec.max_length} exceeds the encoder's "
+            f"max_position_embeddings={config.max_position_embeddings}; use a value "
+            f"<= {config.max_position_embeddings}."
+        )
+
+
+def load_tokenizer(folder: str, config: BertConfig | None = None) -> transformers.PreTrainedTokenizerFast:
+    """The fast tokenizer stored in ``folder``, checked against the encoder's vocabulary size.
+
+    ``config`` defaults to the ``config.json`` in the same folder.
+    """
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"Tokenizer folder {folder!r} does not exist; expected {_FOLDER_HELP}.")
+    if not any(os.path.isfile(os.path.join(folder, name)) for name in VOCAB_FILES):
+        raise FileNotFoundError(
+            f"Encoder folder {folder!r} has no tokenizer vocabulary (found "
+            f"{sorted(os.listdir(folder))}); expected one of {list(VOCAB_FILES)}."
+        )
+    tokenizer = AutoTokenizer.from_pretrained(folder, use_fast=True, local_files_only=True)
+    if not tokenizer.is_fast:  # pragma: no cover - AutoTokenizer builds a fast one from vocab.txt
+        raise TypeError(f"Encoder folder {folder!r}: could not build a fast tokenizer.")
+    config = config or load_bert_config(folder)
+    if len(tokenizer) > config.vocab_size:
+        raise ValueError(
+            f"Encoder folder {folder!r}: the tokenizer has {len(tokenizer)} tokens but the "
+            f"encoder's vocab_size is {config.vocab_size}; token ids past the embedding "
+            "table would fail. Use the vocabulary the encoder was trained with."
+        )
+    missing = [name for name in INPUT_NAMES if name not in tokenizer.model_input_names]
+    if missing:  # pragma: no cover - BERT tokenizers produce all three
+        raise ValueError(f"Encoder folder {folder!r}: the tokenizer does not produce {missing}.")
+    return tokenizer
+
+
+def _load_safetensors(encoder: BertEncoder, path: str) -> None:
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+
+    with safe_open(path, framework="numpy") as handle:
+        layout = (handle.metadata() or {}).get("format", "pt")
+    if layout != "pt":
+        raise ValueError(
+            f"{path}: safetensors format {layout!r} is not supported; mtkeras reads the "
+            "PyTorch layout ('pt') that published checkpoints ship, or tf_model.h5."
+        )
+    state_dict = load_file(path)
+    encoder.build_weights()
+    _, info = load_pytorch_state_dict_in_tf2_model(
+        encoder.bert, state_dict, allow_missing_keys=True, output_loading_info=True
+    )
+    if info["missing_keys"] or info["mismatched_keys"]:
+        raise ValueError(
+            f"{path} does not fit the BERT config beside it: missing weights "
+            f"{info['missing_keys'][:5]}, mismatched shapes {info['mismatched_keys'][:5]}."
+        )
+
+
+def load_encoder(folder: str) -> BertEncoder:
+    """A :class:`BertEncoder` with the pretrained weights of a local folder (no torch, no network)."""
+    config = load_bert_config(folder)
+    encoder = BertEncoder(config, name="encoder")
+    for name in WEIGHT_FILES:
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            continue
+        if name == "model.safetensors":
+            _load_safetensors(encoder, path)
+        else:
+            pretrained = TFBertModel.from_pretrained(
+                folder, config=config, add_pooling_layer=False, local_files_only=True
+            )
+            encoder.build_weights()
+            encoder.bert.set_weights(pretrained.get_weights())
+        return encoder
+    raise FileNotFoundError(
+        f"Encoder folder {folder!r} has no weights (found {sorted(os.listdir(folder))}); "
+        f"expected one of {list(WEIGHT_FILES)}, or pass a BertConfig to build a randomly "
+        "initialised encoder."
+    )

@@ -1,0 +1,62 @@
+"""``build_model``: the functional graph text tokens → BERT → masked mean → one head per group."""
+
+from __future__ import annotations
+
+from mtkeras._compat import BertConfig, keras, tf
+from mtkeras.encoder import BertEncoder, check_spec_fits, load_bert_config, load_encoder
+from mtkeras.spec import INPUT_NAMES, TaskSpec
+
+
+def build_model(spec: TaskSpec, *, bert_config: BertConfig | None = None) -> keras.Model:
+    """Build the multi-head functional Keras model the spec describes.
+
+    Args:
+        spec: the task spec; its groups decide the heads.
+        bert_config: build a randomly initialised encoder from this config
+            instead of loading the pretrained weights in ``spec.encoder``
+            (tests, training from scratch).
+
+    Returns:
+        A ``tf_keras.Model`` taking ``input_ids``, ``attention_mask`` and
+        ``token_type_ids`` (int32 ``[batch, length]``, any length up to
+        ``spec.max_length``) and returning ``{group name: probabilities}``.
+
+    Example:
+        >>> model = build_model(spec)
+        >>> model(tokenizer(["a text"], return_tensors="tf"))["section"].shape
+        TensorShape([1, 38])
+    """
+    if bert_config is None:
+        config = load_bert_config(spec.encoder)
+        check_spec_fits(spec, config)
+        encoder = load_encoder(spec.encoder)
+    else:
+        if not isinstance(bert_config, BertConfig):
+            raise TypeError(
+                f"`bert_config` must be a transformers.BertConfig or None, received "
+                f"{bert_config!r} ({type(bert_config).__name__})."
+            )
+        check_spec_fits(spec, bert_config)
+        encoder = BertEncoder(bert_config, name="encoder")
+
+    # Inputs: named like the Hugging Face keyword arguments, any length.
+    inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in INPUT_NAMES}
+
+    # Encoder and pooling: mean over real tokens only (the mask keeps padding out).
+    hidden = encoder(inputs)
+    token_mask = tf.cast(inputs["attention_mask"], tf.bool)
+    pooled = keras.layers.GlobalAveragePooling1D(name="mean_pooling")(hidden, mask=token_mask)
+    pooled = keras.layers.Dropout(spec.head_dropout, name="head_dropout")(pooled)
+
+    # Heads: one Dense per group, its size and activation from the group's kind.
+    stddev = encoder.bert_config.initializer_range
+    outputs = {
+        group.name: keras.layers.Dense(
+            len(group.labels),
+            activation=group.kind_rules.activation,
+            kernel_initializer=keras.initializers.TruncatedNormal(stddev=stddev),
+            name=group.name,
+        )(pooled)
+        for group in spec.groups
+    }
+    return keras.Model(inputs=inputs, outputs=outputs, name="mtkeras")

@@ -1,0 +1,102 @@
+"""``Predictor``: texts in, label names out, in-process."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from mtkeras._compat import keras, tf
+from mtkeras.data import check_texts, pad_rows
+from mtkeras.encoder import load_tokenizer
+from mtkeras.spec import INPUT_NAMES, TaskSpec
+
+
+class Predictor:
+    """Tokenizes, runs the model in length-sorted batches and decodes label names.
+
+    Texts are sorted by token count so that each batch is padded only to its
+    own longest row; results come back in input order.
+
+    Args:
+        model: a model built by :func:`build_model` (or loaded).
+        spec: the spec it was built from (its thresholds decide multilabel output).
+        tokenizer: the encoder's tokenizer; defaults to the one in ``spec.encoder``.
+        batch_size: texts per forward pass.
+
+    Example:
+        >>> Predictor(model, spec).predict(["GNU image manipulation program"])
+        [{'section': 'graphics', 'use': ['editing'], 'interface': ['x11']}]
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        spec: TaskSpec,
+        tokenizer: Any | None = None,
+        batch_size: int = 32,
+    ) -> None:
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"`batch_size` must be an integer >= 1, received {batch_size!r}.")
+        missing = sorted(set(spec.group_names) - set(model.output_names))
+        if missing:
+            raise ValueError(
+                f"The model has no outputs for groups {missing}; its outputs are "
+                f"{sorted(model.output_names)}."
+            )
+        self.model = model
+        self.spec = spec
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec.encoder)
+        self.batch_size = batch_size
+        signature = {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in INPUT_NAMES}
+        # One trace for every batch shape: [batch, length] are both dynamic.
+        self._forward = tf.function(
+            lambda inputs: model(inputs, training=False), input_signature=[signature]
+        )
+
+    @classmethod
+    def from_folder(cls, folder: str, batch_size: int = 32) -> Predictor:
+        """A predictor for a model saved with :func:`mtkeras.save_model`."""
+        from mtkeras.saving import load_model
+
+        model, spec, tokenizer = load_model(folder)
+        return cls(model, spec, tokenizer=tokenizer, batch_size=batch_size)
+
+    def predict_proba(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """``{group: float32 [len(texts), labels]}`` head outputs, in input order."""
+        texts = check_texts(texts)
+        out = {
+            group.name: np.zeros((len(texts), len(group.labels)), np.float32)
+            for group in self.spec.groups
+        }
+        if not texts:
+            return out
+        encoded = self.tokenizer(
+            texts,
+            truncation=True,
+            max_length=self.spec.max_length,
+            return_token_type_ids=True,
+            return_attention_mask=True,
+        )
+        order = np.argsort([len(ids) for ids in encoded["input_ids"]], kind="stable")
+        for start in range(0, len(texts), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            batch = pad_rows(encoded, rows, pad_id=self.tokenizer.pad_token_id)
+            probs = self._forward(batch)
+            for name in out:
+                out[name][rows] = probs[name].numpy()
+        return out
+
+    def decode(self, probs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+        """Label names per row from head outputs: argmax or thresholds, as each group's kind says."""
+        decoded = {
+            group.name: group.kind_rules.decode(group, np.asarray(probs[group.name]))
+            for group in self.spec.groups
+        }
+        rows = len(next(iter(decoded.values())))
+        return [{name: values[i] for name, values in decoded.items()} for i in range(rows)]
+
+    def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        """One ``{group: label or [labels]}`` dict per text, in input order."""
+        return self.decode(self.predict_proba(texts))

@@ -1,0 +1,88 @@
+"""Save and load a model folder: Keras model, spec and tokenizer side by side, written atomically."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Any
+
+from mtkeras._compat import keras
+from mtkeras.encoder import load_tokenizer
+from mtkeras.spec import TaskSpec
+
+MODEL_FILE = "model.keras"
+SPEC_FILE = "spec.json"
+TOKENIZER_DIR = "tokenizer"
+
+
+def save_model(
+    model: keras.Model,
+    spec: TaskSpec,
+    folder: str | os.PathLike,
+    tokenizer: Any | None = None,
+    *,
+    overwrite: bool = False,
+) -> str:
+    """Write ``folder/`` with ``model.keras``, ``spec.json`` and ``tokenizer/``.
+
+    The folder is assembled beside its final place and renamed into it when
+    complete, so a reader sees the old folder or the new one, never half of one.
+
+    Example:
+        >>> save_model(model, spec, "runs/debtags")
+        >>> model, spec, tokenizer = load_model("runs/debtags")
+    """
+    folder = os.path.abspath(os.fspath(folder))
+    if os.path.exists(folder) and not overwrite:
+        raise FileExistsError(
+            f"Model folder {folder!r} already exists; pass overwrite=True to replace it."
+        )
+    if sorted(model.output_names) != sorted(spec.group_names):
+        raise ValueError(
+            f"The model's outputs {sorted(model.output_names)} do not match the spec's "
+            f"groups {sorted(spec.group_names)}."
+        )
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec.encoder)
+    parent = os.path.dirname(folder)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(folder)}.tmp-", dir=parent)
+    try:
+        model.save(os.path.join(staging, MODEL_FILE))
+        spec.save(os.path.join(staging, SPEC_FILE))
+        tokenizer.save_pretrained(os.path.join(staging, TOKENIZER_DIR))
+        if os.path.exists(folder):
+            retired = tempfile.mkdtemp(prefix=f".{os.path.basename(folder)}.old-", dir=parent)
+            os.replace(folder, os.path.join(retired, "old"))
+            os.replace(staging, folder)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+def load_model(folder: str | os.PathLike) -> tuple[keras.Model, TaskSpec, Any]:
+    """``(model, spec, tokenizer)`` from a folder written by :func:`save_model`.
+
+    The Keras file is loaded with ``safe_mode=True``: no code stored in it runs.
+    """
+    folder = os.fspath(folder)
+    for name in (MODEL_FILE, SPEC_FILE, TOKENIZER_DIR):
+        if not os.path.exists(os.path.join(folder, name)):
+            raise FileNotFoundError(
+                f"{folder!r} is not an mtkeras model folder: {name!r} is missing; expected "
+                f"{[MODEL_FILE, SPEC_FILE, TOKENIZER_DIR]} as written by save_model."
+            )
+    spec = TaskSpec.load(os.path.join(folder, SPEC_FILE))
+    model = keras.models.load_model(os.path.join(folder, MODEL_FILE), compile=False, safe_mode=True)
+    if sorted(model.output_names) != sorted(spec.group_names):
+        raise ValueError(
+            f"{folder!r}: the model's outputs {sorted(model.output_names)} do not match "
+            f"spec.json's groups {sorted(spec.group_names)}."
+        )
+    encoder = model.get_layer("encoder")
+    tokenizer = load_tokenizer(os.path.join(folder, TOKENIZER_DIR), config=encoder.bert_config)
+    return model, spec, tokenizer

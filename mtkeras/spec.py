@@ -1,0 +1,320 @@
+"""The task spec: the single source of truth for heads, losses, metrics and decoding."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from mtkeras.kinds import KINDS, Kind
+
+#: Model input names, exactly the Hugging Face keyword arguments.
+INPUT_NAMES: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
+
+_NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+_DEFAULT_THRESHOLD = 0.5
+SPEC_FORMAT_VERSION = 1
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class LabelGroup:
+    """One output head: a named set of labels of one kind.
+
+    Args:
+        name: output name (letters, digits, ``_``; starts with a letter). Also the
+            key of the group in model outputs, losses, metrics and predictions.
+        kind: one of ``mtkeras.KINDS`` (``"multiclass"``, ``"multilabel"``).
+        labels: the label names, in head order.
+        loss_weight: weight of this head's loss in the total loss (finite, > 0).
+        thresholds: per-label decision thresholds in (0, 1) for kinds that use
+            them (multilabel); defaults to 0.5 for every label.
+        column: the data field holding this group's labels (defaults to ``name``).
+
+    Example:
+        >>> LabelGroup("use", "multilabel", labels=["editing", "viewing"], loss_weight=4.0)
+    """
+
+    name: str
+    kind: str
+    labels: tuple[str, ...]
+    loss_weight: float = 1.0
+    thresholds: tuple[float, ...] | None = None
+    column: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME_PATTERN.match(self.name):
+            raise ValueError(
+                f"LabelGroup `name` must be 1-64 letters, digits or '_' starting with a "
+                f"letter (it names a Keras output); received {self.name!r}."
+            )
+        if self.name in INPUT_NAMES:
+            raise ValueError(
+                f"LabelGroup `name` {self.name!r} clashes with a model input; "
+                f"input names are {list(INPUT_NAMES)}."
+            )
+        if self.kind not in KINDS:
+            raise ValueError(
+                f"LabelGroup {self.name!r}: unknown `kind` {self.kind!r}. "
+                f"Accepted kinds: {sorted(KINDS)}."
+            )
+        kind = KINDS[self.kind]
+        labels = self.labels
+        if isinstance(labels, str) or not isinstance(labels, Sequence):
+            raise TypeError(
+                f"LabelGroup {self.name!r}: `labels` must be a list of strings, "
+                f"received {labels!r} ({type(labels).__name__})."
+            )
+        labels = tuple(labels)
+        if not labels:
+            raise ValueError(f"LabelGroup {self.name!r}: `labels` is empty; give at least one label.")
+        bad = [label for label in labels if not isinstance(label, str) or not label]
+        if bad:
+            raise TypeError(
+                f"LabelGroup {self.name!r}: every label must be a non-empty string, "
+                f"received {bad[0]!r}."
+            )
+        duplicates = sorted({label for label in labels if labels.count(label) > 1})
+        if duplicates:
+            raise ValueError(
+                f"LabelGroup {self.name!r}: duplicate labels {duplicates}; each label "
+                "must appear once."
+            )
+        if len(labels) < kind.min_labels:
+            raise ValueError(
+                f"LabelGroup {self.name!r}: a {self.kind} group needs at least "
+                f"{kind.min_labels} labels, received {list(labels)}."
+            )
+        object.__setattr__(self, "labels", labels)
+
+        if not _is_real(self.loss_weight) or not math.isfinite(self.loss_weight) or self.loss_weight <= 0:
+            raise ValueError(
+                f"LabelGroup {self.name!r}: `loss_weight` must be a finite number > 0, "
+                f"received {self.loss_weight!r}."
+            )
+        object.__setattr__(self, "loss_weight", float(self.loss_weight))
+        object.__setattr__(self, "thresholds", self._checked_thresholds(kind))
+
+        if self.column is not None and (not isinstance(self.column, str) or not self.column):
+            raise TypeError(
+                f"LabelGroup {self.name!r}: `column` must be a non-empty string or None, "
+                f"received {self.column!r}."
+            )
+
+    def _checked_thresholds(self, kind: Kind) -> tuple[float, ...] | None:
+        if not kind.uses_thresholds:
+            if self.thresholds is not None:
+                raise ValueError(
+                    f"LabelGroup {self.name!r}: a {self.kind} group is decoded by argmax "
+                    f"and takes no `thresholds`, received {self.thresholds!r}."
+                )
+            return None
+        if self.thresholds is None:
+            return (_DEFAULT_THRESHOLD,) * len(self.labels)
+        thresholds = tuple(self.thresholds)
+        if len(thresholds) != len(self.labels):
+            raise ValueError(
+                f"LabelGroup {self.name!r}: `thresholds` has {len(thresholds)} values for "
+                f"{len(self.labels)} labels; give one per label."
+            )
+        for label, value in zip(self.labels, thresholds):
+            if not _is_real(value) or not 0.0 < value < 1.0:
+                raise ValueError(
+                    f"LabelGroup {self.name!r}: threshold for label {label!r} must be a "
+                    f"number in (0, 1), received {value!r}."
+                )
+        return tuple(float(value) for value in thresholds)
+
+    @property
+    def kind_rules(self) -> Kind:
+        """The :class:`~mtkeras.kinds.Kind` entry for this group's kind."""
+        return KINDS[self.kind]
+
+    @property
+    def source_column(self) -> str:
+        """The data field this group's labels are read from."""
+        return self.column or self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "labels": list(self.labels),
+            "loss_weight": self.loss_weight,
+            "thresholds": None if self.thresholds is None else list(self.thresholds),
+            "column": self.column,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LabelGroup:
+        return cls(**_checked_keys(cls, data, "label group"))
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """The whole task: which encoder, how long a text may be, and the label groups.
+
+    Args:
+        encoder: path of a local Hugging Face BERT folder (``config.json``,
+            ``model.safetensors`` or ``tf_model.h5``, and the tokenizer files).
+        groups: the label groups, one output head each.
+        max_length: tokens per text after truncation, [CLS] and [SEP] included.
+        text_column: the data field holding the text.
+        head_dropout: dropout on the pooled vector before the heads, in [0, 1).
+
+    Example:
+        >>> spec = TaskSpec(
+        ...     encoder="models/minilm",
+        ...     groups=[
+        ...         LabelGroup("section", "multiclass", labels=["utils", "net"]),
+        ...         LabelGroup("use", "multilabel", labels=["editing", "viewing"]),
+        ...     ],
+        ...     max_length=128,
+        ... )
+        >>> TaskSpec.from_json(spec.to_json()) == spec
+        True
+    """
+
+    encoder: str
+    groups: tuple[LabelGroup, ...]
+    max_length: int = 128
+    text_column: str = "text"
+    head_dropout: float = 0.1
+    _by_name: dict[str, LabelGroup] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.encoder, os.PathLike):
+            object.__setattr__(self, "encoder", os.fspath(self.encoder))
+        if not isinstance(self.encoder, str) or not self.encoder:
+            raise TypeError(
+                f"TaskSpec `encoder` must be the path of a local model folder, received "
+                f"{self.encoder!r}."
+            )
+        groups = self.groups
+        if isinstance(groups, (LabelGroup, str)) or not isinstance(groups, Sequence):
+            raise TypeError(f"TaskSpec `groups` must be a list of LabelGroup, received {groups!r}.")
+        groups = tuple(LabelGroup.from_dict(g) if isinstance(g, Mapping) else g for g in groups)
+        if not groups:
+            raise ValueError("TaskSpec `groups` is empty; give at least one LabelGroup.")
+        for group in groups:
+            if not isinstance(group, LabelGroup):
+                raise TypeError(
+                    f"TaskSpec `groups` items must be LabelGroup, received {group!r} "
+                    f"({type(group).__name__})."
+                )
+        names = [group.name for group in groups]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(
+                f"TaskSpec `groups`: duplicate group names {duplicates}; each output "
+                "needs its own name."
+            )
+        object.__setattr__(self, "groups", groups)
+        object.__setattr__(self, "_by_name", {group.name: group for group in groups})
+
+        if not isinstance(self.max_length, int) or isinstance(self.max_length, bool) or self.max_length < 3:
+            raise ValueError(
+                f"TaskSpec `max_length` must be an integer >= 3 ([CLS], one token, [SEP]), "
+                f"received {self.max_length!r}."
+            )
+        if not isinstance(self.text_column, str) or not self.text_column:
+            raise TypeError(
+                f"TaskSpec `text_column` must be a non-empty string, received {self.text_column!r}."
+            )
+        if not _is_real(self.head_dropout) or not 0.0 <= self.head_dropout < 1.0:
+            raise ValueError(
+                f"TaskSpec `head_dropout` must be a number in [0, 1), received {self.head_dropout!r}."
+            )
+
+    # --- access -------------------------------------------------------------
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        return tuple(group.name for group in self.groups)
+
+    def group(self, name: str) -> LabelGroup:
+        """The group called ``name``."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(
+                f"No label group named {name!r}; groups are {list(self.group_names)}."
+            ) from None
+
+    def with_thresholds(self, thresholds: Mapping[str, Sequence[float]]) -> TaskSpec:
+        """A copy with new per-label thresholds for the named groups."""
+        for name in thresholds:
+            self.group(name)
+        groups = [
+            replace(g, thresholds=tuple(thresholds[g.name])) if g.name in thresholds else g
+            for g in self.groups
+        ]
+        return replace(self, groups=tuple(groups))
+
+    # --- JSON ---------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": SPEC_FORMAT_VERSION,
+            "encoder": self.encoder,
+            "max_length": self.max_length,
+            "text_column": self.text_column,
+            "head_dropout": self.head_dropout,
+            "groups": [group.to_dict() for group in self.groups],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TaskSpec:
+        if not isinstance(data, Mapping):
+            raise TypeError(f"A task spec must be a JSON object, received {data!r}.")
+        data = dict(data)
+        version = data.pop("format_version", SPEC_FORMAT_VERSION)
+        if version != SPEC_FORMAT_VERSION:
+            raise ValueError(
+                f"Task spec `format_version` {version!r} is not supported; this mtkeras "
+                f"reads version {SPEC_FORMAT_VERSION}."
+            )
+        # Groups given as dicts are turned into LabelGroup by __post_init__.
+        return cls(**_checked_keys(cls, data, "task spec"))
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> TaskSpec:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"Task spec is not valid JSON: {error}.") from None
+        return cls.from_dict(data)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the spec as JSON (atomically: a reader never sees half a file)."""
+        path = os.fspath(path)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(self.to_json())
+            handle.write("\n")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> TaskSpec:
+        with open(path, encoding="utf-8") as handle:
+            return cls.from_json(handle.read())
+
+
+def _checked_keys(cls: type, data: Mapping[str, Any], what: str) -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        raise TypeError(f"A {what} must be a JSON object, received {data!r}.")
+    accepted = [f.name for f in fields(cls) if f.init]
+    unknown = sorted(set(data) - set(accepted))
+    if unknown:
+        raise ValueError(f"Unknown {what} field(s) {unknown}; accepted fields: {accepted}.")
+    return dict(data)
