@@ -92,7 +92,7 @@ def encode_targets(spec: TaskSpec, records: Sequence[Mapping[str, Any]]) -> dict
             targets[group.name].append(group.kind_rules.encode(group, record[column], row))
     return {
         group.name: np.stack(rows) if rows else np.zeros((0, len(group.labels)), np.float32)
-        for group, rows in zip(spec.groups, targets.values())
+        for group, rows in zip(spec.groups, targets.values(), strict=True)
     }
 
 

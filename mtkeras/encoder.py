@@ -21,7 +21,7 @@ from mtkeras._compat import (
     load_pytorch_state_dict_in_tf2_model,
     transformers,
 )
-from mtkeras.spec import INPUT_NAMES, TaskSpec
+from mtkeras.spec import BERT_LAYER, ENCODER_LAYER, INPUT_NAMES, TaskSpec
 
 #: Weight files an encoder folder may hold, in the order they are tried.
 WEIGHT_FILES: tuple[str, ...] = ("model.safetensors", "tf_model.h5")
@@ -55,7 +55,7 @@ class BertEncoder(keras.layers.Layer):
         # The inner model is named so its weights read "bert_model/bert/...":
         # transformers' PyTorch->TF mapping drops that first level. No pooler:
         # mean pooling replaces it, and unused weights would get no gradient.
-        self.bert = TFBertModel(self.bert_config, add_pooling_layer=False, name="bert_model")
+        self.bert = TFBertModel(self.bert_config, add_pooling_layer=False, name=BERT_LAYER)
 
     def build_weights(self) -> None:
         """Create the encoder's variables now (eagerly), e.g. before loading weights."""
@@ -171,7 +171,7 @@ def _load_safetensors(encoder: BertEncoder, path: str) -> None:
 def load_encoder(folder: str) -> BertEncoder:
     """A :class:`BertEncoder` with the pretrained weights of a local folder (no torch, no network)."""
     config = load_bert_config(folder)
-    encoder = BertEncoder(config, name="encoder")
+    encoder = BertEncoder(config, name=ENCODER_LAYER)
     for name in WEIGHT_FILES:
         path = os.path.join(folder, name)
         if not os.path.isfile(path):

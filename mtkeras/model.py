@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mtkeras._compat import BertConfig, keras, tf
 from mtkeras.encoder import BertEncoder, check_spec_fits, load_bert_config, load_encoder
-from mtkeras.spec import INPUT_NAMES, TaskSpec
+from mtkeras.spec import DROPOUT_LAYER, ENCODER_LAYER, INPUT_NAMES, POOLING_LAYER, TaskSpec
 
 
 def build_model(spec: TaskSpec, *, bert_config: BertConfig | None = None) -> keras.Model:
@@ -37,7 +37,7 @@ def build_model(spec: TaskSpec, *, bert_config: BertConfig | None = None) -> ker
                 f"{bert_config!r} ({type(bert_config).__name__})."
             )
         check_spec_fits(spec, bert_config)
-        encoder = BertEncoder(bert_config, name="encoder")
+        encoder = BertEncoder(bert_config, name=ENCODER_LAYER)
 
     # Inputs: named like the Hugging Face keyword arguments, any length.
     inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in INPUT_NAMES}
@@ -45,8 +45,8 @@ def build_model(spec: TaskSpec, *, bert_config: BertConfig | None = None) -> ker
     # Encoder and pooling: mean over real tokens only (the mask keeps padding out).
     hidden = encoder(inputs)
     token_mask = tf.cast(inputs["attention_mask"], tf.bool)
-    pooled = keras.layers.GlobalAveragePooling1D(name="mean_pooling")(hidden, mask=token_mask)
-    pooled = keras.layers.Dropout(spec.head_dropout, name="head_dropout")(pooled)
+    pooled = keras.layers.GlobalAveragePooling1D(name=POOLING_LAYER)(hidden, mask=token_mask)
+    pooled = keras.layers.Dropout(spec.head_dropout, name=DROPOUT_LAYER)(pooled)
 
     # Heads: one Dense per group, its size and activation from the group's kind.
     stddev = encoder.bert_config.initializer_range

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from mtkeras._compat import keras, tf
@@ -21,7 +22,10 @@ class RAdam(keras.optimizers.Optimizer):
     linearly to ``min_learning_rate`` at ``total_steps`` (as in
     tensorflow-addons' RectifiedAdam). Weight decay is decoupled (AdamW-style):
     ``w -= lr_t * weight_decay * w``; exclude variables with
-    ``exclude_from_weight_decay(var_names=[...])``.
+    ``exclude_from_weight_decay(var_names=[...])``. ``lr_multipliers`` maps
+    regular expressions on variable names to a factor on their step size
+    (e.g. freshly initialised heads learning faster than a pretrained encoder);
+    the first matching pattern wins.
 
     Example:
         >>> optimizer = RAdam(learning_rate=3e-5, warmup_steps=100, weight_decay=0.01)
@@ -39,6 +43,7 @@ class RAdam(keras.optimizers.Optimizer):
         total_steps: int = 0,
         min_learning_rate: float = 0.0,
         rectify_threshold: float = 5.0,
+        lr_multipliers: dict[str, float] | None = None,
         name: str = "RAdam",
         **kwargs: Any,
     ) -> None:
@@ -63,6 +68,17 @@ class RAdam(keras.optimizers.Optimizer):
             )
         if not min_learning_rate >= 0:
             raise ValueError(f"RAdam `min_learning_rate` must be >= 0, received {min_learning_rate!r}.")
+        lr_multipliers = dict(lr_multipliers or {})
+        for pattern, factor in lr_multipliers.items():
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"RAdam `lr_multipliers` key {pattern!r} is not a regular expression: {error}.") from None
+            if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 0):
+                raise ValueError(
+                    f"RAdam `lr_multipliers[{pattern!r}]` must be a finite number > 0, received {factor!r}."
+                )
+        self.lr_multipliers = lr_multipliers
         self._learning_rate = self._build_learning_rate(learning_rate)
         self.beta_1 = beta_1
         self.beta_2 = beta_2
@@ -92,11 +108,17 @@ class RAdam(keras.optimizers.Optimizer):
             lr = tf.where(step > self.warmup_steps, lr + (min_lr - lr) * progress, lr)
         return lr
 
+    def _multiplier(self, variable: tf.Variable) -> float:
+        for pattern, factor in self.lr_multipliers.items():
+            if re.search(pattern, variable.name):
+                return float(factor)
+        return 1.0
+
     def update_step(self, gradient: tf.Tensor, variable: tf.Variable) -> None:
         dtype = variable.dtype
         gradient = tf.convert_to_tensor(gradient)  # sparse (embedding) gradients become dense
         step = tf.cast(self.iterations + 1, dtype)
-        lr = self._step_size(step, dtype)
+        lr = self._step_size(step, dtype) * self._multiplier(variable)
         beta_1 = tf.cast(self.beta_1, dtype)
         beta_2 = tf.cast(self.beta_2, dtype)
         beta_1_power = tf.pow(beta_1, step)
@@ -141,6 +163,7 @@ class RAdam(keras.optimizers.Optimizer):
                 "total_steps": self.total_steps,
                 "min_learning_rate": self.min_learning_rate,
                 "rectify_threshold": self.rectify_threshold,
+                "lr_multipliers": dict(self.lr_multipliers),
             }
         )
         return config

@@ -9,7 +9,7 @@ from typing import Any
 
 from mtkeras._compat import keras
 from mtkeras.encoder import load_tokenizer
-from mtkeras.spec import TaskSpec
+from mtkeras.spec import ENCODER_LAYER, TaskSpec
 
 MODEL_FILE = "model.keras"
 SPEC_FILE = "spec.json"
@@ -83,6 +83,6 @@ def load_model(folder: str | os.PathLike) -> tuple[keras.Model, TaskSpec, Any]:
             f"{folder!r}: the model's outputs {sorted(model.output_names)} do not match "
             f"spec.json's groups {sorted(spec.group_names)}."
         )
-    encoder = model.get_layer("encoder")
+    encoder = model.get_layer(ENCODER_LAYER)
     tokenizer = load_tokenizer(os.path.join(folder, TOKENIZER_DIR), config=encoder.bert_config)
     return model, spec, tokenizer

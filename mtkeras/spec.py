@@ -14,6 +14,9 @@ from mtkeras.kinds import KINDS, Kind
 
 #: Model input names, exactly the Hugging Face keyword arguments.
 INPUT_NAMES: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
+#: Names of the model's own layers (see model.py); a group may not take them.
+ENCODER_LAYER, BERT_LAYER, POOLING_LAYER, DROPOUT_LAYER = "encoder", "bert_model", "mean_pooling", "head_dropout"
+LAYER_NAMES: tuple[str, ...] = (ENCODER_LAYER, BERT_LAYER, POOLING_LAYER, DROPOUT_LAYER)
 
 _NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 _DEFAULT_THRESHOLD = 0.5
@@ -55,10 +58,10 @@ class LabelGroup:
                 f"LabelGroup `name` must be 1-64 letters, digits or '_' starting with a "
                 f"letter (it names a Keras output); received {self.name!r}."
             )
-        if self.name in INPUT_NAMES:
+        if self.name in INPUT_NAMES + LAYER_NAMES:
             raise ValueError(
-                f"LabelGroup `name` {self.name!r} clashes with a model input; "
-                f"input names are {list(INPUT_NAMES)}."
+                f"LabelGroup `name` {self.name!r} clashes with a model input or layer; "
+                f"reserved names are {list(INPUT_NAMES + LAYER_NAMES)}."
             )
         if self.kind not in KINDS:
             raise ValueError(
@@ -124,7 +127,7 @@ class LabelGroup:
                 f"LabelGroup {self.name!r}: `thresholds` has {len(thresholds)} values for "
                 f"{len(self.labels)} labels; give one per label."
             )
-        for label, value in zip(self.labels, thresholds):
+        for label, value in zip(self.labels, thresholds, strict=True):
             if not _is_real(value) or not 0.0 < value < 1.0:
                 raise ValueError(
                     f"LabelGroup {self.name!r}: threshold for label {label!r} must be a "

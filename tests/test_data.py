@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+
+import mtkeras as mtk
+
+
+def test_encode_targets(tiny_spec):
+    y = mtk.encode_targets(tiny_spec, [{"topic": "beta", "colour": ["red", "yellow"]},
+                                       {"topic": "alpha", "colour": []}])
+    assert set(y) == {"topic", "colour"}
+    np.testing.assert_array_equal(y["topic"], [[0, 1, 0], [1, 0, 0]])
+    np.testing.assert_array_equal(y["colour"], [[1, 0, 0, 1], [0, 0, 0, 0]])
+    assert y["topic"].dtype == np.float32
+    empty = mtk.encode_targets(tiny_spec, [])
+    assert empty["colour"].shape == (0, 4)
+
+
+def test_encode_targets_errors(tiny_spec):
+    with pytest.raises(ValueError, match=r"Row 1, group 'topic': unknown label 'delta'\. Accepted labels: \['alpha'"):
+        mtk.encode_targets(tiny_spec, [{"topic": "beta", "colour": []}, {"topic": "delta", "colour": []}])
+    with pytest.raises(TypeError, match=r"Row 0, group 'topic' \(multiclass\): expected one label as a string, received \['beta'\]"):
+        mtk.encode_targets(tiny_spec, [{"topic": ["beta"], "colour": []}])
+    with pytest.raises(TypeError, match=r"Row 0, group 'colour' \(multilabel\): expected a list of labels .* received 'red'"):
+        mtk.encode_targets(tiny_spec, [{"topic": "beta", "colour": "red"}])
+    with pytest.raises(KeyError, match=r"Row 0 has no field 'colour' for group 'colour'"):
+        mtk.encode_targets(tiny_spec, [{"topic": "beta"}])
+
+
+def test_tokenize_pads_to_longest_or_max_length(tiny_tokenizer):
+    x = mtk.tokenize(tiny_tokenizer, ["red", "the red blue program"], max_length=32)
+    assert set(x) == set(mtk.INPUT_NAMES)
+    assert x["input_ids"].shape == (2, 6) and x["input_ids"].dtype == np.int32
+    np.testing.assert_array_equal(x["attention_mask"][0], [1, 1, 1, 0, 0, 0])
+    full = mtk.tokenize(tiny_tokenizer, ["red"], max_length=32, padding="max_length")
+    assert full["input_ids"].shape == (1, 32)
+    cut = mtk.tokenize(tiny_tokenizer, ["red " * 100], max_length=8)
+    assert cut["input_ids"].shape == (1, 8) and cut["input_ids"][0, -1] == tiny_tokenizer.sep_token_id
+    with pytest.raises(ValueError, match=r"`padding` must be one of \['longest', 'max_length'\], received 'max'"):
+        mtk.tokenize(tiny_tokenizer, ["red"], 8, padding="max")
+
+
+def test_pad_rows_matches_tokenizer_padding(tiny_tokenizer):
+    texts = ["red", "the red blue program", "alpha beta"]
+    encoded = tiny_tokenizer(texts, return_token_type_ids=True, return_attention_mask=True)
+    batch = mtk.pad_rows(encoded, [2, 0], pad_id=tiny_tokenizer.pad_token_id)
+    reference = mtk.tokenize(tiny_tokenizer, [texts[2], texts[0]], 32)
+    for name in mtk.INPUT_NAMES:
+        np.testing.assert_array_equal(batch[name], reference[name])
+
+
+def test_check_texts_errors():
+    assert mtk.check_texts(("a", "b")) == ["a", "b"]
+    with pytest.raises(TypeError, match=r"`texts` must be a list of strings, received a single str 'one text'; wrap"):
+        mtk.check_texts("one text")
+    with pytest.raises(TypeError, match=r"`texts\[1\]` is 3 \(int\); every text must be a str"):
+        mtk.check_texts(["a", 3])
+    with pytest.raises(TypeError, match=r"`texts` must be a list of strings, received 5 \(int\)"):
+        mtk.check_texts(5)
+
+
+def test_read_jsonl(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"text": "a"}\n\n{"text": "b"}\n', encoding="utf-8")
+    assert mtk.read_jsonl(path) == [{"text": "a"}, {"text": "b"}]
+    path.write_text('{"text": "a"}\n{"text": \n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"d\.jsonl, line 2: not valid JSON"):
+        mtk.read_jsonl(path)
+    path.write_text('[1, 2]\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"line 1: expected a JSON object, received \[1, 2\]"):
+        mtk.read_jsonl(path)

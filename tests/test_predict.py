@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+
+import mtkeras as mtk
+
+
+@pytest.fixture()
+def predictor(tiny_model, tiny_spec, tiny_tokenizer):
+    return mtk.Predictor(tiny_model, tiny_spec, tiny_tokenizer, batch_size=2)
+
+
+TEXTS = ["red alpha", "the blue beta program data tool server", "gamma", "green yellow editor the a an"]
+
+
+def test_predict_returns_label_names_per_group(predictor, tiny_spec):
+    predictions = predictor.predict(TEXTS)
+    assert len(predictions) == len(TEXTS)
+    for row in predictions:
+        assert set(row) == {"topic", "colour"}
+        assert row["topic"] in tiny_spec.group("topic").labels
+        assert isinstance(row["colour"], list) and set(row["colour"]) <= set(tiny_spec.group("colour").labels)
+
+
+def test_results_are_in_input_order_whatever_the_batching(tiny_model, tiny_spec, tiny_tokenizer, predictor):
+    one_batch = mtk.Predictor(tiny_model, tiny_spec, tiny_tokenizer, batch_size=64).predict_proba(TEXTS)
+    sorted_batches = predictor.predict_proba(TEXTS)
+    x = mtk.tokenize(tiny_tokenizer, TEXTS, tiny_spec.max_length)
+    direct = tiny_model.predict(x, verbose=0)
+    for name in direct:
+        np.testing.assert_allclose(sorted_batches[name], direct[name], atol=1e-6)
+        np.testing.assert_allclose(one_batch[name], direct[name], atol=1e-6)
+
+
+def test_default_tokenizer_comes_from_the_encoder_folder(tiny_model, tiny_spec):
+    assert mtk.Predictor(tiny_model, tiny_spec).tokenizer.vocab == mtk.load_tokenizer(tiny_spec.encoder).vocab
+
+
+def test_decode_argmax_and_thresholds(tiny_model, tiny_spec, tiny_tokenizer):
+    spec = tiny_spec.with_thresholds({"colour": [0.5, 0.3, 0.9, 0.5]})
+    predictor = mtk.Predictor(tiny_model, spec, tiny_tokenizer)
+    probs = {
+        "topic": np.array([[0.1, 0.7, 0.2], [0.5, 0.2, 0.3]]),
+        "colour": np.array([[0.5, 0.29, 0.95, 0.1], [0.49, 0.31, 0.89, 0.0]]),
+    }
+    assert predictor.decode(probs) == [
+        {"topic": "beta", "colour": ["red", "green"]},
+        {"topic": "alpha", "colour": ["blue"]},
+    ]
+
+
+def test_empty_input(predictor):
+    assert predictor.predict([]) == []
+    assert predictor.predict_proba([])["colour"].shape == (0, 4)
+
+
+def test_bad_input(predictor, tiny_model, tiny_spec):
+    with pytest.raises(TypeError, match=r"`texts` must be a list of strings, received a single str 'red alpha'"):
+        predictor.predict("red alpha")
+    with pytest.raises(TypeError, match=r"`texts\[1\]` is None \(NoneType\); every text must be a str"):
+        predictor.predict(["red", None])
+    with pytest.raises(TypeError, match=r"`texts` must be a list of strings, received a single bytes b'red'"):
+        predictor.predict(b"red")
+    with pytest.raises(ValueError, match=r"`batch_size` must be an integer >= 1, received 0"):
+        mtk.Predictor(tiny_model, tiny_spec, batch_size=0)
+    other = mtk.TaskSpec(encoder=tiny_spec.encoder, max_length=32,
+                         groups=[mtk.LabelGroup("other", "multilabel", labels=["x"])])
+    with pytest.raises(ValueError, match=r"The model has no outputs for groups \['other'\]"):
+        mtk.Predictor(tiny_model, other)
+
+
+def test_public_api():
+    for name in ("LabelGroup", "TaskSpec", "build_model", "compile_model", "RAdam", "Predictor"):
+        assert name in mtk.__all__ and hasattr(mtk, name)

@@ -1,0 +1,85 @@
+import os
+
+import numpy as np
+import pytest
+from conftest import synthetic_records
+
+import mtkeras as mtk
+
+TEXTS = [r["text"] for r in synthetic_records(12, seed=3)]
+
+
+def outputs(model, tokenizer, spec):
+    return model.predict(mtk.tokenize(tokenizer, TEXTS, spec.max_length), verbose=0)
+
+
+def assert_same(a, b):
+    assert set(a) == set(b)
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], atol=1e-6)
+
+
+def test_keras_file_round_trip(tiny_model, tiny_spec, tiny_tokenizer, tmp_path):
+    mtk.compile_model(tiny_model, tiny_spec)
+    path = tmp_path / "model.keras"
+    tiny_model.save(path)
+    loaded = mtk.keras.models.load_model(path, safe_mode=True)  # no custom_objects
+    assert_same(outputs(tiny_model, tiny_tokenizer, tiny_spec), outputs(loaded, tiny_tokenizer, tiny_spec))
+    assert isinstance(loaded.optimizer, mtk.RAdam)
+
+
+def test_savedmodel_round_trip(tiny_model, tiny_spec, tiny_tokenizer, tmp_path):
+    path = str(tmp_path / "savedmodel")
+    tiny_model.save(path, save_format="tf")
+    loaded = mtk.keras.models.load_model(path)
+    assert_same(outputs(tiny_model, tiny_tokenizer, tiny_spec), outputs(loaded, tiny_tokenizer, tiny_spec))
+    assert isinstance(loaded.get_layer("encoder"), mtk.BertEncoder)
+
+
+def test_model_folder_round_trip(tiny_model, tiny_spec, tiny_tokenizer, tmp_path):
+    tuned = tiny_spec.with_thresholds({"colour": [0.2, 0.4, 0.6, 0.8]})
+    folder = mtk.save_model(tiny_model, tuned, tmp_path / "run", tiny_tokenizer)
+    assert sorted(os.listdir(folder)) == ["model.keras", "spec.json", "tokenizer"]
+    assert sorted(os.listdir(tmp_path)) == ["run"]  # no staging folder left behind
+    model, spec, tokenizer = mtk.load_model(folder)
+    assert spec == tuned
+    assert tokenizer(TEXTS)["input_ids"] == tiny_tokenizer(TEXTS)["input_ids"]
+    assert_same(outputs(tiny_model, tiny_tokenizer, tiny_spec), outputs(model, tokenizer, spec))
+    before = mtk.Predictor(tiny_model, tuned, tiny_tokenizer).predict(TEXTS)
+    assert mtk.Predictor.from_folder(folder).predict(TEXTS) == before
+
+
+def test_save_refuses_to_overwrite_unless_asked(tiny_model, tiny_spec, tiny_tokenizer, tmp_path):
+    folder = mtk.save_model(tiny_model, tiny_spec, tmp_path / "run", tiny_tokenizer)
+    with pytest.raises(FileExistsError, match=r"Model folder '.*run' already exists; pass overwrite=True"):
+        mtk.save_model(tiny_model, tiny_spec, folder, tiny_tokenizer)
+    tuned = tiny_spec.with_thresholds({"colour": [0.3] * 4})
+    mtk.save_model(tiny_model, tuned, folder, tiny_tokenizer, overwrite=True)
+    assert mtk.load_model(folder)[1] == tuned
+    assert sorted(os.listdir(tmp_path)) == ["run"]
+
+
+def test_failed_save_leaves_previous_folder_intact(tiny_model, tiny_spec, tmp_path):
+    folder = mtk.save_model(tiny_model, tiny_spec, tmp_path / "run", mtk.load_tokenizer(tiny_spec.encoder))
+
+    class BrokenTokenizer:
+        def save_pretrained(self, path):
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        mtk.save_model(tiny_model, tiny_spec, folder, BrokenTokenizer(), overwrite=True)
+    assert sorted(os.listdir(tmp_path)) == ["run"]
+    assert mtk.load_model(folder)[1] == tiny_spec
+
+
+def test_load_errors(tiny_model, tiny_spec, tiny_tokenizer, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"is not an mtkeras model folder: 'model.keras' is missing"):
+        mtk.load_model(tmp_path)
+    other = mtk.TaskSpec(encoder=tiny_spec.encoder, max_length=32,
+                         groups=[mtk.LabelGroup("other", "multilabel", labels=["x"])])
+    with pytest.raises(ValueError, match=r"The model's outputs \['colour', 'topic'\] do not match the spec's groups"):
+        mtk.save_model(tiny_model, other, tmp_path / "bad", tiny_tokenizer)
+    folder = mtk.save_model(tiny_model, tiny_spec, tmp_path / "run", tiny_tokenizer)
+    other.save(os.path.join(folder, "spec.json"))
+    with pytest.raises(ValueError, match=r"do not match spec.json's groups \['other'\]"):
+        mtk.load_model(folder)

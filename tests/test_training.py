@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+from conftest import synthetic_records, tiny_config
+
+import mtkeras as mtk
+
+
+def data(spec, tokenizer, n, seed=0):
+    records = synthetic_records(n, seed=seed)
+    return mtk.tokenize(tokenizer, [r["text"] for r in records], spec.max_length), mtk.encode_targets(spec, records)
+
+
+def test_loss_metric_and_weight_dicts_are_keyed_by_output(tiny_model, tiny_spec):
+    mtk.compile_model(tiny_model, tiny_spec)
+    outputs = set(tiny_model.output_names)
+    assert set(mtk.build_losses(tiny_spec)) == outputs
+    assert mtk.build_loss_weights(tiny_spec) == {"topic": 0.7, "colour": 4.0}
+    assert set(mtk.build_metrics(tiny_spec)) == outputs
+    assert isinstance(tiny_model.loss["topic"], mtk.keras.losses.CategoricalCrossentropy)
+    assert isinstance(tiny_model.loss["colour"], mtk.keras.losses.BinaryCrossentropy)
+    assert isinstance(tiny_model.optimizer, mtk.RAdam)
+
+
+def test_weighted_total_loss_is_the_sum_of_weighted_head_losses(tiny_model, tiny_spec, tiny_tokenizer):
+    mtk.compile_model(tiny_model, tiny_spec)
+    x, y = data(tiny_spec, tiny_tokenizer, 64)
+    result = tiny_model.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)
+    expected = 0.7 * result["topic_loss"] + 4.0 * result["colour_loss"]
+    assert result["loss"] == pytest.approx(expected, rel=1e-5)
+    # And each head loss is the plain Keras loss of that head alone.
+    predictions = tiny_model.predict(x, verbose=0)
+    bce = mtk.keras.losses.BinaryCrossentropy()(y["colour"], predictions["colour"]).numpy()
+    assert result["colour_loss"] == pytest.approx(float(bce), rel=1e-5)
+
+
+def test_metrics_per_head(tiny_model, tiny_spec, tiny_tokenizer):
+    mtk.compile_model(tiny_model, tiny_spec)
+    x, y = data(tiny_spec, tiny_tokenizer, 32)
+    result = tiny_model.evaluate(x, y, verbose=0, return_dict=True)
+    for name in ("topic", "colour"):
+        assert 0.0 <= result[f"{name}_roc_auc"] <= 1.0
+        assert 0.0 <= result[f"{name}_accuracy"] <= 1.0
+
+
+def test_loss_goes_down_on_a_learnable_task(tiny_spec, tiny_tokenizer):
+    mtk.keras.utils.set_random_seed(0)
+    model = mtk.build_model(tiny_spec, bert_config=tiny_config())
+    mtk.compile_model(model, tiny_spec, learning_rate=1e-3, warmup_steps=10)
+    x, y = data(tiny_spec, tiny_tokenizer, 256)
+    x_val, y_val = data(tiny_spec, tiny_tokenizer, 128, seed=1)
+    before = model.evaluate(x_val, y_val, verbose=0, return_dict=True)
+    history = model.fit(x, y, validation_data=(x_val, y_val), epochs=8, batch_size=32, verbose=0)
+    losses = history.history["loss"]
+    assert losses[-1] < 0.5 * losses[0]
+    assert history.history["val_loss"][-1] < 0.5 * before["loss"]
+    assert history.history["val_topic_accuracy"][-1] > 0.9  # the topic word is in the text
+    assert history.history["val_colour_roc_auc"][-1] > 0.9
+
+
+def test_user_optimizer_and_metrics_are_used(tiny_model, tiny_spec):
+    optimizer = mtk.keras.optimizers.SGD(0.01)
+    mtk.compile_model(tiny_model, tiny_spec, optimizer=optimizer,
+                      metrics={"topic": ["accuracy"], "colour": [mtk.keras.metrics.Precision(name="p")]})
+    assert tiny_model.optimizer is optimizer
+
+
+def test_head_lr_multiplier_reaches_the_optimizer(tiny_model, tiny_spec):
+    mtk.compile_model(tiny_model, tiny_spec, head_lr_multiplier=20.0)
+    assert tiny_model.optimizer.lr_multipliers == {"^topic/": 20.0, "^colour/": 20.0}
+
+
+def test_compile_errors(tiny_model, tiny_spec):
+    with pytest.raises(ValueError, match=r"`metrics` has keys \['topics'\] that are not outputs"):
+        mtk.compile_model(tiny_model, tiny_spec, metrics={"topics": ["accuracy"]})
+    other = mtk.TaskSpec(encoder=tiny_spec.encoder, max_length=32,
+                         groups=[mtk.LabelGroup("other", "multilabel", labels=["x"])])
+    with pytest.raises(ValueError, match=r"The model's outputs \['colour', 'topic'\] do not match the spec's groups \['other'\]"):
+        mtk.compile_model(tiny_model, other)
+
+
+def test_fit_with_plain_keras_callbacks(tiny_model, tiny_spec, tiny_tokenizer, tmp_path):
+    mtk.compile_model(tiny_model, tiny_spec, learning_rate=1e-3)
+    x, y = data(tiny_spec, tiny_tokenizer, 64)
+    callbacks = [
+        mtk.keras.callbacks.EarlyStopping(monitor="val_loss", patience=1),
+        mtk.keras.callbacks.ModelCheckpoint(str(tmp_path / "best.keras"), monitor="val_topic_roc_auc", mode="max",
+                                            save_best_only=True),
+    ]
+    tiny_model.fit(x, y, validation_split=0.25, epochs=2, batch_size=16, verbose=0, callbacks=callbacks)
+    restored = mtk.keras.models.load_model(tmp_path / "best.keras")  # RAdam and the encoder load by registration
+    assert isinstance(restored.optimizer, mtk.RAdam)
+    assert np.isfinite(restored.evaluate(x, y, verbose=0))
