@@ -73,7 +73,9 @@ class RAdam(keras.optimizers.Optimizer):
             try:
                 re.compile(pattern)
             except re.error as error:
-                raise ValueError(f"RAdam `lr_multipliers` key {pattern!r} is not a regular expression: {error}.") from None
+                raise ValueError(
+                    f"RAdam `lr_multipliers` key {pattern!r} is not a regular expression: {error}."
+                ) from None
             if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 0):
                 raise ValueError(
                     f"RAdam `lr_multipliers[{pattern!r}]` must be a finite number > 0, received {factor!r}."
@@ -104,7 +106,7 @@ class RAdam(keras.optimizers.Optimizer):
         if self.total_steps:
             decay_steps = float(self.total_steps - self.warmup_steps)
             progress = tf.clip_by_value((step - self.warmup_steps) / decay_steps, 0.0, 1.0)
-            min_lr = tf.cast(self.min_learning_rate, dtype)
+            min_lr = tf.constant(self.min_learning_rate, dtype)
             lr = tf.where(step > self.warmup_steps, lr + (min_lr - lr) * progress, lr)
         return lr
 
@@ -119,13 +121,14 @@ class RAdam(keras.optimizers.Optimizer):
         gradient = tf.convert_to_tensor(gradient)  # sparse (embedding) gradients become dense
         step = tf.cast(self.iterations + 1, dtype)
         lr = self._step_size(step, dtype) * self._multiplier(variable)
-        beta_1 = tf.cast(self.beta_1, dtype)
-        beta_2 = tf.cast(self.beta_2, dtype)
+        # tf.constant, not tf.cast: casting a Python float goes through float32 first.
+        beta_1 = tf.constant(self.beta_1, dtype)
+        beta_2 = tf.constant(self.beta_2, dtype)
         beta_1_power = tf.pow(beta_1, step)
         beta_2_power = tf.pow(beta_2, step)
 
         if self.weight_decay is not None and self._use_weight_decay(variable):
-            variable.assign_sub(variable * lr * tf.cast(self.weight_decay, dtype))
+            variable.assign_sub(variable * lr * tf.constant(self.weight_decay, dtype))
 
         index = self._index_dict[self._var_key(variable)]
         m = self._momentums[index]
@@ -143,7 +146,7 @@ class RAdam(keras.optimizers.Optimizer):
             * rho_inf
             / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)
         )
-        adaptive = tf.sqrt(1.0 - beta_2_power) / (tf.sqrt(v) + tf.cast(self.epsilon, dtype))
+        adaptive = tf.sqrt(1.0 - beta_2_power) / (tf.sqrt(v) + tf.constant(self.epsilon, dtype))
         update = tf.where(rho_t > self.rectify_threshold, r_t * m_hat * adaptive, m_hat)
         variable.assign_sub(lr * update)
 

@@ -17,7 +17,7 @@ WORDS = (
     "program file network editor image sound text data tool library server client game "
     "convert view edit play read write ##s ##ing ##ed ##er"
 ).split()
-VOCAB = SPECIAL + WORDS + list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'-")
+VOCAB = list(dict.fromkeys(SPECIAL + WORDS + list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'-")))
 
 
 def tiny_config(**overrides) -> BertConfig:
@@ -43,7 +43,8 @@ def write_vocab(folder: str, vocab=VOCAB) -> None:
 
 
 def write_pt_safetensors(model: TFBertModel, path: str) -> None:
-    """Save a TF BERT's weights in the PyTorch layout published checkpoints use."""
+    """Save a TF BERT's weights in the PyTorch layout of a published ``BertModel`` checkpoint
+    (names like ``encoder.layer.0.attention.self.query.weight``, kernels transposed)."""
     from safetensors.numpy import save_file
     from transformers.modeling_tf_pytorch_utils import (
         TransposeType,
@@ -58,7 +59,7 @@ def write_pt_safetensors(model: TFBertModel, path: str) -> None:
         value = weight.numpy()
         if transpose is TransposeType.SIMPLE:
             value = value.T
-        tensors[name] = np.ascontiguousarray(value)
+        tensors[name.removeprefix("bert.")] = np.ascontiguousarray(value)
     save_file(tensors, path, metadata={"format": "pt"})
 
 

@@ -78,7 +78,8 @@ def test_head_sizes_and_activations_follow_the_spec(tiny_model, tiny_spec):
 
 
 def test_bert_config_type_is_checked(tiny_spec):
-    with pytest.raises(TypeError, match=r"`bert_config` must be a transformers.BertConfig or None, received \{'hidden_size': 32\}"):
+    message = r"`bert_config` must be a transformers.BertConfig or None, received \{'hidden_size': 32\}"
+    with pytest.raises(TypeError, match=message):
         mtk.build_model(tiny_spec, bert_config={"hidden_size": 32})
 
 

@@ -11,7 +11,11 @@ from mtkeras._compat import tf
 
 def reference_radam(grad_fn, theta, steps, lr, beta_1=0.9, beta_2=0.999, eps=1e-7, threshold=5.0,
                     warmup_steps=0, total_steps=0, min_lr=0.0, weight_decay=0.0):
-    """The published update rule, step by step, in float64."""
+    """The published update rule, step by step, in float64.
+
+    Keras keeps the learning rate in a float32 variable, so it is rounded the same way here.
+    """
+    lr = float(np.float32(lr))
     theta = np.array(theta, dtype=np.float64)
     m = np.zeros_like(theta)
     v = np.zeros_like(theta)
