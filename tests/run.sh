@@ -5,5 +5,5 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/.ci/setup-venv.sh"
 cd "$ROOT"
-"$PY" -m ruff check mtkeras tests examples benchmarks
+"$PY" -m ruff check .
 exec "$PY" -m pytest "$@"
