@@ -80,6 +80,11 @@ def test_folder_without_vocab(folder):
         mtk.load_tokenizer(folder)
 
 
+def test_missing_tokenizer_folder():
+    with pytest.raises(FileNotFoundError, match=r"Tokenizer folder '/no/such/dir' does not exist"):
+        mtk.load_tokenizer("/no/such/dir")
+
+
 def test_not_a_bert_config(folder):
     path = os.path.join(folder, "config.json")
     with open(path) as handle:

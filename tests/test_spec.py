@@ -171,6 +171,11 @@ def test_from_dict_rejects_unknown_fields_and_versions():
         mtk.TaskSpec.from_json("[1]")
 
 
+def test_group_from_non_mapping():
+    with pytest.raises(TypeError, match=r"A label group must be a JSON object, received \['use'\]"):
+        mtk.LabelGroup.from_dict(["use"])
+
+
 def test_group_lookup_and_with_thresholds():
     s = spec()
     assert s.group("use").labels == ("a", "b")
