@@ -16,15 +16,35 @@ Example:
 """
 
 from mtkeras._compat import keras
-from mtkeras.data import check_texts, encode_targets, pad_rows, read_jsonl, tokenize
+from mtkeras.config import load_config, parse_config
+from mtkeras.data import (
+    check_texts,
+    encode_targets,
+    make_dataset,
+    pad_rows,
+    read_csv,
+    read_jsonl,
+    read_records,
+    tokenize,
+)
 from mtkeras.encoder import BertEncoder, load_bert_config, load_encoder, load_tokenizer
+from mtkeras.evaluate import evaluate, evaluation_report, plot_roc_curves, summary, tune_thresholds
 from mtkeras.kinds import KINDS, Kind
 from mtkeras.model import build_model
 from mtkeras.optim import RAdam
 from mtkeras.predict import Predictor
 from mtkeras.saving import load_model, save_model
 from mtkeras.spec import INPUT_NAMES, LabelGroup, TaskSpec
-from mtkeras.training import build_loss_weights, build_losses, build_metrics, compile_model
+from mtkeras.training import (
+    BestCheckpoint,
+    MeanOverHeads,
+    build_loss_weights,
+    build_losses,
+    build_metrics,
+    compile_model,
+    training_callbacks,
+)
+from mtkeras.workflow import train
 
 __version__ = "0.1.0"
 
@@ -32,8 +52,10 @@ __all__ = [
     "INPUT_NAMES",
     "KINDS",
     "BertEncoder",
+    "BestCheckpoint",
     "Kind",
     "LabelGroup",
+    "MeanOverHeads",
     "Predictor",
     "RAdam",
     "TaskSpec",
@@ -44,13 +66,25 @@ __all__ = [
     "check_texts",
     "compile_model",
     "encode_targets",
+    "evaluate",
+    "evaluation_report",
     "keras",
     "load_bert_config",
+    "load_config",
     "load_encoder",
     "load_model",
     "load_tokenizer",
+    "make_dataset",
     "pad_rows",
+    "parse_config",
+    "plot_roc_curves",
+    "read_csv",
     "read_jsonl",
+    "read_records",
     "save_model",
+    "summary",
     "tokenize",
+    "train",
+    "training_callbacks",
+    "tune_thresholds",
 ]

@@ -35,10 +35,44 @@ def _label_index(group: LabelGroup, label: Any, row: int) -> int:
         ) from None
 
 
+def _per_label_auc(targets: np.ndarray, probs: np.ndarray) -> tuple[float | None, int]:
+    """Macro ROC-AUC over labels that have both classes in ``targets``, and how many were skipped."""
+    from sklearn.metrics import roc_auc_score
+
+    scores, skipped = [], 0
+    for j in range(targets.shape[1]):
+        column = targets[:, j]
+        if column.min() == column.max():
+            skipped += 1
+            continue
+        scores.append(roc_auc_score(column, probs[:, j]))
+    return (float(np.mean(scores)) if scores else None), skipped
+
+
+def _label_report(group: LabelGroup, targets: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
+    from sklearn.metrics import classification_report
+
+    return classification_report(
+        targets.astype(int),
+        predicted.astype(int),
+        labels=list(range(len(group.labels))),
+        target_names=list(group.labels),
+        output_dict=True,
+        zero_division=0,
+    )
+
+
 # --- multiclass: exactly one label per row ---------------------------------
 
 
 def _encode_multiclass(group: LabelGroup, value: Any, row: int) -> np.ndarray:
+    if isinstance(value, (list, tuple, set, frozenset)) and len(value) != 1:
+        raise ValueError(
+            f"Row {row}, group {group.name!r} (multiclass): a cell holds exactly one label, received "
+            f"{len(value)} labels {sorted(value)!r}; use a multilabel group for several labels per text."
+        )
+    if isinstance(value, (list, tuple)):
+        value = value[0]
     if not isinstance(value, str):
         raise TypeError(
             f"Row {row}, group {group.name!r} (multiclass): expected one label as a "
@@ -51,6 +85,27 @@ def _encode_multiclass(group: LabelGroup, value: Any, row: int) -> np.ndarray:
 
 def _decode_multiclass(group: LabelGroup, probs: np.ndarray) -> list[str]:
     return [group.labels[i] for i in np.argmax(probs, axis=-1)]
+
+
+def _indicator_multiclass(group: LabelGroup, probs: np.ndarray) -> np.ndarray:
+    return np.eye(len(group.labels), dtype=np.int8)[np.argmax(probs, axis=-1)]
+
+
+def _evaluate_multiclass(group: LabelGroup, probs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    true = np.argmax(targets, axis=-1)
+    predicted = np.argmax(probs, axis=-1)
+    present = sorted(set(true.tolist()) | set(predicted.tolist()))
+    auc, skipped = _per_label_auc(targets, probs)
+    return {
+        "accuracy": float(accuracy_score(true, predicted)),
+        "macro_f1": float(f1_score(true, predicted, labels=present, average="macro", zero_division=0)),
+        "micro_f1": float(f1_score(true, predicted, average="micro", zero_division=0)),
+        "roc_auc_ovr_macro": auc,
+        "roc_auc_labels_skipped": skipped,
+        "per_label": _label_report(group, targets, _indicator_multiclass(group, probs)),
+    }
 
 
 def _multiclass_metrics(group: LabelGroup) -> list[keras.metrics.Metric]:
@@ -79,8 +134,29 @@ def _encode_multilabel(group: LabelGroup, value: Any, row: int) -> np.ndarray:
 
 
 def _decode_multilabel(group: LabelGroup, probs: np.ndarray) -> list[list[str]]:
-    chosen = probs >= np.asarray(group.thresholds, dtype=probs.dtype)
-    return [[group.labels[i] for i in np.flatnonzero(row)] for row in chosen]
+    return [[group.labels[i] for i in np.flatnonzero(row)] for row in _indicator_multilabel(group, probs)]
+
+
+def _indicator_multilabel(group: LabelGroup, probs: np.ndarray) -> np.ndarray:
+    return (probs >= np.asarray(group.thresholds, dtype=probs.dtype)).astype(np.int8)
+
+
+def _evaluate_multilabel(group: LabelGroup, probs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    predicted = _indicator_multilabel(group, probs)
+    true = targets.astype(np.int8)
+    auc_macro, skipped = _per_label_auc(targets, probs)
+    both_classes = 0 < true.sum() < true.size
+    return {
+        "micro_f1": float(f1_score(true, predicted, average="micro", zero_division=0)),
+        "macro_f1": float(f1_score(true, predicted, average="macro", zero_division=0)),
+        "roc_auc_micro": float(roc_auc_score(true.ravel(), probs.ravel())) if both_classes else None,
+        "roc_auc_macro": auc_macro,
+        "roc_auc_labels_skipped": skipped,
+        "subset_accuracy": float(np.mean(np.all(predicted == true, axis=1))),
+        "per_label": _label_report(group, targets, predicted),
+    }
 
 
 def _multilabel_metrics(group: LabelGroup) -> list[keras.metrics.Metric]:
@@ -105,6 +181,10 @@ class Kind:
     make_metrics: Callable[[LabelGroup], list[keras.metrics.Metric]]
     encode: Callable[[LabelGroup, Any, int], np.ndarray]
     decode: Callable[[LabelGroup, np.ndarray], list[Any]]
+    #: 0/1 matrix of the decoded labels, for F1 scores over all groups together.
+    indicator: Callable[[LabelGroup, np.ndarray], np.ndarray]
+    #: the evaluation report of one group: (group, probs, targets) -> metrics.
+    evaluate: Callable[[LabelGroup, np.ndarray, np.ndarray], dict[str, Any]]
 
 
 KINDS: dict[str, Kind] = {
@@ -120,6 +200,8 @@ KINDS: dict[str, Kind] = {
             make_metrics=_multiclass_metrics,
             encode=_encode_multiclass,
             decode=_decode_multiclass,
+            indicator=_indicator_multiclass,
+            evaluate=_evaluate_multiclass,
         ),
         Kind(
             name="multilabel",
@@ -131,6 +213,8 @@ KINDS: dict[str, Kind] = {
             make_metrics=_multilabel_metrics,
             encode=_encode_multilabel,
             decode=_decode_multilabel,
+            indicator=_indicator_multilabel,
+            evaluate=_evaluate_multilabel,
         ),
     )
 }

@@ -97,6 +97,12 @@ class Predictor:
         rows = len(next(iter(decoded.values())))
         return [{name: values[i] for name, values in decoded.items()} for i in range(rows)]
 
+    def evaluate(self, records: Sequence[dict[str, Any]], output_dir: str | None = None) -> dict[str, Any]:
+        """The evaluation report on labelled records (see :func:`mtkeras.evaluate`)."""
+        from mtkeras.evaluate import evaluate
+
+        return evaluate(self, records, output_dir=output_dir)
+
     def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         """One ``{group: label or [labels]}`` dict per text, in input order."""
         return self.decode(self.predict_proba(texts))

@@ -65,11 +65,13 @@ def save_model(
 
 
 def load_model(folder: str | os.PathLike) -> tuple[keras.Model, TaskSpec, Any]:
-    """``(model, spec, tokenizer)`` from a folder written by :func:`save_model`.
+    """``(model, spec, tokenizer)`` from a folder written by :func:`save_model` (or a run folder holding one).
 
     The Keras file is loaded with ``safe_mode=True``: no code stored in it runs.
     """
     folder = os.fspath(folder)
+    if not os.path.exists(os.path.join(folder, MODEL_FILE)) and os.path.isdir(os.path.join(folder, "model")):
+        folder = os.path.join(folder, "model")  # a run folder from `mtkeras train`
     for name in (MODEL_FILE, SPEC_FILE, TOKENIZER_DIR):
         if not os.path.exists(os.path.join(folder, name)):
             raise FileNotFoundError(

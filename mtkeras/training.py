@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -50,7 +52,8 @@ def compile_model(
     and decoupled weight decay (LayerNorm and biases excluded), the heads'
     step size scaled by ``head_lr_multiplier`` (randomly initialised heads on a
     pretrained encoder often want 10-100x); metrics default
-    to accuracy and ROC-AUC per head. Any other keyword goes to
+    to accuracy and ROC-AUC per head, compiled as weighted metrics so that rows
+    a group does not annotate (sample weight 0) are left out. Any other keyword goes to
     ``model.compile`` (``jit_compile``, ``steps_per_execution``, ...).
 
     ``beta_2`` defaults to 0.98 (as in RoBERTa) rather than the paper's 0.999:
@@ -88,11 +91,112 @@ def compile_model(
         )
         if weight_decay:
             optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY_NAMES))
+    # Weighted metrics: rows with sample weight 0 (not annotated for a group) are left out.
     model.compile(
         optimizer=optimizer,
         loss=build_losses(spec),
         loss_weights=build_loss_weights(spec),
-        metrics=dict(metrics) if metrics is not None else build_metrics(spec),
+        weighted_metrics=dict(metrics) if metrics is not None else build_metrics(spec),
         **compile_kwargs,
     )
     return model
+
+
+# --- callbacks ------------------------------------------------------------------------
+
+#: The default model-selection metric: mean validation ROC-AUC over heads.
+DEFAULT_MONITOR = "val_mean_roc_auc"
+
+
+class MeanOverHeads(keras.callbacks.Callback):
+    """Adds ``val_mean_<metric>`` (and ``mean_<metric>``) to the epoch logs: the mean over heads.
+
+    Place it before callbacks that monitor the mean (checkpointing, early stopping).
+    """
+
+    def __init__(self, group_names: Sequence[str], metric: str = "roc_auc") -> None:
+        super().__init__()
+        self.group_names = list(group_names)
+        self.metric = metric
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if logs is None:
+            return
+        for prefix in ("", "val_"):
+            values = [logs.get(f"{prefix}{name}_{self.metric}") for name in self.group_names]
+            if values and all(value is not None for value in values):
+                logs[f"{prefix}mean_{self.metric}"] = float(sum(values) / len(values))
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Saves the weights whenever ``monitor`` improves; remembers the best across restarts.
+
+    The best value and epoch live in ``<path>.json`` beside the weights, so a run
+    resumed by ``BackupAndRestore`` keeps comparing with the true best so far.
+    """
+
+    def __init__(self, path: str, monitor: str = DEFAULT_MONITOR, mode: str = "max") -> None:
+        super().__init__()
+        if mode not in ("max", "min"):
+            raise ValueError(f"`mode` must be 'max' or 'min', received {mode!r}.")
+        self.path, self.monitor, self.mode = path, monitor, mode
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+
+    @property
+    def state_path(self) -> str:
+        return self.path + ".json"
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if os.path.exists(self.state_path):
+            with open(self.state_path, encoding="utf-8") as handle:
+                state = json.load(handle)
+            self.best, self.best_epoch = state["best"], state["epoch"]
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            raise KeyError(
+                f"BestCheckpoint monitors {self.monitor!r}, which is not in the epoch logs "
+                f"{sorted(logs or {})}; pass validation data or another `monitor`."
+            )
+        better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
+        if better:
+            self.best, self.best_epoch = float(value), int(epoch)
+            tmp = self.path + ".tmp.weights.h5"
+            self.model.save_weights(tmp)
+            os.replace(tmp, self.path)
+            with open(self.state_path + ".tmp", "w", encoding="utf-8") as handle:
+                json.dump({"best": self.best, "epoch": self.best_epoch, "monitor": self.monitor}, handle)
+            os.replace(self.state_path + ".tmp", self.state_path)
+
+
+def training_callbacks(
+    spec: TaskSpec,
+    run_dir: str,
+    *,
+    monitor: str = DEFAULT_MONITOR,
+    mode: str = "max",
+    patience: int | None = 2,
+) -> list[keras.callbacks.Callback]:
+    """The callbacks of a resumable run: backup/restore, mean ROC-AUC, best checkpoint, early stopping.
+
+    ``run_dir/backup`` holds the state of the last finished epoch (weights,
+    optimizer moments and step count, epoch number): restarting the same
+    ``fit`` after an interruption continues from there. ``run_dir/best.weights.h5``
+    holds the best weights by ``monitor``.
+
+    Example:
+        >>> model.fit(train, validation_data=val, epochs=5, callbacks=training_callbacks(spec, "runs/x"))
+    """
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
+        MeanOverHeads(spec.group_names),
+        BestCheckpoint(os.path.join(run_dir, BEST_WEIGHTS), monitor=monitor, mode=mode),
+    ]
+    if patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience))
+    return callbacks
+
+
+BEST_WEIGHTS = "best.weights.h5"

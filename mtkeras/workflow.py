@@ -1,0 +1,134 @@
+"""Whole runs: train from a config into a run folder, evaluate and predict from one."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from mtkeras._compat import keras
+from mtkeras.data import encode_targets, make_dataset, read_records
+from mtkeras.encoder import load_tokenizer
+from mtkeras.evaluate import evaluation_report, plot_roc_curves, summary, tune_thresholds, write_json
+from mtkeras.model import build_model
+from mtkeras.predict import Predictor
+from mtkeras.saving import save_model
+from mtkeras.spec import TaskSpec
+from mtkeras.training import BEST_WEIGHTS, compile_model, training_callbacks
+
+logger = logging.getLogger("mtkeras")
+
+MODEL_DIR = "model"  # inside a run folder: what save_model writes
+
+
+def labels_from_data(groups: Sequence[Mapping[str, Any]], records: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """Group dicts with missing ``labels`` filled in from the data: every value seen, sorted."""
+    filled = []
+    for raw in groups:
+        group = dict(raw)
+        if group.get("labels") is None:
+            column = group.get("column") or group.get("name")
+            seen: set[str] = set()
+            for record in records:
+                value = record.get(column)
+                if isinstance(value, str):
+                    seen.add(value)
+                elif isinstance(value, (list, tuple)):
+                    seen.update(value)
+            if not seen:
+                raise ValueError(
+                    f"Group {group.get('name')!r} has no `labels` and the data has none in "
+                    f"column {column!r}; list its labels in the spec."
+                )
+            group["labels"] = sorted(seen)
+        filled.append(group)
+    return filled
+
+
+def spec_from_config(config: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> TaskSpec:
+    """The config's spec, with label lists it omits taken from ``records`` (train + validation)."""
+    data = dict(config["spec"])
+    if isinstance(data.get("groups"), list):
+        data["groups"] = labels_from_data(data["groups"], records)
+    return TaskSpec.from_dict(data)
+
+
+def train(config: Mapping[str, Any], *, verbose: int | str = 1) -> str:
+    """Train as ``config`` says (see :mod:`mtkeras.config`) and return the run folder.
+
+    The run folder holds ``config.json`` (the exact config used), ``model/``
+    (model, spec with tuned thresholds, tokenizer), ``metrics.json`` and
+    ``roc_curves.png`` on the validation data, ``history.csv`` and the best
+    weights. Run the same command again after an interruption: it resumes
+    from the last finished epoch.
+    """
+    run_dir = os.path.abspath(config["output"])
+    if os.path.exists(os.path.join(run_dir, MODEL_DIR)):
+        raise FileExistsError(
+            f"{run_dir!r} already holds a finished run ({MODEL_DIR}/ exists); choose another `output` "
+            "or delete it."
+        )
+    os.makedirs(run_dir, exist_ok=True)
+    data, training = config["data"], config["training"]
+    keras.utils.set_random_seed(training["seed"])
+
+    # Data: records checked, label sets completed from the data, one tokenizer pass.
+    read = dict(label_delimiter=data["label_delimiter"], drop_empty_texts=data["drop_empty_texts"])
+    train_records = read_records(data["train"], config["spec"], **read)
+    validation_records = read_records(data["validation"], config["spec"], **read)
+    if data["train_rows"]:
+        import random
+
+        random.Random(training["seed"]).shuffle(train_records)
+        train_records = train_records[: data["train_rows"]]
+    spec = spec_from_config(config, train_records + validation_records)
+    if os.path.isdir(os.path.join(run_dir, "backup")):
+        logger.warning("%s: resuming an interrupted run from its last finished epoch.", run_dir)
+    write_json(dict(config), os.path.join(run_dir, "config.json"))
+    tokenizer = load_tokenizer(spec.encoder)
+    bucket = () if training["bucketing"] else None
+    train_ds = make_dataset(spec, tokenizer, train_records, batch_size=training["batch_size"], shuffle=True,
+                            seed=training["seed"], bucket_boundaries=bucket)
+    validation_ds = make_dataset(spec, tokenizer, validation_records, batch_size=training["batch_size"],
+                                 bucket_boundaries=bucket)
+
+    # Model and optimizer schedule: warm-up over a proportion of all steps, then linear decay.
+    model = build_model(spec)
+    steps = training["epochs"] * math.ceil(len(train_records) / training["batch_size"])
+    warmup = int(training["warmup_proportion"] * steps)
+    compile_model(
+        model, spec, learning_rate=training["learning_rate"], warmup_steps=warmup, total_steps=max(steps, warmup + 1),
+        weight_decay=training["weight_decay"], beta_2=training["beta_2"],
+        head_lr_multiplier=training["head_lr_multiplier"],
+    )
+    callbacks = training_callbacks(spec, run_dir, monitor=training["monitor"], mode=training["monitor_mode"],
+                                   patience=training["early_stopping_patience"])
+    callbacks.append(keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True))
+    model.fit(train_ds, validation_data=validation_ds, epochs=training["epochs"], callbacks=callbacks,
+              verbose=verbose)
+    model.load_weights(os.path.join(run_dir, BEST_WEIGHTS))
+    shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)  # training finished: nothing to resume
+
+    # Thresholds tuned on validation, then the report (with default and tuned thresholds).
+    probs = Predictor(model, spec, tokenizer).predict_proba([r[spec.text_column] for r in validation_records])
+    targets, weights = encode_targets(spec, validation_records)
+    report = {"validation": evaluation_report(spec, probs, targets, weights)}
+    if config["thresholds"]["tune"]:
+        spec = tune_thresholds(spec, probs, targets, weights, floor=config["thresholds"]["floor"],
+                               min_positives=config["thresholds"]["min_positives"])
+        report = {
+            "validation_default_thresholds": report["validation"],
+            "validation": evaluation_report(spec, probs, targets, weights),
+            "note": "`validation` uses thresholds tuned on this same validation data.",
+        }
+    with open(os.path.join(run_dir, BEST_WEIGHTS + ".json"), encoding="utf-8") as handle:
+        report["best_epoch"] = json.load(handle)
+    save_model(model, spec, os.path.join(run_dir, MODEL_DIR), tokenizer)
+    write_json(report, os.path.join(run_dir, "metrics.json"))
+    plot_roc_curves(spec, probs, targets, weights, os.path.join(run_dir, "roc_curves.png"))
+    logger.warning("validation: %s", json.dumps(summary(report["validation"])))
+    return run_dir
