@@ -74,9 +74,9 @@ def main() -> None:
     # Tokens and targets: plain arrays, exactly what a user's own script would pass to fit.
     tokenizer = mtk.load_tokenizer(spec.encoder)
     x_train = mtk.tokenize(tokenizer, [r["text"] for r in train], spec.max_length)
-    y_train = mtk.encode_targets(spec, train)
+    y_train, w_train = mtk.encode_targets(spec, train)  # w: 0 where a row is not annotated for a group
     x_val = mtk.tokenize(tokenizer, [r["text"] for r in validation], spec.max_length)
-    y_val = mtk.encode_targets(spec, validation)
+    y_val, w_val = mtk.encode_targets(spec, validation)
 
     model = mtk.build_model(spec)
     steps = args.epochs * -(-len(train) // args.batch_size)
@@ -87,12 +87,13 @@ def main() -> None:
     model.fit(
         x_train,
         y_train,
-        validation_data=(x_val, y_val),
+        sample_weight=w_train,
+        validation_data=(x_val, y_val, w_val),
         epochs=args.epochs,
         batch_size=args.batch_size,
         verbose=2,
     )
-    metrics = model.evaluate(x_val, y_val, batch_size=64, verbose=0, return_dict=True)
+    metrics = model.evaluate(x_val, y_val, sample_weight=w_val, batch_size=64, verbose=0, return_dict=True)
 
     folder = mtk.save_model(model, spec, args.out, tokenizer, overwrite=True)
     predictor = mtk.Predictor.from_folder(folder)

@@ -186,7 +186,7 @@ def read_csv(
     _, kinds = _reading_view(spec)
     records = []
     with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle)
+        reader = csv.reader(handle, strict=True)
         try:
             header = next(reader)
         except StopIteration:

@@ -5,27 +5,46 @@ import mtkeras as mtk
 
 
 def test_encode_targets(tiny_spec):
-    y = mtk.encode_targets(tiny_spec, [{"topic": "beta", "colour": ["red", "yellow"]},
-                                       {"topic": "alpha", "colour": []}])
+    y, w = mtk.encode_targets(tiny_spec, [{"topic": "beta", "colour": ["red", "yellow"]},
+                                          {"topic": "alpha", "colour": []}])
+    assert w["topic"].tolist() == [1, 1] and w["colour"].tolist() == [1, 1]
     assert set(y) == {"topic", "colour"}
     np.testing.assert_array_equal(y["topic"], [[0, 1, 0], [1, 0, 0]])
     np.testing.assert_array_equal(y["colour"], [[1, 0, 0, 1], [0, 0, 0, 0]])
     assert y["topic"].dtype == np.float32
-    empty = mtk.encode_targets(tiny_spec, [])
+    empty, _ = mtk.encode_targets(tiny_spec, [])
     assert empty["colour"].shape == (0, 4)
+
+
+def test_null_cells_are_not_annotated(tiny_spec):
+    y, w = mtk.encode_targets(tiny_spec, [{"topic": None, "colour": []}, {"topic": "beta"},
+                                          {"topic": "gamma", "colour": float("nan")}])
+    assert w["topic"].tolist() == [0, 1, 1]
+    assert w["colour"].tolist() == [1, 0, 0]  # [] is "none of these", missing/None/NaN is "not annotated"
+    np.testing.assert_array_equal(y["topic"][0], [0, 0, 0])
+
+
+def test_several_labels_in_a_multiclass_cell(tiny_spec):
+    message = (r"Row 0, group 'topic' \(multiclass\): a cell holds exactly one label, "
+               r"received 2 labels \['alpha', 'beta'\]")
+    with pytest.raises(ValueError, match=message):
+        mtk.encode_targets(tiny_spec, [{"topic": ["beta", "alpha"], "colour": []}])
+    y, _ = mtk.encode_targets(tiny_spec, [{"topic": ["beta"], "colour": []}])  # one label in a list is fine
+    assert y["topic"].tolist() == [[0, 1, 0]]
 
 
 def test_encode_targets_errors(tiny_spec):
     message = r"Row 1, group 'topic': unknown label 'delta'\. Accepted labels: \['alpha'"
     with pytest.raises(ValueError, match=message):
         mtk.encode_targets(tiny_spec, [{"topic": "beta", "colour": []}, {"topic": "delta", "colour": []}])
-    message = r"Row 0, group 'topic' \(multiclass\): expected one label as a string, received \['beta'\]"
+    message = r"Row 0, group 'topic' \(multiclass\): expected one label as a string, received 3 \(int\)"
     with pytest.raises(TypeError, match=message):
-        mtk.encode_targets(tiny_spec, [{"topic": ["beta"], "colour": []}])
+        mtk.encode_targets(tiny_spec, [{"topic": 3, "colour": []}])
     message = r"Row 0, group 'colour' \(multilabel\): expected a list of labels .* received 'red'"
     with pytest.raises(TypeError, match=message):
         mtk.encode_targets(tiny_spec, [{"topic": "beta", "colour": "red"}])
-    with pytest.raises(KeyError, match=r"Row 0 has no field 'colour' for group 'colour'"):
+    message = r"No row has the column 'colour' of group 'colour'; columns present: \['topic'\]"
+    with pytest.raises(KeyError, match=message):
         mtk.encode_targets(tiny_spec, [{"topic": "beta"}])
 
 

@@ -1,0 +1,105 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+import mtkeras as mtk
+
+
+@pytest.fixture()
+def spec(tiny_spec):
+    return tiny_spec
+
+
+def test_tune_thresholds_finds_the_known_best(spec):
+    rng = np.random.default_rng(0)
+    n = 400
+    truth = rng.random((n, 4)) < 0.3
+    # Positives score 0.6-0.7, negatives 0.0-0.55: every threshold above the highest negative and
+    # up to 0.60 separates them perfectly; of those, the one nearest 0.5 is the first grid step above
+    # the highest negative.
+    probs = np.where(truth, rng.uniform(0.6, 0.7, (n, 4)), rng.uniform(0.0, 0.55, (n, 4)))
+    targets = {"colour": truth.astype(np.float32), "topic": np.eye(3)[rng.integers(0, 3, n)]}
+    tuned = mtk.tune_thresholds(spec, {"colour": probs, "topic": targets["topic"]}, targets)
+    highest_negative = np.where(truth, 0.0, probs).max(axis=0)
+    expected = tuple(float(np.ceil(h * 100 + 1e-9) / 100) for h in highest_negative)
+    assert tuned.group("colour").thresholds == pytest.approx(expected)
+    assert tuned.group("topic").thresholds is None  # argmax groups have none
+    report = mtk.evaluation_report(tuned, {"colour": probs, "topic": targets["topic"]}, targets)
+    assert report["groups"]["colour"]["micro_f1"] == 1.0
+
+
+def test_tune_thresholds_floor_ties_and_rare_labels(spec):
+    # label 0: positives score 0.3 (5 rows) or 0.08 (5 rows), negatives 0.03 (10 rows).
+    label0 = [0.3] * 5 + [0.08] * 5 + [0.03] * 10
+    probs = np.array([[p, 0.9 if i < 10 else 0.1, 0.3, 0.5] for i, p in enumerate(label0)])
+    truth = np.array([[1, 1, 0, 0]] * 10 + [[0, 0, 0, 0]] * 10, dtype=np.float32)
+    truth[0, 2] = 1  # label 2 has a single positive: below min_positives, keeps 0.5
+    no_floor = mtk.tune_thresholds(spec, {"colour": probs}, {"colour": truth}, floor=0.0).group("colour").thresholds
+    assert no_floor[0] == 0.08  # 0.04-0.08 all separate perfectly; ties go to the one nearest 0.5
+    floored = mtk.tune_thresholds(spec, {"colour": probs}, {"colour": truth}, floor=0.1, min_positives=5)
+    thresholds = floored.group("colour").thresholds
+    assert thresholds[0] == 0.3  # from 0.1 up, 0.1-0.3 tie (F1 2/3); the floor keeps 0.08 out
+    assert thresholds[1] == 0.5  # 0.11-0.9 all perfect: the tie goes to 0.5
+    assert thresholds[2] == 0.5
+    with pytest.raises(ValueError, match=r"`floor` must be a number in \[0, 1\), received 1.5"):
+        mtk.tune_thresholds(spec, {"colour": probs}, {"colour": truth}, floor=1.5)
+    with pytest.raises(ValueError, match=r"`min_positives` must be an integer >= 1, received 0"):
+        mtk.tune_thresholds(spec, {"colour": probs}, {"colour": truth}, min_positives=0)
+
+
+def test_tuning_ignores_rows_that_are_not_annotated(spec):
+    probs = np.array([[0.8, 0.5, 0.5, 0.5]] * 6 + [[0.2, 0.5, 0.5, 0.5]] * 6)
+    truth = np.zeros((12, 4), np.float32)
+    truth[:6, 0] = 1
+    weights = {"colour": np.array([1.0] * 12)}
+    clean = mtk.tune_thresholds(spec, {"colour": probs}, {"colour": truth}, weights)
+    truth_noisy = truth.copy()
+    truth_noisy[6:, 0] = 1  # placeholder targets on rows we then mark as not annotated
+    weights_noisy = {"colour": np.array([1.0] * 6 + [0.0] * 6)}
+    noisy = mtk.tune_thresholds(spec, {"colour": probs}, {"colour": truth_noisy}, weights_noisy)
+    assert noisy.group("colour").thresholds[0] >= 0.2 and clean.group("colour").thresholds[0] > 0.2
+
+
+def test_report_values_on_a_constructed_case(spec):
+    topic_true = np.eye(3)[[0, 1, 2, 0]]
+    topic_probs = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.5, 0.3, 0.2], [0.6, 0.2, 0.2]])
+    colour_true = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0]], np.float32)
+    colour_probs = np.array([[0.9, 0.1, 0.2, 0.1], [0.2, 0.8, 0.1, 0.1], [0.7, 0.3, 0.1, 0.1], [0.1, 0.2, 0.1, 0.1]])
+    report = mtk.evaluation_report(spec, {"topic": topic_probs, "colour": colour_probs},
+                                   {"topic": topic_true, "colour": colour_true})
+    topic = report["groups"]["topic"]
+    assert topic["accuracy"] == 0.75 and topic["micro_f1"] == 0.75
+    assert topic["per_label"]["gamma"]["recall"] == 0.0
+    colour = report["groups"]["colour"]
+    # Predicted at 0.5: rows {0}, {1}, {0}, {} vs true {0}, {1}, {0,1}, {}: tp=3, fp=0, fn=1.
+    assert colour["micro_f1"] == pytest.approx(2 * 3 / (2 * 3 + 0 + 1))
+    assert colour["subset_accuracy"] == 0.75
+    assert colour["roc_auc_labels_skipped"] == 2  # green and yellow never occur
+    assert colour["roc_auc_macro"] == pytest.approx(1.0)
+    overall = report["overall"]
+    # All (group, label) pairs together: topic tp=3 fp=1 fn=1, colour tp=3 fp=0 fn=1.
+    assert overall["micro_f1"] == pytest.approx(2 * 6 / (2 * 6 + 1 + 2))
+    assert set(mtk.summary(report)) >= {"topic/accuracy", "colour/micro_f1", "overall/micro_f1"}
+
+
+def test_report_uses_only_annotated_rows(spec):
+    probs = {"topic": np.eye(3)[[0, 1, 2]], "colour": np.full((3, 4), 0.9)}
+    targets = {"topic": np.eye(3)[[0, 1, 0]], "colour": np.ones((3, 4), np.float32)}
+    weights = {"topic": np.array([1.0, 1.0, 0.0]), "colour": np.array([1.0, 1.0, 1.0])}
+    report = mtk.evaluation_report(spec, probs, targets, weights)
+    assert report["groups"]["topic"]["rows"] == 2 and report["groups"]["topic"]["accuracy"] == 1.0
+    assert report["overall"]["rows"] == 2
+
+
+def test_evaluate_writes_json_and_plot(tiny_model, tiny_spec, tiny_tokenizer, tmp_path):
+    from conftest import synthetic_records
+
+    predictor = mtk.Predictor(tiny_model, tiny_spec, tiny_tokenizer)
+    report = predictor.evaluate(synthetic_records(30), output_dir=str(tmp_path))
+    with open(tmp_path / "metrics.json") as handle:
+        assert json.load(handle) == json.loads(json.dumps(report))
+    with open(tmp_path / "roc_curves.png", "rb") as handle:
+        assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.path.getsize(tmp_path / "roc_curves.png") > 10_000

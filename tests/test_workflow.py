@@ -1,0 +1,198 @@
+"""Config, callbacks, the CLI end to end and resuming a killed run, on the tiny BERT."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+from conftest import synthetic_records
+
+import mtkeras as mtk
+from mtkeras.cli import main as cli_main
+
+
+def write_jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture()
+def config_file(tmp_path, tiny_folder):
+    write_jsonl(tmp_path / "train.jsonl", synthetic_records(192, seed=0))
+    write_jsonl(tmp_path / "validation.jsonl", synthetic_records(48, seed=1))
+    config = {
+        "spec": {
+            "encoder": tiny_folder,
+            "max_length": 32,
+            "groups": [{"name": "topic", "kind": "multiclass"},
+                       {"name": "colour", "kind": "multilabel", "loss_weight": 2.0}],
+        },
+        "data": {"train": "train.jsonl", "validation": "validation.jsonl"},
+        "training": {"epochs": 6, "batch_size": 16, "learning_rate": 5e-3, "head_lr_multiplier": 10},
+        "output": "run",
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+# --- config ----------------------------------------------------------------------------
+
+
+def test_config_defaults_paths_and_overrides(config_file, tmp_path):
+    config = mtk.load_config(config_file, ["training.epochs=1", "thresholds.tune=false", "data.train_rows=10"])
+    assert config["training"]["epochs"] == 1 and config["thresholds"]["tune"] is False
+    assert config["data"]["train"] == str(tmp_path / "train.jsonl")  # relative to the config file
+    assert config["output"] == str(tmp_path / "run")
+    assert config["training"]["batch_size"] == 16 and config["training"]["weight_decay"] == 0.01
+    json_path = tmp_path / "config.json"
+    json_path.write_text(json.dumps(yaml.safe_load(config_file.read_text())), encoding="utf-8")
+    assert mtk.load_config(json_path)["spec"] == mtk.load_config(config_file)["spec"]
+
+
+def test_config_errors(config_file, tmp_path):
+    base = yaml.safe_load(config_file.read_text())
+    with pytest.raises(ValueError, match=r"Unknown config key\(s\) \['training.epoch'\]; valid keys under training: "
+                                         r"\['batch_size', 'beta_2', 'bucketing'"):
+        mtk.parse_config({**base, "training": {"epoch": 3}})
+    with pytest.raises(ValueError, match=r"Unknown config key\(s\) \['outputs'\]; valid keys: \['data', 'output'"):
+        mtk.parse_config({**base, "outputs": "x"})
+    with pytest.raises(ValueError, match=r"Config `data.validation` is required: a path, received None"):
+        mtk.parse_config({**base, "data": {"train": "t.jsonl"}})
+    with pytest.raises(ValueError, match=r"Config `spec` is required"):
+        mtk.parse_config({k: v for k, v in base.items() if k != "spec"})
+    with pytest.raises(ValueError, match=r"Config `thresholds.floor` must be a number in \[0, 1\], received 1.5"):
+        mtk.parse_config({**base, "thresholds": {"floor": 1.5}})
+    with pytest.raises(ValueError, match=r"Config `training.epochs` must be an integer >= 1, received 0"):
+        mtk.parse_config({**base, "training": {"epochs": 0}})
+    with pytest.raises(ValueError, match=r"`training.warmup_proportion` must be in \[0, 1\), received 1"):
+        mtk.parse_config({**base, "training": {"warmup_proportion": 1}})
+    with pytest.raises(TypeError, match=r"Config training. must be a mapping, received 3"):
+        mtk.parse_config({**base, "training": 3})
+    with pytest.raises(ValueError, match=r"--set expects key.sub=value, received 'epochs'"):
+        mtk.load_config(config_file, ["epochs"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("spec: [unclosed", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad.yaml: not valid YAML"):
+        mtk.load_config(bad)
+    with pytest.raises(ValueError, match=r"unknown config format; accepted extensions: .yaml, .yml, .json"):
+        mtk.load_config(tmp_path / "train.jsonl")
+
+
+def test_thresholds_outside_unit_interval_in_a_spec(config_file):
+    base = yaml.safe_load(config_file.read_text())
+    base["spec"]["groups"][1]["labels"] = ["red", "blue", "green", "yellow"]
+    base["spec"]["groups"][1]["thresholds"] = [0.5, 1.2, 0.5, 0.5]
+    config = mtk.parse_config(base)
+    with pytest.raises(ValueError, match=r"threshold for label 'blue' must be a number in \(0, 1\), received 1.2"):
+        mtk.workflow.spec_from_config(config, [{"topic": "alpha"}, {"topic": "beta"}])
+
+
+# --- callbacks -----------------------------------------------------------------------------
+
+
+def test_mean_over_heads_and_best_checkpoint(tiny_model, tmp_path):
+    logs = {"topic_roc_auc": 0.6, "colour_roc_auc": 0.8, "val_topic_roc_auc": 0.5, "val_colour_roc_auc": 0.7}
+    mtk.MeanOverHeads(["topic", "colour"]).on_epoch_end(0, logs)
+    assert logs["mean_roc_auc"] == pytest.approx(0.7) and logs["val_mean_roc_auc"] == pytest.approx(0.6)
+
+    path = str(tmp_path / "best.weights.h5")
+    checkpoint = mtk.BestCheckpoint(path)
+    checkpoint.set_model(tiny_model)
+    checkpoint.on_train_begin()
+    checkpoint.on_epoch_end(0, {"val_mean_roc_auc": 0.6})
+    checkpoint.on_epoch_end(1, {"val_mean_roc_auc": 0.55})
+    assert checkpoint.best == 0.6 and checkpoint.best_epoch == 0
+    resumed = mtk.BestCheckpoint(path)  # a restarted run remembers the best so far
+    resumed.set_model(tiny_model)
+    resumed.on_train_begin()
+    assert resumed.best == 0.6 and resumed.best_epoch == 0
+    with pytest.raises(KeyError, match=r"BestCheckpoint monitors 'val_mean_roc_auc', which is not in the epoch logs"):
+        resumed.on_epoch_end(2, {"loss": 1.0})
+    with pytest.raises(ValueError, match=r"`mode` must be 'max' or 'min', received 'up'"):
+        mtk.BestCheckpoint(path, mode="up")
+
+
+# --- CLI end to end ----------------------------------------------------------------------------
+
+
+def test_cli_train_evaluate_predict(config_file, tmp_path, capsys, monkeypatch):
+    assert cli_main(["train", str(config_file), "--verbose", "0"]) == 0
+    run = tmp_path / "run"
+    assert sorted(os.listdir(run)) == ["best.weights.h5", "best.weights.h5.json", "config.json", "history.csv",
+                                       "metrics.json", "model", "roc_curves.png"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["validation"]["groups"]["topic"]["accuracy"] > 0.8  # the topic word is in the text
+    spec = mtk.TaskSpec.load(run / "model" / "spec.json")
+    assert spec.group("colour").labels == ("blue", "green", "red", "yellow")  # taken from the data, sorted
+    used = json.loads((run / "config.json").read_text())
+    assert used["training"]["epochs"] == 6 and used["data"]["train"] == str(tmp_path / "train.jsonl")
+    capsys.readouterr()
+
+    assert cli_main(["evaluate", str(run), str(tmp_path / "validation.jsonl"), "--output", str(tmp_path / "ev")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["topic/accuracy"] == pytest.approx(metrics["validation"]["groups"]["topic"]["accuracy"], abs=1e-4)
+    assert (tmp_path / "ev" / "roc_curves.png").exists()
+
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("red alpha program\nbeta blue\n"))
+    assert cli_main(["predict", str(run)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [set(line) for line in lines] == [{"topic", "colour"}] * 2
+    assert lines[0]["topic"] == "alpha" and lines[1]["topic"] == "beta"
+
+    texts = tmp_path / "texts.jsonl"
+    write_jsonl(texts, [{"text": "gamma"}])
+    assert cli_main(["predict", str(run), str(texts), "--jsonl"]) == 0
+    assert json.loads(capsys.readouterr().out)["topic"] == "gamma"
+
+    assert cli_main(["train", str(config_file)]) == 2  # a finished run is not overwritten
+    assert "already holds a finished run" in capsys.readouterr().err
+
+
+def test_cli_reports_bad_config_clearly(config_file, capsys):
+    assert cli_main(["train", str(config_file), "--set", "training.epoch=1"]) == 2
+    assert "Unknown config key(s) ['training.epoch']" in capsys.readouterr().err
+
+
+# --- resume after a kill ----------------------------------------------------------------------
+
+
+def epochs_logged(run):
+    path = run / "history.csv"
+    if not path.exists():
+        return []
+    with open(path) as handle:
+        return [int(row["epoch"]) for row in csv.DictReader(handle)]
+
+
+def test_killed_training_resumes_from_the_last_finished_epoch(config_file, tmp_path):
+    command = [sys.executable, "-m", "mtkeras.cli", "train", str(config_file), "--verbose", "0",
+               "--set", "training.epochs=6", "--set", "training.early_stopping_patience=0"]
+    run = tmp_path / "run"
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while len(epochs_logged(run)) < 2 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert process.poll() is None, process.stderr.read().decode()[-2000:]
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = epochs_logged(run)
+    assert 2 <= len(done) < 6 and not (run / "model").exists()
+    assert os.path.isdir(run / "backup")
+
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "resuming an interrupted run" in finished.stderr
+    epochs = epochs_logged(run)
+    # No epoch ran twice: the restart continued after the last finished epoch instead of starting over.
+    # (A kill between the backup and the CSV row of one epoch can leave that epoch out of the CSV only.)
+    assert epochs == sorted(set(epochs)) and epochs[-1] == 5 and len(epochs) >= 5, epochs
+    assert epochs[: len(done)] == done and epochs[len(done)] in (len(done), len(done) + 1), (done, epochs)
+    assert (run / "model" / "model.keras").exists() and not (run / "backup").exists()
+    assert np.isfinite(json.loads((run / "metrics.json").read_text())["validation"]["overall"]["micro_f1"])
