@@ -42,6 +42,7 @@ from mtkeras.training import (
     build_losses,
     build_metrics,
     compile_model,
+    suggest_loss_weights,
     training_callbacks,
 )
 from mtkeras.workflow import train
@@ -82,6 +83,7 @@ __all__ = [
     "read_jsonl",
     "read_records",
     "save_model",
+    "suggest_loss_weights",
     "summary",
     "tokenize",
     "train",

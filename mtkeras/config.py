@@ -44,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
         "monitor": "val_mean_roc_auc",
         "monitor_mode": "max",
         "early_stopping_patience": 2,
+        "suggest_loss_weights_steps": 0,
     },
     "thresholds": {"tune": True, "floor": 0.1, "min_positives": 5},
     "output": None,

@@ -261,6 +261,15 @@ class TaskSpec:
         ]
         return replace(self, groups=tuple(groups))
 
+    def with_loss_weights(self, loss_weights: Mapping[str, float]) -> TaskSpec:
+        """A copy with new loss weights for the named groups."""
+        for name in loss_weights:
+            self.group(name)
+        groups = [
+            replace(g, loss_weight=loss_weights[g.name]) if g.name in loss_weights else g for g in self.groups
+        ]
+        return replace(self, groups=tuple(groups))
+
     # --- JSON ---------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -11,6 +12,8 @@ from typing import Any
 from mtkeras._compat import keras
 from mtkeras.optim import RAdam
 from mtkeras.spec import TaskSpec
+
+logger = logging.getLogger("mtkeras")
 
 #: Variables that get no weight decay (as in BERT's own AdamW setup).
 NO_DECAY_NAMES: tuple[str, ...] = ("LayerNorm", "layer_norm", "bias")
@@ -200,3 +203,63 @@ def training_callbacks(
 
 
 BEST_WEIGHTS = "best.weights.h5"
+
+
+# --- loss weights ---------------------------------------------------------------------------
+
+
+def suggest_loss_weights(
+    spec: TaskSpec,
+    train_records: Sequence[Mapping[str, Any]],
+    eval_records: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    steps: int = 50,
+    batch_size: int = 32,
+    learning_rate: float = 1e-4,
+    head_lr_multiplier: float = 100.0,
+    seed: int = 0,
+    tokenizer: Any | None = None,
+    bert_config: Any | None = None,
+) -> dict[str, dict[str, float]]:
+    """Loss weights that keep any one head from dominating, found the way users do it by hand.
+
+    Each group is trained alone for ``steps`` batches (a fresh model each
+    time), its loss on ``eval_records`` (default: the training records) is
+    taken, and each group is weighted by the inverse of that loss, scaled so the
+    weights average 1. Returns ``{"weights": {...}, "losses": {...}}`` (also
+    logged); the weights go into ``spec.with_loss_weights(...)``.
+
+    Example:
+        >>> suggestion = suggest_loss_weights(spec, train_records, val_records, steps=100)
+        >>> spec = spec.with_loss_weights(suggestion["weights"])
+    """
+    from dataclasses import replace
+
+    from mtkeras.data import make_dataset
+    from mtkeras.encoder import load_tokenizer
+    from mtkeras.model import build_model
+
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"`steps` must be an integer >= 1, received {steps!r}.")
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec.encoder)
+    eval_records = eval_records if eval_records is not None else train_records
+    losses = {}
+    for group in spec.groups:
+        alone = replace(spec, groups=(replace(group, loss_weight=1.0),))
+        keras.utils.set_random_seed(seed)
+        model = build_model(alone, bert_config=bert_config)
+        compile_model(model, alone, learning_rate=learning_rate, warmup_steps=max(1, steps // 10),
+                      head_lr_multiplier=head_lr_multiplier)
+        train = make_dataset(alone, tokenizer, train_records, batch_size=batch_size, shuffle=True, seed=seed)
+        model.fit(train.repeat(), steps_per_epoch=steps, epochs=1, verbose=0)
+        evaluation = make_dataset(alone, tokenizer, eval_records, batch_size=batch_size)
+        losses[group.name] = float(model.evaluate(evaluation, verbose=0, return_dict=True)["loss"])
+    inverse = {name: 1.0 / max(loss, 1e-8) for name, loss in losses.items()}
+    scale = len(inverse) / sum(inverse.values())
+    weights = {name: value * scale for name, value in inverse.items()}
+    logger.warning(
+        "suggested loss weights (1 / loss after %d steps alone, mean 1): %s",
+        steps,
+        ", ".join(f"{name}: loss {losses[name]:.4f} -> weight {weights[name]:.3f}" for name in weights),
+    )
+    return {"weights": weights, "losses": losses}

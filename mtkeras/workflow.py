@@ -18,7 +18,7 @@ from mtkeras.model import build_model
 from mtkeras.predict import Predictor
 from mtkeras.saving import save_model
 from mtkeras.spec import TaskSpec
-from mtkeras.training import BEST_WEIGHTS, compile_model, training_callbacks
+from mtkeras.training import BEST_WEIGHTS, compile_model, suggest_loss_weights, training_callbacks
 
 logger = logging.getLogger("mtkeras")
 
@@ -90,6 +90,17 @@ def train(config: Mapping[str, Any], *, verbose: int | str = 1) -> str:
         logger.warning("%s: resuming an interrupted run from its last finished epoch.", run_dir)
     write_json(dict(config), os.path.join(run_dir, "config.json"))
     tokenizer = load_tokenizer(spec.encoder)
+    weights_path = os.path.join(run_dir, "loss_weights.json")
+    if training["suggest_loss_weights_steps"]:
+        if not os.path.exists(weights_path):  # computed once; a resumed run reuses it
+            suggestion = suggest_loss_weights(
+                spec, train_records, validation_records, steps=training["suggest_loss_weights_steps"],
+                batch_size=training["batch_size"], learning_rate=training["learning_rate"],
+                head_lr_multiplier=training["head_lr_multiplier"], seed=training["seed"], tokenizer=tokenizer,
+            )
+            write_json(suggestion, weights_path)
+        with open(weights_path, encoding="utf-8") as handle:
+            spec = spec.with_loss_weights(json.load(handle)["weights"])
     bucket = () if training["bucketing"] else None
     train_ds = make_dataset(spec, tokenizer, train_records, batch_size=training["batch_size"], shuffle=True,
                             seed=training["seed"], bucket_boundaries=bucket)

@@ -91,3 +91,21 @@ def test_fit_with_plain_keras_callbacks(tiny_model, tiny_spec, tiny_tokenizer, t
     restored = mtk.keras.models.load_model(tmp_path / "best.keras")  # RAdam and the encoder load by registration
     assert isinstance(restored.optimizer, mtk.RAdam)
     assert np.all(np.isfinite(restored.evaluate(x, y, verbose=0)))
+
+
+def test_suggest_loss_weights_inverts_the_losses_reached_alone(tiny_spec, tiny_tokenizer):
+    records = synthetic_records(64)
+    suggestion = mtk.suggest_loss_weights(tiny_spec, records, steps=3, batch_size=16, learning_rate=1e-3,
+                                          tokenizer=tiny_tokenizer, bert_config=tiny_config())
+    weights, losses = suggestion["weights"], suggestion["losses"]
+    assert set(weights) == set(losses) == {"topic", "colour"}
+    assert sum(weights.values()) / len(weights) == pytest.approx(1.0)
+    assert weights["topic"] / weights["colour"] == pytest.approx(losses["colour"] / losses["topic"])
+    # 3-way softmax cross-entropy (~ln 3) sits above 4 sigmoid cross-entropies (~ln 2) early on.
+    assert losses["topic"] > losses["colour"] and weights["topic"] < weights["colour"]
+    reweighted = tiny_spec.with_loss_weights(weights)
+    assert reweighted.group("topic").loss_weight == pytest.approx(weights["topic"])
+    with pytest.raises(ValueError, match=r"`steps` must be an integer >= 1, received 0"):
+        mtk.suggest_loss_weights(tiny_spec, records, steps=0, tokenizer=tiny_tokenizer)
+    with pytest.raises(KeyError, match="No label group named 'nope'"):
+        tiny_spec.with_loss_weights({"nope": 1.0})

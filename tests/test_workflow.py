@@ -155,6 +155,16 @@ def test_cli_train_evaluate_predict(config_file, tmp_path, capsys, monkeypatch):
     assert "already holds a finished run" in capsys.readouterr().err
 
 
+def test_train_with_suggested_loss_weights(config_file, tmp_path):
+    config = mtk.load_config(config_file, ["training.epochs=1", "training.suggest_loss_weights_steps=2",
+                                           "thresholds.tune=false"])
+    run = mtk.train(config, verbose=0)
+    suggestion = json.loads((tmp_path / "run" / "loss_weights.json").read_text())
+    spec = mtk.TaskSpec.load(os.path.join(run, "model", "spec.json"))
+    assert {g.name: g.loss_weight for g in spec.groups} == pytest.approx(suggestion["weights"])
+    assert "validation_default_thresholds" not in json.loads((tmp_path / "run" / "metrics.json").read_text())
+
+
 def test_cli_reports_bad_config_clearly(config_file, capsys):
     assert cli_main(["train", str(config_file), "--set", "training.epoch=1"]) == 2
     assert "Unknown config key(s) ['training.epoch']" in capsys.readouterr().err
