@@ -70,6 +70,7 @@ def tiny_folder(tmp_path_factory) -> str:
     config = tiny_config()
     config.save_pretrained(folder)
     write_vocab(folder)
+    mtk.keras.utils.set_random_seed(1234)  # the same "pretrained" weights whatever ran before
     source = TFBertModel(config, add_pooling_layer=False, name="source")
     source(source.dummy_inputs)
     write_pt_safetensors(source, os.path.join(folder, "model.safetensors"))

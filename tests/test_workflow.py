@@ -34,7 +34,7 @@ def config_file(tmp_path, tiny_folder):
                        {"name": "colour", "kind": "multilabel", "loss_weight": 2.0}],
         },
         "data": {"train": "train.jsonl", "validation": "validation.jsonl"},
-        "training": {"epochs": 6, "batch_size": 16, "learning_rate": 5e-3, "head_lr_multiplier": 10},
+        "training": {"epochs": 6, "batch_size": 16, "learning_rate": 5e-3, "head_lr_multiplier": 50},
         "output": "run",
     }
     path = tmp_path / "config.yaml"
@@ -128,7 +128,8 @@ def test_cli_train_evaluate_predict(config_file, tmp_path, capsys, monkeypatch):
     assert sorted(os.listdir(run)) == ["best.weights.h5", "best.weights.h5.json", "config.json", "history.csv",
                                        "metrics.json", "model", "roc_curves.png"]
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["validation"]["groups"]["topic"]["accuracy"] > 0.8  # the topic word is in the text
+    topic = metrics["validation"]["groups"]["topic"]
+    assert topic["roc_auc_ovr_macro"] > 0.9 and topic["accuracy"] > 0.9  # the topic word is in the text (chance 1/3)
     spec = mtk.TaskSpec.load(run / "model" / "spec.json")
     assert spec.group("colour").labels == ("blue", "green", "red", "yellow")  # taken from the data, sorted
     used = json.loads((run / "config.json").read_text())
