@@ -20,6 +20,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from mtkeras.spec import LabelGroup
 
 
+def _where(group: LabelGroup, row: int) -> str:
+    """``Row 3, column 'use' (multilabel group 'use')``: where a bad cell is."""
+    return f"Row {row}, column {group.source_column!r} ({group.kind} group {group.name!r})"
+
+
 def _preview(values: Sequence[str], limit: int = 8) -> str:
     shown = ", ".join(repr(v) for v in list(values)[:limit])
     return f"[{shown}{', ...' if len(values) > limit else ''}] ({len(values)} labels)"
@@ -30,7 +35,7 @@ def _label_index(group: LabelGroup, label: Any, row: int) -> int:
         return group.labels.index(label)
     except ValueError:
         raise ValueError(
-            f"Row {row}, group {group.name!r}: unknown label {label!r}. "
+            f"{_where(group, row)}: unknown label {label!r}. "
             f"Accepted labels: {_preview(group.labels)}."
         ) from None
 
@@ -68,14 +73,14 @@ def _label_report(group: LabelGroup, targets: np.ndarray, predicted: np.ndarray)
 def _encode_multiclass(group: LabelGroup, value: Any, row: int) -> np.ndarray:
     if isinstance(value, (list, tuple, set, frozenset)) and len(value) != 1:
         raise ValueError(
-            f"Row {row}, group {group.name!r} (multiclass): a cell holds exactly one label, received "
+            f"{_where(group, row)}: a cell holds exactly one label, received "
             f"{len(value)} labels {sorted(value)!r}; use a multilabel group for several labels per text."
         )
     if isinstance(value, (list, tuple)):
         value = value[0]
     if not isinstance(value, str):
         raise TypeError(
-            f"Row {row}, group {group.name!r} (multiclass): expected one label as a "
+            f"{_where(group, row)}: expected one label as a "
             f"string, received {value!r} ({type(value).__name__})."
         )
     target = np.zeros(len(group.labels), dtype=np.float32)
@@ -124,7 +129,7 @@ def _multiclass_metrics(group: LabelGroup) -> list[keras.metrics.Metric]:
 def _encode_multilabel(group: LabelGroup, value: Any, row: int) -> np.ndarray:
     if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
         raise TypeError(
-            f"Row {row}, group {group.name!r} (multilabel): expected a list of labels "
+            f"{_where(group, row)}: expected a list of labels "
             f"(an empty list for none), received {value!r} ({type(value).__name__})."
         )
     target = np.zeros(len(group.labels), dtype=np.float32)

@@ -25,7 +25,7 @@ def test_null_cells_are_not_annotated(tiny_spec):
 
 
 def test_several_labels_in_a_multiclass_cell(tiny_spec):
-    message = (r"Row 0, group 'topic' \(multiclass\): a cell holds exactly one label, "
+    message = (r"Row 0, column 'topic' \(multiclass group 'topic'\): a cell holds exactly one label, "
                r"received 2 labels \['alpha', 'beta'\]")
     with pytest.raises(ValueError, match=message):
         mtk.encode_targets(tiny_spec, [{"topic": ["beta", "alpha"], "colour": []}])
@@ -34,13 +34,13 @@ def test_several_labels_in_a_multiclass_cell(tiny_spec):
 
 
 def test_encode_targets_errors(tiny_spec):
-    message = r"Row 1, group 'topic': unknown label 'delta'\. Accepted labels: \['alpha'"
+    message = r"Row 1, column 'topic' \(multiclass group 'topic'\): unknown label 'delta'\. Accepted labels: \['alpha'"
     with pytest.raises(ValueError, match=message):
         mtk.encode_targets(tiny_spec, [{"topic": "beta", "colour": []}, {"topic": "delta", "colour": []}])
-    message = r"Row 0, group 'topic' \(multiclass\): expected one label as a string, received 3 \(int\)"
+    message = r"Row 0, column 'topic' \(multiclass group 'topic'\): expected one label as a string, received 3 \(int\)"
     with pytest.raises(TypeError, match=message):
         mtk.encode_targets(tiny_spec, [{"topic": 3, "colour": []}])
-    message = r"Row 0, group 'colour' \(multilabel\): expected a list of labels .* received 'red'"
+    message = r"Row 0, column 'colour' \(multilabel group 'colour'\): expected a list of labels .* received 'red'"
     with pytest.raises(TypeError, match=message):
         mtk.encode_targets(tiny_spec, [{"topic": "beta", "colour": "red"}])
     message = r"No row has the column 'colour' of group 'colour'; columns present: \['topic'\]"
