@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 import mtkeras as mtk
-from mtkeras.evaluate import write_json
+from mtkeras._io import write_json
 from mtkeras.workflow import spec_from_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))

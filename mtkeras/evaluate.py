@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from mtkeras._io import write_json
 from mtkeras.spec import TaskSpec
 
 #: Threshold candidates tried by :func:`tune_thresholds` (before the floor is applied).
 THRESHOLD_GRID: np.ndarray = np.round(np.arange(0.01, 1.0, 0.01), 2)
+
+
+def _annotated(weights: Mapping[str, np.ndarray] | None, name: str, rows: int) -> np.ndarray:
+    """Boolean mask of the rows annotated for group ``name`` (all rows when there are no weights)."""
+    return np.ones(rows, bool) if weights is None else np.asarray(weights[name]) > 0
 
 
 def evaluation_report(
@@ -32,7 +37,7 @@ def evaluation_report(
     everywhere = np.ones(rows, dtype=bool)
     predicted, true = [], []
     for group in spec.groups:
-        annotated = np.ones(rows, bool) if weights is None else np.asarray(weights[group.name]) > 0
+        annotated = _annotated(weights, group.name, rows)
         everywhere &= annotated
         p, t = np.asarray(probs[group.name]), np.asarray(targets[group.name])
         entry: dict[str, Any] = {"kind": group.kind, "rows": int(annotated.sum())}
@@ -95,7 +100,7 @@ def tune_thresholds(
     for group in spec.groups:
         if not group.kind_rules.uses_thresholds:
             continue
-        annotated = slice(None) if weights is None else np.asarray(weights[group.name]) > 0
+        annotated = _annotated(weights, group.name, len(targets[group.name]))
         p = np.asarray(probs[group.name])[annotated]
         t = np.asarray(targets[group.name])[annotated] > 0.5
         thresholds = list(group.thresholds)
@@ -127,7 +132,7 @@ def plot_roc_curves(
 
     figure, axes = plt.subplots(1, len(spec.groups), figsize=(4.2 * len(spec.groups), 4.2), squeeze=False)
     for axis, group in zip(axes[0], spec.groups, strict=True):
-        annotated = slice(None) if weights is None else np.asarray(weights[group.name]) > 0
+        annotated = _annotated(weights, group.name, len(targets[group.name]))
         p = np.asarray(probs[group.name])[annotated]
         t = np.asarray(targets[group.name])[annotated] > 0.5
         for j in range(len(group.labels)):
@@ -170,13 +175,3 @@ def evaluate(
         write_json(report, os.path.join(output_dir, "metrics.json"))
         plot_roc_curves(spec, probs, targets, weights, os.path.join(output_dir, "roc_curves.png"))
     return report
-
-
-def write_json(data: Any, path: str | os.PathLike) -> None:
-    """Write JSON atomically (a temporary file renamed into place)."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, ensure_ascii=False)
-        handle.write("\n")
-    os.replace(tmp, path)

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from mtkeras._io import write_text_atomic
 from mtkeras.kinds import KINDS, Kind
 
 #: Model input names, exactly the Hugging Face keyword arguments.
@@ -309,12 +310,7 @@ class TaskSpec:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the spec as JSON (atomically: a reader never sees half a file)."""
-        path = os.fspath(path)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(self.to_json())
-            handle.write("\n")
-        os.replace(tmp, path)
+        write_text_atomic(path, self.to_json() + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TaskSpec:

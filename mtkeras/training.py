@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mtkeras._compat import keras
+from mtkeras._io import write_json
 from mtkeras.optim import RAdam
 from mtkeras.spec import TaskSpec
 
@@ -169,9 +170,7 @@ class BestCheckpoint(keras.callbacks.Callback):
             tmp = self.path + ".tmp.weights.h5"
             self.model.save_weights(tmp)
             os.replace(tmp, self.path)
-            with open(self.state_path + ".tmp", "w", encoding="utf-8") as handle:
-                json.dump({"best": self.best, "epoch": self.best_epoch, "monitor": self.monitor}, handle)
-            os.replace(self.state_path + ".tmp", self.state_path)
+            write_json({"best": self.best, "epoch": self.best_epoch, "monitor": self.monitor}, self.state_path)
 
 
 def training_callbacks(

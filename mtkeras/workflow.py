@@ -11,9 +11,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mtkeras._compat import keras
+from mtkeras._io import write_json
 from mtkeras.data import encode_targets, make_dataset, read_records
 from mtkeras.encoder import load_tokenizer
-from mtkeras.evaluate import evaluation_report, plot_roc_curves, summary, tune_thresholds, write_json
+from mtkeras.evaluate import evaluation_report, plot_roc_curves, summary, tune_thresholds
 from mtkeras.model import build_model
 from mtkeras.predict import Predictor
 from mtkeras.saving import save_model

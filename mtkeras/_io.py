@@ -1,0 +1,26 @@
+"""Small file helpers shared by every module that writes: nothing half-written is ever visible."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
+    path = os.fspath(path)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_json(data: Any, path: str | os.PathLike) -> None:
+    """Write ``data`` as indented UTF-8 JSON, atomically."""
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
