@@ -127,7 +127,10 @@ class MeanOverHeads(keras.callbacks.Callback):
         if logs is None:
             return
         for prefix in ("", "val_"):
-            values = [logs.get(f"{prefix}{name}_{self.metric}") for name in self.group_names]
+            if len(self.group_names) == 1:  # Keras does not prefix the metrics of a single output
+                values = [logs.get(f"{prefix}{self.group_names[0]}_{self.metric}", logs.get(f"{prefix}{self.metric}"))]
+            else:
+                values = [logs.get(f"{prefix}{name}_{self.metric}") for name in self.group_names]
             if values and all(value is not None for value in values):
                 logs[f"{prefix}mean_{self.metric}"] = float(sum(values) / len(values))
 

@@ -102,6 +102,10 @@ def test_mean_over_heads_and_best_checkpoint(tiny_model, tmp_path):
     mtk.MeanOverHeads(["topic", "colour"]).on_epoch_end(0, logs)
     assert logs["mean_roc_auc"] == pytest.approx(0.7) and logs["val_mean_roc_auc"] == pytest.approx(0.6)
 
+    single = {"roc_auc": 0.9, "val_roc_auc": 0.8}  # Keras does not prefix a single output's metrics
+    mtk.MeanOverHeads(["topic"]).on_epoch_end(0, single)
+    assert single["val_mean_roc_auc"] == 0.8 and single["mean_roc_auc"] == 0.9
+
     path = str(tmp_path / "best.weights.h5")
     checkpoint = mtk.BestCheckpoint(path)
     checkpoint.set_model(tiny_model)
@@ -164,6 +168,15 @@ def test_train_with_suggested_loss_weights(config_file, tmp_path):
     spec = mtk.TaskSpec.load(os.path.join(run, "model", "spec.json"))
     assert {g.name: g.loss_weight for g in spec.groups} == pytest.approx(suggestion["weights"])
     assert "validation_default_thresholds" not in json.loads((tmp_path / "run" / "metrics.json").read_text())
+
+
+def test_train_a_single_group(config_file, tmp_path):
+    config = mtk.load_config(config_file, ["training.epochs=1"])
+    config["spec"]["groups"] = config["spec"]["groups"][:1]
+    run = mtk.train(config, verbose=0)
+    assert json.loads((tmp_path / "run" / "best.weights.h5.json").read_text())["monitor"] == "val_mean_roc_auc"
+    assert set(json.loads((tmp_path / "run" / "metrics.json").read_text())["validation"]["groups"]) == {"topic"}
+    assert os.path.isdir(os.path.join(run, "model"))
 
 
 def test_cli_reports_bad_config_clearly(config_file, capsys):
