@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mtkeras._compat import keras
+from mtkeras._compat import keras, tf
 
 if TYPE_CHECKING:  # pragma: no cover
     from mtkeras.spec import LabelGroup
@@ -113,6 +113,11 @@ def _evaluate_multiclass(group: LabelGroup, probs: np.ndarray, targets: np.ndarr
     }
 
 
+def _graph_decode_multiclass(group: LabelGroup, probs: tf.Tensor) -> tf.Tensor:
+    """string ``[batch]``: the argmax label."""
+    return tf.gather(tf.constant(group.labels), tf.argmax(probs, axis=-1, output_type=tf.int32))
+
+
 def _multiclass_metrics(group: LabelGroup) -> list[keras.metrics.Metric]:
     return [
         keras.metrics.CategoricalAccuracy(name="accuracy"),
@@ -164,6 +169,17 @@ def _evaluate_multilabel(group: LabelGroup, probs: np.ndarray, targets: np.ndarr
     }
 
 
+def _graph_decode_multilabel(group: LabelGroup, probs: tf.Tensor) -> tf.Tensor:
+    """string ``[batch, n_labels]``: the chosen labels first (in label order), then "" padding.
+
+    A fixed-width, ragged-free layout that REST JSON and gRPC carry as is.
+    """
+    width = len(group.labels)
+    chosen = probs >= tf.constant(group.thresholds, probs.dtype)
+    names = tf.broadcast_to(tf.constant(group.labels), tf.shape(chosen))
+    return tf.ragged.boolean_mask(names, chosen).to_tensor(default_value="", shape=[None, width])
+
+
 def _multilabel_metrics(group: LabelGroup) -> list[keras.metrics.Metric]:
     return [
         keras.metrics.BinaryAccuracy(name="accuracy"),
@@ -190,6 +206,10 @@ class Kind:
     indicator: Callable[[LabelGroup, np.ndarray], np.ndarray]
     #: the evaluation report of one group: (group, probs, targets) -> metrics.
     evaluate: Callable[[LabelGroup, np.ndarray, np.ndarray], dict[str, Any]]
+    #: in-graph decoding for exports: probabilities tensor -> string tensor of labels.
+    graph_decode: Callable[[LabelGroup, tf.Tensor], tf.Tensor]
+    #: how ``graph_decode``'s output reads, for the export metadata and docs.
+    labels_layout: str
 
 
 KINDS: dict[str, Kind] = {
@@ -207,6 +227,8 @@ KINDS: dict[str, Kind] = {
             decode=_decode_multiclass,
             indicator=_indicator_multiclass,
             evaluate=_evaluate_multiclass,
+            graph_decode=_graph_decode_multiclass,
+            labels_layout="string [batch]: the label with the highest probability",
         ),
         Kind(
             name="multilabel",
@@ -220,6 +242,11 @@ KINDS: dict[str, Kind] = {
             decode=_decode_multilabel,
             indicator=_indicator_multilabel,
             evaluate=_evaluate_multilabel,
+            graph_decode=_graph_decode_multilabel,
+            labels_layout=(
+                "string [batch, n_labels]: the labels whose probability >= their threshold, in label "
+                "order, then '' padding"
+            ),
         ),
     )
 }

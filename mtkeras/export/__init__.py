@@ -1,0 +1,15 @@
+"""Exports: SavedModel for TF Serving (raw text in), TFLite."""
+
+from mtkeras.export.ops import TF_TEXT_2_12_OPS, saved_model_ops, unsupported_ops
+from mtkeras.export.saved_model import SIGNATURES, export_metadata, export_saved_model
+from mtkeras.export.text_graph import InGraphTokenizer
+
+__all__ = [
+    "SIGNATURES",
+    "TF_TEXT_2_12_OPS",
+    "InGraphTokenizer",
+    "export_metadata",
+    "export_saved_model",
+    "saved_model_ops",
+    "unsupported_ops",
+]

@@ -1,0 +1,176 @@
+"""SavedModel export for TF Serving: versioned folder, raw-text and token-id signatures, written atomically."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from typing import Any
+
+from mtkeras._compat import keras, tf, transformers
+from mtkeras._io import write_json
+from mtkeras.export.text_graph import InGraphTokenizer, tokenizer_settings, write_vocab
+from mtkeras.spec import INPUT_NAMES, TaskSpec
+
+logger = logging.getLogger("mtkeras")
+
+#: The signatures of an export, and what they take.
+SIGNATURES: dict[str, str] = {
+    "serving_default": "text: string [batch] of raw UTF-8 texts",
+    "predict_ids": "input_ids, attention_mask, token_type_ids: int32 [batch, length]",
+}
+METADATA_FILE = os.path.join("assets.extra", "mtkeras.json")
+_STAGING_PREFIX = ".mtkeras-export-"
+
+
+def _resolve(source: Any, spec: TaskSpec | None, tokenizer: Any | None) -> tuple[keras.Model, TaskSpec, Any]:
+    from mtkeras.encoder import load_tokenizer
+    from mtkeras.saving import load_model
+
+    if isinstance(source, (str, os.PathLike)):
+        model, saved_spec, saved_tokenizer = load_model(source)
+        return model, spec or saved_spec, tokenizer or saved_tokenizer
+    if not isinstance(source, keras.Model):
+        raise TypeError(
+            f"`model_or_run` must be a tf_keras Model or the path of a run/model folder, received "
+            f"{source!r:.80} ({type(source).__name__})."
+        )
+    if spec is None:
+        raise ValueError("Exporting a Keras model needs its `spec=` (a run or model folder carries its own).")
+    return source, spec, tokenizer if tokenizer is not None else load_tokenizer(spec.encoder)
+
+
+class ServingModule(tf.Module):
+    """The exported graph: in-graph tokenizer + model + per-group decoding."""
+
+    def __init__(self, model: keras.Model, spec: TaskSpec, tokenizer: Any, vocab_path: str) -> None:
+        super().__init__(name="mtkeras")
+        self.model = model
+        self.spec = spec
+        self.tokenizer = InGraphTokenizer(vocab_path, tokenizer_settings(tokenizer), spec.max_length)
+        self.spec_asset = tf.saved_model.Asset(os.path.join(os.path.dirname(vocab_path), "spec.json"))
+
+    def _probabilities(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        outputs = self.model(inputs, training=False)
+        return {name: tf.cast(outputs[name], tf.float32) for name in self.spec.group_names}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serve_text(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        probabilities = self._probabilities(self.tokenizer(text))
+        outputs = {}
+        for group in self.spec.groups:
+            outputs[f"{group.name}_probabilities"] = probabilities[group.name]
+            outputs[f"{group.name}_labels"] = group.kind_rules.graph_decode(group, probabilities[group.name])
+        return outputs
+
+    @tf.function(input_signature=[{name: tf.TensorSpec([None, None], tf.int32, name=name) for name in INPUT_NAMES}])
+    def serve_ids(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        return {f"{name}_probabilities": p for name, p in self._probabilities(inputs).items()}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def tokenize(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        return self.tokenizer(text)
+
+
+def export_metadata(spec: TaskSpec) -> dict[str, Any]:
+    """What a client needs to read an export: signatures, outputs per group, labels, thresholds, spec."""
+    outputs = {}
+    for group in spec.groups:
+        outputs[group.name] = {
+            "kind": group.kind,
+            "labels": list(group.labels),
+            "thresholds": None if group.thresholds is None else list(group.thresholds),
+            "probabilities_output": f"{group.name}_probabilities",
+            "labels_output": f"{group.name}_labels",
+            "labels_layout": group.kind_rules.labels_layout,
+        }
+    return {
+        "format": "mtkeras-export",
+        "format_version": 1,
+        "signatures": SIGNATURES,
+        "groups": outputs,
+        "max_length": spec.max_length,
+        "invalid_utf8": "bytes that are not valid UTF-8 are replaced by U+FFFD, which is then dropped",
+        "spec": spec.to_dict(),
+        "versions": {"tensorflow": tf.__version__, "transformers": transformers.__version__},
+    }
+
+
+def _check_version(version: Any) -> int:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"`version` must be a positive integer (TF Serving's version folder), received {version!r}.")
+    return version
+
+
+def _clean_leftovers(base_dir: str) -> None:
+    for entry in os.listdir(base_dir):
+        if entry.startswith(_STAGING_PREFIX):
+            shutil.rmtree(os.path.join(base_dir, entry), ignore_errors=True)
+
+
+def export_saved_model(
+    model_or_run: Any,
+    base_dir: str | os.PathLike,
+    version: int = 1,
+    *,
+    spec: TaskSpec | None = None,
+    tokenizer: Any | None = None,
+    overwrite: bool = False,
+) -> str:
+    """Write a TF Serving SavedModel to ``base_dir/<version>/`` and return that path.
+
+    Signatures: ``serving_default`` (raw texts in; per group ``<group>_probabilities``
+    and ``<group>_labels``) and ``predict_ids`` (token ids in; probabilities out);
+    ``tokenize`` exposes the in-graph tokenizer. Labels, thresholds and the spec
+    are in ``assets/spec.json`` and ``assets.extra/mtkeras.json``.
+
+    The version is assembled in a hidden folder beside it and renamed into place
+    when complete: TF Serving, polling ``base_dir``, never sees half a model.
+    An existing version is refused unless ``overwrite=True``.
+
+    Example:
+        >>> export_saved_model("runs/debtags", "saved_models/debtags", version=1)
+        'saved_models/debtags/1'
+    """
+    version = _check_version(version)
+    if isinstance(model_or_run, keras.Model) and (
+        model_or_run.optimizer is None or int(model_or_run.optimizer.iterations.numpy()) == 0
+    ):
+        logger.warning("Exporting a model that was never fitted (not compiled, or no training step): "
+                       "its heads are untrained.")
+    model, spec, tokenizer = _resolve(model_or_run, spec, tokenizer)
+    base_dir = os.path.abspath(os.fspath(base_dir))
+    final = os.path.join(base_dir, str(version))
+    if os.path.exists(final) and not overwrite:
+        raise FileExistsError(f"Export {final!r} already exists; pass overwrite=True or use another version.")
+    os.makedirs(base_dir, exist_ok=True)
+    _clean_leftovers(base_dir)
+    staging = tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{version}-", dir=base_dir)
+    try:
+        work = tempfile.mkdtemp(prefix="mtkeras-export-work-")
+        try:
+            vocab_path = write_vocab(tokenizer, os.path.join(work, "vocab.txt"))
+            spec.save(os.path.join(work, "spec.json"))
+            module = ServingModule(model, spec, tokenizer, vocab_path)
+            tf.saved_model.save(
+                module,
+                os.path.join(staging, "model"),
+                signatures={
+                    "serving_default": module.serve_text,
+                    "predict_ids": module.serve_ids,
+                    "tokenize": module.tokenize,
+                },
+            )
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        exported = os.path.join(staging, "model")
+        os.makedirs(os.path.join(exported, "assets.extra"), exist_ok=True)
+        write_json(export_metadata(spec), os.path.join(exported, METADATA_FILE))
+        if os.path.exists(final):  # overwrite: retire the old version in one rename, then drop it
+            retired = os.path.join(staging, "retired")
+            os.replace(final, retired)
+        os.replace(exported, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final

