@@ -29,7 +29,7 @@ from mtkeras.data import (
 )
 from mtkeras.encoder import BertEncoder, load_bert_config, load_encoder, load_tokenizer
 from mtkeras.evaluate import evaluate, evaluation_report, plot_roc_curves, summary, tune_thresholds
-from mtkeras.export import export_saved_model
+from mtkeras.export import export_saved_model, export_tflite
 from mtkeras.kinds import KINDS, Kind
 from mtkeras.model import build_model
 from mtkeras.optim import RAdam
@@ -70,6 +70,7 @@ __all__ = [
     "encode_targets",
     "evaluate",
     "export_saved_model",
+    "export_tflite",
     "evaluation_report",
     "keras",
     "load_bert_config",

@@ -12,6 +12,7 @@ import pytest
 from conftest import synthetic_records
 
 import mtkeras as mtk
+import mtkeras.export
 from mtkeras._compat import tf
 from mtkeras.export import InGraphTokenizer, saved_model_ops, unsupported_ops
 from mtkeras.export.text_graph import tokenizer_settings, write_vocab
@@ -272,3 +273,55 @@ def test_unfitted_model_exports_with_a_warning(tiny_spec, tiny_tokenizer, tmp_pa
     with caplog.at_level(logging.WARNING, logger="mtkeras"):
         path = mtk.export_saved_model(model, tmp_path, version=1, spec=tiny_spec, tokenizer=tiny_tokenizer)
     assert "never fitted" in caplog.text and os.path.isdir(path)
+
+
+# --- TFLite ----------------------------------------------------------------------------------------
+
+
+def tflite_probs(path, batches):
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=str(path)).get_signature_runner()
+    merged = {}
+    for batch in batches:
+        for name, value in runner(**batch).items():
+            merged.setdefault(name, []).append(value)
+    return {name: np.concatenate(values) for name, values in merged.items()}
+
+
+def test_tflite_float_matches_keras_and_quantized_variants_agree(trained, tiny_tokenizer, tmp_path):
+    model, spec = trained
+    texts = real_texts()[:48] + [r["text"] for r in synthetic_records(48, seed=7)]
+    batches = [mtk.tokenize(tiny_tokenizer, texts[i : i + 16], spec.max_length) for i in range(0, len(texts), 16)]
+    keras_probs = {name: np.concatenate([model(b, training=False)[name].numpy() for b in batches])
+                   for name in spec.group_names}
+    keras_labels = mtk.Predictor(model, spec, tiny_tokenizer).decode(keras_probs)
+    sizes = {}
+    for quantize in mtk.export.QUANTIZE:
+        path = mtk.export_tflite(model, tmp_path / f"{quantize}.tflite", quantize=quantize, spec=spec)
+        sizes[quantize] = os.path.getsize(path)
+        probs = tflite_probs(path, batches)
+        assert set(probs) == {"topic_probabilities", "colour_probabilities"}
+        ours = {name: probs[f"{name}_probabilities"] for name in spec.group_names}
+        labels = mtk.Predictor(model, spec, tiny_tokenizer).decode(ours)
+        agreement = np.mean([a == b for a, b in zip(labels, keras_labels, strict=True)])
+        if quantize is None:
+            for name in spec.group_names:
+                np.testing.assert_allclose(ours[name], keras_probs[name], atol=1e-4, rtol=0)
+            assert agreement == 1.0
+        else:
+            print(f"tflite quantize={quantize}: {sizes[quantize]} bytes, decoded labels agree on {agreement:.1%}")
+            assert agreement >= 0.8
+    # Tiny weights: the graph's own bytes weigh in, so only the order is certain here.
+    assert sizes[None] > sizes["float16"] > sizes["dynamic"]
+    metadata = json.loads(open(tmp_path / "None.tflite.json").read())
+    assert metadata["groups"]["colour"]["thresholds"] == [0.3, 0.5, 0.45, 0.6]
+
+
+def test_tflite_arguments(trained, tmp_path):
+    model, spec = trained
+    with pytest.raises(ValueError, match=r"`quantize` must be one of \[None, 'float16', 'dynamic'\], received 'int4'"):
+        mtk.export_tflite(model, tmp_path / "m.tflite", quantize="int4", spec=spec)
+    (tmp_path / "m.tflite").write_bytes(b"old")
+    with pytest.raises(FileExistsError, match=r"m.tflite' already exists; pass overwrite=True"):
+        mtk.export_tflite(model, tmp_path / "m.tflite", spec=spec)

@@ -3,13 +3,16 @@
 from mtkeras.export.ops import TF_TEXT_2_12_OPS, saved_model_ops, unsupported_ops
 from mtkeras.export.saved_model import SIGNATURES, export_metadata, export_saved_model
 from mtkeras.export.text_graph import InGraphTokenizer
+from mtkeras.export.tflite import QUANTIZE, export_tflite
 
 __all__ = [
+    "QUANTIZE",
     "SIGNATURES",
     "TF_TEXT_2_12_OPS",
     "InGraphTokenizer",
     "export_metadata",
     "export_saved_model",
+    "export_tflite",
     "saved_model_ops",
     "unsupported_ops",
 ]

@@ -24,7 +24,10 @@ METADATA_FILE = os.path.join("assets.extra", "mtkeras.json")
 _STAGING_PREFIX = ".mtkeras-export-"
 
 
-def _resolve(source: Any, spec: TaskSpec | None, tokenizer: Any | None) -> tuple[keras.Model, TaskSpec, Any]:
+def resolve_source(
+    source: Any, spec: TaskSpec | None, tokenizer: Any | None, need_tokenizer: bool = True
+) -> tuple[keras.Model, TaskSpec, Any]:
+    """``(model, spec, tokenizer)`` from a run/model folder, or from a Keras model and its spec."""
     from mtkeras.encoder import load_tokenizer
     from mtkeras.saving import load_model
 
@@ -38,7 +41,9 @@ def _resolve(source: Any, spec: TaskSpec | None, tokenizer: Any | None) -> tuple
         )
     if spec is None:
         raise ValueError("Exporting a Keras model needs its `spec=` (a run or model folder carries its own).")
-    return source, spec, tokenizer if tokenizer is not None else load_tokenizer(spec.encoder)
+    if tokenizer is None and need_tokenizer:
+        tokenizer = load_tokenizer(spec.encoder)
+    return source, spec, tokenizer
 
 
 class ServingModule(tf.Module):
@@ -139,7 +144,7 @@ def export_saved_model(
     ):
         logger.warning("Exporting a model that was never fitted (not compiled, or no training step): "
                        "its heads are untrained.")
-    model, spec, tokenizer = _resolve(model_or_run, spec, tokenizer)
+    model, spec, tokenizer = resolve_source(model_or_run, spec, tokenizer)
     base_dir = os.path.abspath(os.fspath(base_dir))
     final = os.path.join(base_dir, str(version))
     if os.path.exists(final) and not overwrite:

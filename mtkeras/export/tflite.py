@@ -1,0 +1,73 @@
+"""TFLite export (token-id inputs) for teams that run models with LiteRT."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from mtkeras._compat import tf
+from mtkeras._io import write_json
+from mtkeras.export.saved_model import export_metadata, resolve_source
+from mtkeras.spec import INPUT_NAMES, TaskSpec
+
+logger = logging.getLogger("mtkeras")
+
+#: Accepted values of ``quantize``: none (float32), float16 weights, dynamic-range int8 weights.
+QUANTIZE: tuple[str | None, ...] = (None, "float16", "dynamic")
+
+
+def export_tflite(
+    model_or_run: Any,
+    path: str | os.PathLike,
+    *,
+    quantize: str | None = None,
+    spec: TaskSpec | None = None,
+    overwrite: bool = False,
+) -> str:
+    """Write a ``.tflite`` model taking ``input_ids``, ``attention_mask``, ``token_type_ids``
+    (int32 ``[batch, length]``) and returning ``<group>_probabilities``; labels and
+    thresholds go to ``<path>.json`` beside it. TFLite builtin ops only where the
+    graph allows it (it does for BERT); otherwise TF select ops, with a warning.
+
+    Example:
+        >>> export_tflite("runs/debtags", "saved_models/debtags.tflite", quantize="dynamic")
+    """
+    if quantize not in QUANTIZE:
+        raise ValueError(f"`quantize` must be one of {list(QUANTIZE)}, received {quantize!r}.")
+    path = os.path.abspath(os.fspath(path))
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path!r} already exists; pass overwrite=True to replace it.")
+    model, spec, _ = resolve_source(model_or_run, spec, None, need_tokenizer=False)
+    signature = {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in INPUT_NAMES}
+
+    @tf.function(input_signature=[signature])
+    def serve(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        outputs = model(inputs, training=False)
+        return {f"{name}_probabilities": tf.cast(outputs[name], tf.float32) for name in spec.group_names}
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], model)
+    if quantize is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    try:
+        flatbuffer = converter.convert()
+    except Exception as error:  # the converter raises many exception types
+        logger.warning("TFLite builtins do not cover this model (%s); adding TF select ops.", str(error)[:200])
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+        flatbuffer = converter.convert()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as handle:
+        handle.write(flatbuffer)
+    os.replace(tmp, path)
+    metadata = export_metadata(spec)
+    metadata["signatures"] = {"serving_default": "input_ids, attention_mask, token_type_ids: int32 [batch, length]"}
+    metadata["quantize"] = quantize
+    for group in metadata["groups"].values():
+        group.pop("labels_output")  # labels are decoded by the caller from probabilities and thresholds
+        group.pop("labels_layout")
+    write_json(metadata, path + ".json")
+    return path
