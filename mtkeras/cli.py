@@ -61,6 +61,23 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    import os
+
+    from mtkeras.export import export_saved_model, export_tflite
+    from mtkeras.export.saved_model import check_export_name
+
+    name = check_export_name(args.name)
+    written = {"saved_model": export_saved_model(args.run, os.path.join(args.output_dir, name), version=args.version,
+                                                 overwrite=args.overwrite)}
+    if args.tflite:
+        suffix = f"-{args.quantize}" if args.quantize else ""
+        path = os.path.join(args.output_dir, f"{name}-v{args.version}{suffix}.tflite")
+        written["tflite"] = export_tflite(args.run, path, quantize=args.quantize, overwrite=args.overwrite)
+    print(json.dumps(written, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtkeras", description="One BERT model, several label groups.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -87,6 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--jsonl", action="store_true", help="input lines are JSON objects with the text field")
     predict.add_argument("--batch-size", type=int, default=32)
     predict.set_defaults(handler=_predict)
+    export = commands.add_parser("export", help="export a run as a TF Serving SavedModel (and TFLite)")
+    export.add_argument("run", help="run folder (or its model/ folder)")
+    export.add_argument("--name", required=True, help="model name: the folder under --output-dir")
+    export.add_argument("--version", type=int, default=1, help="TF Serving version folder (a positive integer)")
+    export.add_argument("--output-dir", default="saved_models", help="where <name>/<version>/ goes")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    export.add_argument("--tflite", action="store_true", help="also write <name>-v<version>.tflite")
+    export.add_argument("--quantize", choices=["float16", "dynamic"], help="TFLite weight quantization")
+    export.set_defaults(handler=_export)
     return parser
 
 

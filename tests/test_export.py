@@ -325,3 +325,26 @@ def test_tflite_arguments(trained, tmp_path):
     (tmp_path / "m.tflite").write_bytes(b"old")
     with pytest.raises(FileExistsError, match=r"m.tflite' already exists; pass overwrite=True"):
         mtk.export_tflite(model, tmp_path / "m.tflite", spec=spec)
+
+
+# --- CLI ----------------------------------------------------------------------------------------------
+
+
+def test_cli_export(trained, tiny_tokenizer, tmp_path, capsys):
+    from mtkeras.cli import main as cli_main
+
+    model, spec = trained
+    folder = mtk.save_model(model, spec, tmp_path / "run" / "model", tiny_tokenizer)
+    out = tmp_path / "saved_models"
+    assert cli_main(["export", str(tmp_path / "run"), "--name", "tiny", "--version", "2", "--output-dir", str(out),
+                     "--tflite", "--quantize", "dynamic"]) == 0
+    written = json.loads(capsys.readouterr().out)
+    assert written == {"saved_model": str(out / "tiny" / "2"), "tflite": str(out / "tiny-v2-dynamic.tflite")}
+    assert sorted(os.listdir(out / "tiny")) == ["2"] and os.path.isfile(out / "tiny-v2-dynamic.tflite.json")
+    assert cli_main(["export", folder, "--name", "tiny", "--version", "2", "--output-dir", str(out)]) == 2
+    assert "already exists; pass overwrite=True" in capsys.readouterr().err
+    for bad in ("../evil", "a/b", "..", ".hidden", ""):
+        assert cli_main(["export", folder, "--name", bad, "--output-dir", str(out)]) == 2
+        assert "Export name must be 1-128 letters" in capsys.readouterr().err
+    assert cli_main(["export", folder, "--name", "tiny", "--version", "0", "--output-dir", str(out)]) == 2
+    assert "`version` must be a positive integer" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 from typing import Any
@@ -100,6 +101,19 @@ def export_metadata(spec: TaskSpec) -> dict[str, Any]:
         "spec": spec.to_dict(),
         "versions": {"tensorflow": tf.__version__, "transformers": transformers.__version__},
     }
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def check_export_name(name: Any) -> str:
+    """A model name safe as one folder name: letters, digits, '_', '-', '.'; no separators, no '..'."""
+    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+        raise ValueError(
+            f"Export name must be 1-128 letters, digits, '_', '-' or '.', starting with a letter or digit and "
+            f"without '..' (it becomes a folder name); received {name!r}."
+        )
+    return name
 
 
 def _check_version(version: Any) -> int:
