@@ -2,7 +2,8 @@
 
 This is the main job of the README: a short, bounded run on the bundled real
 data (Debian package descriptions, ``examples/data/debtags``), then save the
-model, reload it and print predictions for a few validation descriptions.
+model, reload it and print predictions for a few validation descriptions, and
+export it for TF Serving and read that export back in a fresh process.
 
     python examples/train_debtags.py --train-rows 1500 --epochs 1 --out runs/debtags
 
@@ -16,6 +17,8 @@ import argparse
 import json
 import os
 import random
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -56,6 +59,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=os.path.join(HERE, "..", "runs", "debtags"))
+    parser.add_argument("--export-dir", default=os.path.join(HERE, "..", "saved_models", "debtags"))
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -108,6 +112,11 @@ def main() -> None:
         print(f"- {record['package']}: {record['text'][:70]!r}...")
         print(f"    predicted {prediction}")
         print(f"    true      {truth}")
+    # Export for TF Serving and read it back in a fresh process that has only TensorFlow + TF Text.
+    export_dir = mtk.export_saved_model(folder, args.export_dir, version=1, overwrite=True)
+    print(f"\nExported {export_dir}; serving_default in a fresh process:")
+    subprocess.run([sys.executable, os.path.join(HERE, "serve_check.py"), export_dir, *texts[:3]], check=True,
+                   env={k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"})
     rows_s = len(train) * args.epochs
     print(f"\nDone in {time.perf_counter() - started:.0f} s ({rows_s} training rows seen).")
     mean_auc = np.mean([v for k, v in metrics.items() if k.endswith("roc_auc")])
