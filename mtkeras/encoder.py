@@ -9,8 +9,10 @@ loaded by ``TFBertModel.from_pretrained``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from mtkeras._compat import (
@@ -55,7 +57,11 @@ class BertEncoder(keras.layers.Layer):
         # The inner model is named so its weights read "bert_model/bert/...":
         # transformers' PyTorch->TF mapping drops that first level. No pooler:
         # mean pooling replaces it, and unused weights would get no gradient.
-        self.bert = TFBertModel(self.bert_config, add_pooling_layer=False, name=BERT_LAYER)
+        # transformers' layers take the global dtype policy when created, so this
+        # layer's policy (e.g. mixed_float16, kept in its config) is made global
+        # for the time it takes to create them.
+        with _global_policy(self.dtype_policy.name):
+            self.bert = TFBertModel(self.bert_config, add_pooling_layer=False, name=BERT_LAYER)
 
     def build_weights(self) -> None:
         """Create the encoder's variables now (eagerly), e.g. before loading weights."""
@@ -79,6 +85,16 @@ class BertEncoder(keras.layers.Layer):
         config = super().get_config()
         config["bert_config"] = self.bert_config.to_dict()
         return config
+
+
+@contextlib.contextmanager
+def _global_policy(name: str) -> Iterator[None]:
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 # --- folder checks -------------------------------------------------------------
@@ -168,10 +184,13 @@ def _load_safetensors(encoder: BertEncoder, path: str) -> None:
         )
 
 
-def load_encoder(folder: str) -> BertEncoder:
-    """A :class:`BertEncoder` with the pretrained weights of a local folder (no torch, no network)."""
+def load_encoder(folder: str, dtype: str | None = None) -> BertEncoder:
+    """A :class:`BertEncoder` with the pretrained weights of a local folder (no torch, no network).
+
+    ``dtype`` is a Keras dtype policy name (``"mixed_float16"``, ``"mixed_bfloat16"``); weights stay float32.
+    """
     config = load_bert_config(folder)
-    encoder = BertEncoder(config, name=ENCODER_LAYER)
+    encoder = BertEncoder(config, name=ENCODER_LAYER, dtype=dtype)
     for name in WEIGHT_FILES:
         path = os.path.join(folder, name)
         if not os.path.isfile(path):
@@ -179,9 +198,10 @@ def load_encoder(folder: str) -> BertEncoder:
         if name == "model.safetensors":
             _load_safetensors(encoder, path)
         else:
-            pretrained = TFBertModel.from_pretrained(
-                folder, config=config, add_pooling_layer=False, local_files_only=True
-            )
+            with _global_policy("float32"):
+                pretrained = TFBertModel.from_pretrained(
+                    folder, config=config, add_pooling_layer=False, local_files_only=True
+                )
             encoder.build_weights()
             encoder.bert.set_weights(pretrained.get_weights())
         return encoder

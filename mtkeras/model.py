@@ -6,8 +6,13 @@ from mtkeras._compat import BertConfig, keras, tf
 from mtkeras.encoder import BertEncoder, check_spec_fits, load_bert_config, load_encoder
 from mtkeras.spec import DROPOUT_LAYER, ENCODER_LAYER, INPUT_NAMES, POOLING_LAYER, TaskSpec
 
+#: Accepted ``mixed_precision`` values: float32 everywhere, or float16 / bfloat16 compute in the encoder.
+MIXED_PRECISION: tuple[str | None, ...] = (None, "mixed_float16", "mixed_bfloat16")
 
-def build_model(spec: TaskSpec, *, bert_config: BertConfig | None = None) -> keras.Model:
+
+def build_model(
+    spec: TaskSpec, *, bert_config: BertConfig | None = None, mixed_precision: str | None = None
+) -> keras.Model:
     """Build the multi-head functional Keras model the spec describes.
 
     Args:
@@ -15,6 +20,9 @@ def build_model(spec: TaskSpec, *, bert_config: BertConfig | None = None) -> ker
         bert_config: build a randomly initialised encoder from this config
             instead of loading the pretrained weights in ``spec.encoder``
             (tests, training from scratch).
+        mixed_precision: ``"mixed_float16"`` (GPU) or ``"mixed_bfloat16"``
+            (CPU/TPU) runs the encoder and pooling in half precision with
+            float32 weights; the heads and outputs stay float32.
 
     Returns:
         A ``tf_keras.Model`` taking ``input_ids``, ``attention_mask`` and
@@ -26,10 +34,13 @@ def build_model(spec: TaskSpec, *, bert_config: BertConfig | None = None) -> ker
         >>> model(tokenizer(["a text"], return_tensors="tf"))["section"].shape
         TensorShape([1, 38])
     """
+    if mixed_precision not in MIXED_PRECISION:
+        raise ValueError(f"`mixed_precision` must be one of {list(MIXED_PRECISION)}, received {mixed_precision!r}.")
+    policy = mixed_precision or "float32"
     if bert_config is None:
         config = load_bert_config(spec.encoder)
         check_spec_fits(spec, config)
-        encoder = load_encoder(spec.encoder)
+        encoder = load_encoder(spec.encoder, dtype=policy)
     else:
         if not isinstance(bert_config, BertConfig):
             raise TypeError(
@@ -37,7 +48,7 @@ def build_model(spec: TaskSpec, *, bert_config: BertConfig | None = None) -> ker
                 f"{bert_config!r} ({type(bert_config).__name__})."
             )
         check_spec_fits(spec, bert_config)
-        encoder = BertEncoder(bert_config, name=ENCODER_LAYER)
+        encoder = BertEncoder(bert_config, name=ENCODER_LAYER, dtype=policy)
 
     # Inputs: named like the Hugging Face keyword arguments, any length.
     inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in INPUT_NAMES}
@@ -45,16 +56,17 @@ def build_model(spec: TaskSpec, *, bert_config: BertConfig | None = None) -> ker
     # Encoder and pooling: mean over real tokens only (the mask keeps padding out).
     hidden = encoder(inputs)
     token_mask = tf.cast(inputs["attention_mask"], tf.bool)
-    pooled = keras.layers.GlobalAveragePooling1D(name=POOLING_LAYER)(hidden, mask=token_mask)
-    pooled = keras.layers.Dropout(spec.head_dropout, name=DROPOUT_LAYER)(pooled)
+    pooled = keras.layers.GlobalAveragePooling1D(name=POOLING_LAYER, dtype=policy)(hidden, mask=token_mask)
+    pooled = keras.layers.Dropout(spec.head_dropout, name=DROPOUT_LAYER, dtype="float32")(pooled)
 
-    # Heads: one Dense per group, its size and activation from the group's kind.
+    # Heads: one Dense per group, its size and activation from the group's kind; always float32.
     stddev = encoder.bert_config.initializer_range
     outputs = {
         group.name: keras.layers.Dense(
             len(group.labels),
             activation=group.kind_rules.activation,
             kernel_initializer=keras.initializers.TruncatedNormal(stddev=stddev),
+            dtype="float32",
             name=group.name,
         )(pooled)
         for group in spec.groups

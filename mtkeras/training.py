@@ -35,6 +35,10 @@ def build_metrics(spec: TaskSpec) -> dict[str, list[keras.metrics.Metric]]:
     return {group.name: group.kind_rules.make_metrics(group) for group in spec.groups}
 
 
+def _uses_float16(model: keras.Model) -> bool:
+    return any(layer.dtype_policy.compute_dtype == "float16" for layer in model.layers)
+
+
 def compile_model(
     model: keras.Model,
     spec: TaskSpec,
@@ -95,6 +99,8 @@ def compile_model(
         )
         if weight_decay:
             optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY_NAMES))
+    if _uses_float16(model) and not isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
+        optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)  # float16 gradients need loss scaling
     # Weighted metrics: rows with sample weight 0 (not annotated for a group) are left out.
     model.compile(
         optimizer=optimizer,
