@@ -29,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def main() -> None:
     run = sys.argv[1]
     predictor = mtk.Predictor.from_folder(run)
-    spec, tokenizer, model = predictor.spec, predictor.tokenizer, predictor.model
+    spec, tokenizer = predictor.spec, predictor.tokenizer
     texts = [r["text"] for r in mtk.read_jsonl(os.path.join(ROOT, "examples", "data", "debtags", "validation.jsonl"))]
     keras_probs = predictor.predict_proba(texts)
     keras_labels = predictor.decode(keras_probs)
