@@ -7,13 +7,13 @@ import os
 from typing import Any
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
+    """Write ``data`` (text as UTF-8, or bytes) to a temporary file beside ``path`` and rename it into place."""
     path = os.fspath(path)
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with open(tmp, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -23,4 +23,4 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 def write_json(data: Any, path: str | os.PathLike) -> None:
     """Write ``data`` as indented UTF-8 JSON, atomically."""
-    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")

@@ -6,6 +6,12 @@ from mtkeras._compat import BertConfig, keras, tf
 from mtkeras.encoder import BertEncoder, check_spec_fits, load_bert_config, load_encoder
 from mtkeras.spec import DROPOUT_LAYER, ENCODER_LAYER, INPUT_NAMES, POOLING_LAYER, TaskSpec
 
+
+def ids_signature() -> dict[str, tf.TensorSpec]:
+    """The model's inputs as a ``tf.function`` signature: int32 ``[batch, length]``, both dynamic."""
+    return {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in INPUT_NAMES}
+
+
 #: Accepted ``mixed_precision`` values: float32 everywhere, or float16 / bfloat16 compute in the encoder.
 MIXED_PRECISION: tuple[str | None, ...] = (None, "mixed_float16", "mixed_bfloat16")
 

@@ -10,7 +10,8 @@ import numpy as np
 from mtkeras._compat import keras, tf
 from mtkeras.data import check_texts, pad_rows
 from mtkeras.encoder import load_tokenizer
-from mtkeras.spec import INPUT_NAMES, TaskSpec
+from mtkeras.model import ids_signature
+from mtkeras.spec import TaskSpec
 
 
 class Predictor:
@@ -49,11 +50,8 @@ class Predictor:
         self.spec = spec
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec.encoder)
         self.batch_size = batch_size
-        signature = {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in INPUT_NAMES}
         # One trace for every batch shape: [batch, length] are both dynamic.
-        self._forward = tf.function(
-            lambda inputs: model(inputs, training=False), input_signature=[signature]
-        )
+        self._forward = tf.function(lambda inputs: model(inputs, training=False), input_signature=[ids_signature()])
 
     @classmethod
     def from_folder(cls, folder: str, batch_size: int = 32) -> Predictor:

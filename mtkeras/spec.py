@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from mtkeras._io import write_text_atomic
+from mtkeras._io import write_atomic
 from mtkeras.kinds import KINDS, Kind
 
 #: Model input names, exactly the Hugging Face keyword arguments.
@@ -310,7 +310,7 @@ class TaskSpec:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the spec as JSON (atomically: a reader never sees half a file)."""
-        write_text_atomic(path, self.to_json() + "\n")
+        write_atomic(path, self.to_json() + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TaskSpec:

@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import os
+import random
 import shutil
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -82,8 +83,6 @@ def train(config: Mapping[str, Any], *, verbose: int | str = 1) -> str:
     train_records = read_records(data["train"], config["spec"], **read)
     validation_records = read_records(data["validation"], config["spec"], **read)
     if data["train_rows"]:
-        import random
-
         random.Random(training["seed"]).shuffle(train_records)
         train_records = train_records[: data["train_rows"]]
     spec = spec_from_config(config, train_records + validation_records)

@@ -12,7 +12,8 @@ from typing import Any
 from mtkeras._compat import keras, tf, transformers
 from mtkeras._io import write_json
 from mtkeras.export.text_graph import InGraphTokenizer, tokenizer_settings, write_vocab
-from mtkeras.spec import INPUT_NAMES, TaskSpec
+from mtkeras.model import ids_signature
+from mtkeras.spec import TaskSpec
 
 logger = logging.getLogger("mtkeras")
 
@@ -70,7 +71,7 @@ class ServingModule(tf.Module):
             outputs[f"{group.name}_labels"] = group.kind_rules.graph_decode(group, probabilities[group.name])
         return outputs
 
-    @tf.function(input_signature=[{name: tf.TensorSpec([None, None], tf.int32, name=name) for name in INPUT_NAMES}])
+    @tf.function(input_signature=[ids_signature()])
     def serve_ids(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         return {f"{name}_probabilities": p for name, p in self._probabilities(inputs).items()}
 

@@ -7,9 +7,10 @@ import os
 from typing import Any
 
 from mtkeras._compat import tf
-from mtkeras._io import write_json
+from mtkeras._io import write_atomic, write_json
 from mtkeras.export.saved_model import export_metadata, resolve_source
-from mtkeras.spec import INPUT_NAMES, TaskSpec
+from mtkeras.model import ids_signature
+from mtkeras.spec import TaskSpec
 
 logger = logging.getLogger("mtkeras")
 
@@ -39,9 +40,7 @@ def export_tflite(
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path!r} already exists; pass overwrite=True to replace it.")
     model, spec, _ = resolve_source(model_or_run, spec, None, need_tokenizer=False)
-    signature = {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in INPUT_NAMES}
-
-    @tf.function(input_signature=[signature])
+    @tf.function(input_signature=[ids_signature()])
     def serve(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         outputs = model(inputs, training=False)
         return {f"{name}_probabilities": tf.cast(outputs[name], tf.float32) for name in spec.group_names}
@@ -59,10 +58,7 @@ def export_tflite(
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
         flatbuffer = converter.convert()
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as handle:
-        handle.write(flatbuffer)
-    os.replace(tmp, path)
+    write_atomic(path, flatbuffer)
     metadata = export_metadata(spec)
     metadata["signatures"] = {"serving_default": "input_ids, attention_mask, token_type_ids: int32 [batch, length]"}
     metadata["quantize"] = quantize
