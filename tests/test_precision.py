@@ -41,12 +41,18 @@ def test_bfloat16_encoder_float32_heads_trains_saves_and_exports(tiny_spec, tiny
         np.testing.assert_allclose(served[f"{name}_probabilities"].numpy(), outputs[name].numpy(), atol=1e-5)
 
 
-def test_float16_gets_loss_scaling(tiny_spec, tiny_tokenizer):
-    model = mtk.build_model(tiny_spec, bert_config=tiny_config(), mixed_precision="mixed_float16")
-    mtk.compile_model(model, tiny_spec)
+def test_float16_gets_loss_scaling_trains_and_exports(tiny_spec, tiny_tokenizer, tmp_path):
+    model, x, losses = fitted(tiny_spec, tiny_tokenizer, "mixed_float16")
     assert isinstance(model.optimizer, mtk.keras.mixed_precision.LossScaleOptimizer)
     assert isinstance(model.optimizer.inner_optimizer, mtk.RAdam)
+    assert model.get_layer("encoder").compute_dtype == "float16"
     assert model.get_layer("topic").compute_dtype == "float32"
+    assert np.isfinite(losses).all()
+    export = mtk.export_saved_model(model, tmp_path / "served", spec=tiny_spec, tokenizer=tiny_tokenizer)
+    served = tf.saved_model.load(export).signatures["predict_ids"](**{k: tf.constant(v) for k, v in x.items()})
+    for name, value in model(x).items():
+        assert served[f"{name}_probabilities"].dtype == tf.float32
+        np.testing.assert_allclose(served[f"{name}_probabilities"].numpy(), value.numpy(), atol=1e-5)
 
 
 def test_xla_compiled_model_trains_and_exports(tiny_spec, tiny_tokenizer, tmp_path):
