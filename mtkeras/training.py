@@ -142,17 +142,23 @@ class MeanOverHeads(keras.callbacks.Callback):
 
 
 class BestCheckpoint(keras.callbacks.Callback):
-    """Saves the weights whenever ``monitor`` improves; remembers the best across restarts.
+    """Saves the weights whenever ``monitor`` improves; stops early; remembers the best across restarts.
 
     The best value and epoch live in ``<path>.json`` beside the weights, so a run
-    resumed by ``BackupAndRestore`` keeps comparing with the true best so far.
+    resumed by ``BackupAndRestore`` keeps comparing with the true best so far, and
+    early stopping (``patience`` epochs without improvement; None: never) counts
+    from the true best epoch, not from the restart.
     """
 
-    def __init__(self, path: str, monitor: str = DEFAULT_MONITOR, mode: str = "max") -> None:
+    def __init__(
+        self, path: str, monitor: str = DEFAULT_MONITOR, mode: str = "max", patience: int | None = None
+    ) -> None:
         super().__init__()
         if mode not in ("max", "min"):
             raise ValueError(f"`mode` must be 'max' or 'min', received {mode!r}.")
-        self.path, self.monitor, self.mode = path, monitor, mode
+        if patience is not None and (not isinstance(patience, int) or isinstance(patience, bool) or patience < 1):
+            raise ValueError(f"`patience` must be an integer >= 1 or None, received {patience!r}.")
+        self.path, self.monitor, self.mode, self.patience = path, monitor, mode, patience
         self.best: float | None = None
         self.best_epoch: int | None = None
 
@@ -180,6 +186,8 @@ class BestCheckpoint(keras.callbacks.Callback):
             self.model.save_weights(tmp)
             os.replace(tmp, self.path)
             write_json({"best": self.best, "epoch": self.best_epoch, "monitor": self.monitor}, self.state_path)
+        elif self.patience is not None and epoch - self.best_epoch >= self.patience:
+            self.model.stop_training = True
 
 
 def training_callbacks(
@@ -203,10 +211,8 @@ def training_callbacks(
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
         MeanOverHeads(spec.group_names),
-        BestCheckpoint(os.path.join(run_dir, BEST_WEIGHTS), monitor=monitor, mode=mode),
+        BestCheckpoint(os.path.join(run_dir, BEST_WEIGHTS), monitor=monitor, mode=mode, patience=patience or None),
     ]
-    if patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience))
     return callbacks
 
 

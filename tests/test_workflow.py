@@ -121,6 +121,23 @@ def test_mean_over_heads_and_best_checkpoint(tiny_model, tmp_path):
         resumed.on_epoch_end(2, {"loss": 1.0})
     with pytest.raises(ValueError, match=r"`mode` must be 'max' or 'min', received 'up'"):
         mtk.BestCheckpoint(path, mode="up")
+    with pytest.raises(ValueError, match=r"`patience` must be an integer >= 1 or None, received 0"):
+        mtk.BestCheckpoint(path, patience=0)
+
+
+def test_early_stopping_counts_from_the_best_epoch_across_restarts(tiny_model, tmp_path):
+    path = str(tmp_path / "best.weights.h5")
+    first = mtk.BestCheckpoint(path, patience=2)
+    first.set_model(tiny_model)
+    first.on_train_begin()
+    first.on_epoch_end(0, {"val_mean_roc_auc": 0.7})
+    first.on_epoch_end(1, {"val_mean_roc_auc": 0.6})
+    assert not tiny_model.stop_training  # one epoch without improvement
+    restarted = mtk.BestCheckpoint(path, patience=2)  # the process died here and was restarted
+    restarted.set_model(tiny_model)
+    restarted.on_train_begin()
+    restarted.on_epoch_end(2, {"val_mean_roc_auc": 0.65})
+    assert tiny_model.stop_training  # two epochs since the best (epoch 0), counting the one before the restart
 
 
 # --- CLI end to end ----------------------------------------------------------------------------
