@@ -25,6 +25,8 @@ class Predictor:
         spec: the spec it was built from (its thresholds decide multilabel output).
         tokenizer: the encoder's tokenizer; defaults to the one in ``spec.encoder``.
         batch_size: texts per forward pass.
+        chunk_size: texts tokenized (and length-sorted) together; bounds the memory
+            that tokens take for long inputs.
 
     Example:
         >>> Predictor(model, spec).predict(["GNU image manipulation program"])
@@ -37,9 +39,11 @@ class Predictor:
         spec: TaskSpec,
         tokenizer: Any | None = None,
         batch_size: int = 32,
+        chunk_size: int = 4096,
     ) -> None:
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be an integer >= 1, received {batch_size!r}.")
+        for arg, value in (("batch_size", batch_size), ("chunk_size", chunk_size)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"`{arg}` must be an integer >= 1, received {value!r}.")
         missing = sorted(set(spec.group_names) - set(model.output_names))
         if missing:
             raise ValueError(
@@ -50,6 +54,7 @@ class Predictor:
         self.spec = spec
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec.encoder)
         self.batch_size = batch_size
+        self.chunk_size = chunk_size
         # One trace for every batch shape: [batch, length] are both dynamic.
         self._forward = tf.function(lambda inputs: model(inputs, training=False), input_signature=[ids_signature()])
 
@@ -70,20 +75,22 @@ class Predictor:
         }
         if not texts:
             return out
-        encoded = self.tokenizer(
-            texts,
-            truncation=True,
-            max_length=self.spec.max_length,
-            return_token_type_ids=True,
-            return_attention_mask=True,
-        )
-        order = np.argsort([len(ids) for ids in encoded["input_ids"]], kind="stable")
-        for start in range(0, len(texts), self.batch_size):
-            rows = order[start : start + self.batch_size]
-            batch = pad_rows(encoded, rows, pad_id=self.tokenizer.pad_token_id)
-            probs = self._forward(batch)
-            for name in out:
-                out[name][rows] = probs[name].numpy()
+        # Tokens are held for one chunk of texts at a time, sorted by length inside it.
+        for chunk_start in range(0, len(texts), self.chunk_size):
+            chunk = texts[chunk_start : chunk_start + self.chunk_size]
+            encoded = self.tokenizer(
+                chunk,
+                truncation=True,
+                max_length=self.spec.max_length,
+                return_token_type_ids=True,
+                return_attention_mask=True,
+            )
+            order = np.argsort([len(ids) for ids in encoded["input_ids"]], kind="stable")
+            for start in range(0, len(chunk), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                probs = self._forward(pad_rows(encoded, rows, pad_id=self.tokenizer.pad_token_id))
+                for name in out:
+                    out[name][chunk_start + rows] = probs[name].numpy()
         return out
 
     def decode(self, probs: dict[str, np.ndarray]) -> list[dict[str, Any]]:

@@ -23,12 +23,14 @@ def test_predict_returns_label_names_per_group(predictor, tiny_spec):
 
 def test_results_are_in_input_order_whatever_the_batching(tiny_model, tiny_spec, tiny_tokenizer, predictor):
     one_batch = mtk.Predictor(tiny_model, tiny_spec, tiny_tokenizer, batch_size=64).predict_proba(TEXTS)
+    chunked = mtk.Predictor(tiny_model, tiny_spec, tiny_tokenizer, batch_size=2, chunk_size=3).predict_proba(TEXTS)
     sorted_batches = predictor.predict_proba(TEXTS)
     x = mtk.tokenize(tiny_tokenizer, TEXTS, tiny_spec.max_length)
     direct = tiny_model.predict(x, verbose=0)
     for name in direct:
         np.testing.assert_allclose(sorted_batches[name], direct[name], atol=1e-6)
         np.testing.assert_allclose(one_batch[name], direct[name], atol=1e-6)
+        np.testing.assert_allclose(chunked[name], direct[name], atol=1e-6)
 
 
 def test_default_tokenizer_comes_from_the_encoder_folder(tiny_model, tiny_spec):
@@ -62,6 +64,8 @@ def test_bad_input(predictor, tiny_model, tiny_spec):
         predictor.predict(b"red")
     with pytest.raises(ValueError, match=r"`batch_size` must be an integer >= 1, received 0"):
         mtk.Predictor(tiny_model, tiny_spec, batch_size=0)
+    with pytest.raises(ValueError, match=r"`chunk_size` must be an integer >= 1, received 0"):
+        mtk.Predictor(tiny_model, tiny_spec, chunk_size=0)
     other = mtk.TaskSpec(encoder=tiny_spec.encoder, max_length=32,
                          groups=[mtk.LabelGroup("other", "multilabel", labels=["x"])])
     with pytest.raises(ValueError, match=r"The model has no outputs for groups \['other'\]"):
