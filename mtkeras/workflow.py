@@ -59,6 +59,21 @@ def spec_from_config(config: Mapping[str, Any], records: Sequence[Mapping[str, A
     return TaskSpec.from_dict(data)
 
 
+def _check_same_task(run_dir: str, config: Mapping[str, Any]) -> None:
+    """A resumed run must train the same task on the same data; hyper-parameters may change."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as handle:
+        previous = json.load(handle)
+    changed = [key for key in ("spec", "data") if previous.get(key) != json.loads(json.dumps(config[key]))]
+    if changed:
+        raise ValueError(
+            f"{run_dir!r} holds an interrupted run whose config differs in {changed}; resuming it with another "
+            "task or data would mix two trainings. Use another `output`, or delete the folder to start over."
+        )
+
+
 def train(config: Mapping[str, Any], *, verbose: int | str = 1) -> str:
     """Train as ``config`` says (see :mod:`mtkeras.config`) and return the run folder.
 
@@ -87,6 +102,7 @@ def train(config: Mapping[str, Any], *, verbose: int | str = 1) -> str:
         train_records = train_records[: data["train_rows"]]
     spec = spec_from_config(config, train_records + validation_records)
     if os.path.isdir(os.path.join(run_dir, "backup")):
+        _check_same_task(run_dir, config)
         logger.warning("%s: resuming an interrupted run from its last finished epoch.", run_dir)
     write_json(dict(config), os.path.join(run_dir, "config.json"))
     tokenizer = load_tokenizer(spec.encoder)

@@ -237,3 +237,12 @@ def test_killed_training_resumes_from_the_last_finished_epoch(config_file, tmp_p
     assert epochs[: len(done)] == done and epochs[len(done)] in (len(done), len(done) + 1), (done, epochs)
     assert (run / "model" / "model.keras").exists() and not (run / "backup").exists()
     assert np.isfinite(json.loads((run / "metrics.json").read_text())["validation"]["overall"]["micro_f1"])
+
+
+def test_resuming_with_another_task_is_refused(config_file, tmp_path):
+    run = tmp_path / "run"
+    os.makedirs(run / "backup")  # as a killed run leaves it
+    (run / "config.json").write_text(json.dumps(mtk.load_config(config_file)))
+    changed = mtk.load_config(config_file, ["spec.max_length=16"])
+    with pytest.raises(ValueError, match=r"holds an interrupted run whose config differs in \['spec'\]"):
+        mtk.train(changed, verbose=0)
