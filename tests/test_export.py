@@ -348,3 +348,40 @@ def test_cli_export(trained, tiny_tokenizer, tmp_path, capsys):
         assert "Export name must be 1-128 letters" in capsys.readouterr().err
     assert cli_main(["export", folder, "--name", "tiny", "--version", "0", "--output-dir", str(out)]) == 2
     assert "`version` must be a positive integer" in capsys.readouterr().err
+
+
+# --- killed exports ---------------------------------------------------------------------------------
+
+_EXPORT_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import mtkeras as mtk
+    mtk.export_saved_model(sys.argv[1], sys.argv[2], version=1)
+    print("done")
+    """
+)
+
+
+@pytest.mark.parametrize("kill_after", [6.0, 14.0])  # mid-export, and near or after its end
+def test_killed_export_leaves_nothing_or_a_complete_version(trained, tiny_tokenizer, tmp_path, kill_after):
+    """TF Serving polls the base folder: after a SIGKILL it must see no version or a whole one."""
+    import signal
+    import time
+
+    model, spec = trained
+    folder = mtk.save_model(model, spec, tmp_path / "run", tiny_tokenizer)
+    base = tmp_path / "served"
+    (tmp_path / "export.py").write_text(_EXPORT_SCRIPT)
+    process = subprocess.Popen([sys.executable, str(tmp_path / "export.py"), folder, str(base)],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    time.sleep(kill_after)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    versions = [entry for entry in os.listdir(base) if entry.isdigit()] if base.exists() else []
+    for version in versions:  # a version TF Serving can see is complete and loads
+        loaded = tf.saved_model.load(str(base / version))
+        assert "serving_default" in loaded.signatures
+        assert os.path.isfile(base / version / "assets.extra" / "mtkeras.json")
+    # The next export cleans the leftovers and completes.
+    path = mtk.export_saved_model(folder, base, version=1, overwrite=True)
+    assert sorted(os.listdir(base)) == ["1"] and os.path.basename(path) == "1"
