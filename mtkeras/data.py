@@ -70,6 +70,17 @@ def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int, padding: str
     return {name: np.asarray(encoded[name], dtype=np.int32) for name in INPUT_NAMES}
 
 
+def encode_unpadded(tokenizer: Any, texts: Sequence[str], max_length: int) -> Any:
+    """Tokenizer output for ``texts``, truncated to ``max_length`` and not padded (lists of ids per row)."""
+    return tokenizer(
+        list(texts),
+        truncation=True,
+        max_length=max_length,
+        return_token_type_ids=True,
+        return_attention_mask=True,
+    )
+
+
 def pad_rows(encoded: Mapping[str, Sequence[Sequence[int]]], rows: Sequence[int], pad_id: int) -> dict[str, np.ndarray]:
     """Rows ``rows`` of unpadded tokenizer output, padded to their own longest row (int32)."""
     length = max(len(encoded["input_ids"][i]) for i in rows)
@@ -85,6 +96,11 @@ def pad_rows(encoded: Mapping[str, Sequence[Sequence[int]]], rows: Sequence[int]
 
 
 # --- labels -> targets ----------------------------------------------------------
+
+
+def _columns(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Every column name that occurs in ``records``, sorted (for error messages)."""
+    return sorted(set().union(*(record.keys() for record in records)))
 
 
 def _is_null(value: Any) -> bool:
@@ -110,8 +126,7 @@ def encode_targets(
         column = group.source_column
         if records and not any(column in record for record in records):
             raise KeyError(
-                f"No row has the column {column!r} of group {group.name!r}; columns present: "
-                f"{sorted(set().union(*(record.keys() for record in records)))}."
+                f"No row has the column {column!r} of group {group.name!r}; columns present: {_columns(records)}."
             )
     targets = {group.name: np.zeros((len(records), len(group.labels)), np.float32) for group in spec.groups}
     weights = {group.name: np.zeros(len(records), np.float32) for group in spec.groups}
@@ -265,8 +280,7 @@ def _checked_texts(
 ) -> list[Mapping[str, Any]]:
     if records and not any(column in record for record in records):
         raise KeyError(
-            f"{origin}: no row has the text column {column!r}; columns present: "
-            f"{sorted(set().union(*(record.keys() for record in records)))}."
+            f"{origin}: no row has the text column {column!r}; columns present: {_columns(records)}."
         )
     not_text = [i for i, record in enumerate(records) if not isinstance(record.get(column), str)]
     if not_text:
@@ -323,13 +337,7 @@ def make_dataset(
     if len(records) == 0:
         raise ValueError("`records` is empty; a dataset needs at least one row.")
     texts = check_texts([record[spec.text_column] for record in records], arg=f"records[*][{spec.text_column!r}]")
-    encoded = tokenizer(
-        texts,
-        truncation=True,
-        max_length=spec.max_length,
-        return_token_type_ids=True,
-        return_attention_mask=True,
-    )
+    encoded = encode_unpadded(tokenizer, texts, spec.max_length)
     lengths = np.array([len(ids) for ids in encoded["input_ids"]], dtype=np.int64)
     inputs = {
         name: tf.RaggedTensor.from_row_lengths(

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from mtkeras._compat import keras, tf
-from mtkeras.data import check_texts, pad_rows
+from mtkeras.data import check_texts, encode_unpadded, pad_rows
 from mtkeras.encoder import load_tokenizer
 from mtkeras.model import ids_signature
 from mtkeras.spec import TaskSpec
@@ -78,13 +78,7 @@ class Predictor:
         # Tokens are held for one chunk of texts at a time, sorted by length inside it.
         for chunk_start in range(0, len(texts), self.chunk_size):
             chunk = texts[chunk_start : chunk_start + self.chunk_size]
-            encoded = self.tokenizer(
-                chunk,
-                truncation=True,
-                max_length=self.spec.max_length,
-                return_token_type_ids=True,
-                return_attention_mask=True,
-            )
+            encoded = encode_unpadded(self.tokenizer, chunk, self.spec.max_length)
             order = np.argsort([len(ids) for ids in encoded["input_ids"]], kind="stable")
             for start in range(0, len(chunk), self.batch_size):
                 rows = order[start : start + self.batch_size]

@@ -14,6 +14,8 @@ from mtkeras.spec import ENCODER_LAYER, TaskSpec
 MODEL_FILE = "model.keras"
 SPEC_FILE = "spec.json"
 TOKENIZER_DIR = "tokenizer"
+#: Inside a run folder from ``mtkeras train``: the folder save_model writes.
+RUN_MODEL_DIR = "model"
 
 
 def save_model(
@@ -70,8 +72,8 @@ def load_model(folder: str | os.PathLike) -> tuple[keras.Model, TaskSpec, Any]:
     The Keras file is loaded with ``safe_mode=True``: no code stored in it runs.
     """
     folder = os.fspath(folder)
-    if not os.path.exists(os.path.join(folder, MODEL_FILE)) and os.path.isdir(os.path.join(folder, "model")):
-        folder = os.path.join(folder, "model")  # a run folder from `mtkeras train`
+    if not os.path.exists(os.path.join(folder, MODEL_FILE)) and os.path.isdir(os.path.join(folder, RUN_MODEL_DIR)):
+        folder = os.path.join(folder, RUN_MODEL_DIR)  # a run folder from `mtkeras train`
     for name in (MODEL_FILE, SPEC_FILE, TOKENIZER_DIR):
         if not os.path.exists(os.path.join(folder, name)):
             raise FileNotFoundError(

@@ -254,21 +254,16 @@ class TaskSpec:
 
     def with_thresholds(self, thresholds: Mapping[str, Sequence[float]]) -> TaskSpec:
         """A copy with new per-label thresholds for the named groups."""
-        for name in thresholds:
-            self.group(name)
-        groups = [
-            replace(g, thresholds=tuple(thresholds[g.name])) if g.name in thresholds else g
-            for g in self.groups
-        ]
-        return replace(self, groups=tuple(groups))
+        return self._with_group_field("thresholds", {name: tuple(values) for name, values in thresholds.items()})
 
     def with_loss_weights(self, loss_weights: Mapping[str, float]) -> TaskSpec:
         """A copy with new loss weights for the named groups."""
-        for name in loss_weights:
-            self.group(name)
-        groups = [
-            replace(g, loss_weight=loss_weights[g.name]) if g.name in loss_weights else g for g in self.groups
-        ]
+        return self._with_group_field("loss_weight", loss_weights)
+
+    def _with_group_field(self, field_name: str, values: Mapping[str, Any]) -> TaskSpec:
+        for name in values:
+            self.group(name)  # an unknown name raises, listing the groups
+        groups = [replace(g, **{field_name: values[g.name]}) if g.name in values else g for g in self.groups]
         return replace(self, groups=tuple(groups))
 
     # --- JSON ---------------------------------------------------------------

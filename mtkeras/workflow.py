@@ -18,13 +18,12 @@ from mtkeras.encoder import load_tokenizer
 from mtkeras.evaluate import evaluation_report, plot_roc_curves, summary, tune_thresholds
 from mtkeras.model import build_model
 from mtkeras.predict import Predictor
-from mtkeras.saving import save_model
+from mtkeras.saving import RUN_MODEL_DIR, save_model
 from mtkeras.spec import TaskSpec
 from mtkeras.training import BEST_WEIGHTS, compile_model, suggest_loss_weights, training_callbacks
 
 logger = logging.getLogger("mtkeras")
 
-MODEL_DIR = "model"  # inside a run folder: what save_model writes
 
 
 def labels_from_data(groups: Sequence[Mapping[str, Any]], records: Sequence[Mapping[str, Any]]) -> list[dict]:
@@ -84,9 +83,9 @@ def train(config: Mapping[str, Any], *, verbose: int | str = 1) -> str:
     from the last finished epoch.
     """
     run_dir = os.path.abspath(config["output"])
-    if os.path.exists(os.path.join(run_dir, MODEL_DIR)):
+    if os.path.exists(os.path.join(run_dir, RUN_MODEL_DIR)):
         raise FileExistsError(
-            f"{run_dir!r} already holds a finished run ({MODEL_DIR}/ exists); choose another `output` "
+            f"{run_dir!r} already holds a finished run ({RUN_MODEL_DIR}/ exists); choose another `output` "
             "or delete it."
         )
     os.makedirs(run_dir, exist_ok=True)
@@ -154,7 +153,7 @@ def train(config: Mapping[str, Any], *, verbose: int | str = 1) -> str:
         }
     with open(os.path.join(run_dir, BEST_WEIGHTS + ".json"), encoding="utf-8") as handle:
         report["best_epoch"] = json.load(handle)
-    save_model(model, spec, os.path.join(run_dir, MODEL_DIR), tokenizer)
+    save_model(model, spec, os.path.join(run_dir, RUN_MODEL_DIR), tokenizer)
     write_json(report, os.path.join(run_dir, "metrics.json"))
     plot_roc_curves(spec, probs, targets, weights, os.path.join(run_dir, "roc_curves.png"))
     logger.warning("validation: %s", json.dumps(summary(report["validation"])))
