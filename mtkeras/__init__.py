@@ -20,6 +20,7 @@ from mtkeras.config import load_config, parse_config
 from mtkeras.data import (
     check_texts,
     encode_targets,
+    fit_target_stats,
     make_dataset,
     pad_rows,
     read_csv,
@@ -30,6 +31,7 @@ from mtkeras.data import (
 from mtkeras.encoder import BertEncoder, load_bert_config, load_encoder, load_tokenizer
 from mtkeras.evaluate import evaluate, evaluation_report, plot_roc_curves, summary, tune_thresholds
 from mtkeras.export import export_saved_model, export_tflite
+from mtkeras.heads import MaskedBinaryCrossentropy, RegressionHead, ScaledRegressionLoss, TokenAUC
 from mtkeras.kinds import KINDS, Kind
 from mtkeras.model import build_model
 from mtkeras.optim import RAdam
@@ -46,6 +48,7 @@ from mtkeras.training import (
     suggest_loss_weights,
     training_callbacks,
 )
+from mtkeras.words import split_words
 from mtkeras.workflow import train
 
 __version__ = "0.1.0"
@@ -57,10 +60,14 @@ __all__ = [
     "BestCheckpoint",
     "Kind",
     "LabelGroup",
+    "MaskedBinaryCrossentropy",
     "MeanOverHeads",
     "Predictor",
     "RAdam",
+    "RegressionHead",
+    "ScaledRegressionLoss",
     "TaskSpec",
+    "TokenAUC",
     "build_loss_weights",
     "build_losses",
     "build_metrics",
@@ -72,6 +79,7 @@ __all__ = [
     "export_saved_model",
     "export_tflite",
     "evaluation_report",
+    "fit_target_stats",
     "keras",
     "load_bert_config",
     "load_config",
@@ -86,6 +94,7 @@ __all__ = [
     "read_jsonl",
     "read_records",
     "save_model",
+    "split_words",
     "suggest_loss_weights",
     "summary",
     "tokenize",

@@ -2,12 +2,16 @@
 
 Records are plain dicts: the spec's ``text_column`` holds the text and each
 group's ``source_column`` its labels: one label (str) for a multiclass group,
-a list for a multilabel group. An empty list means "none of these labels"; a
+a list for a multilabel group, a number (or a list / ``{target: number}`` dict
+for several targets) for a regression group, and for a token_multilabel group
+either one label list per word (see :func:`mtkeras.split_words`) or character
+spans ``[start, end, label]``. An empty list means "none of these labels"; a
 missing key or ``None`` means "not annotated for this group": the row then
 carries sample weight 0 for that head and adds nothing to its loss or metrics.
 
 Sources: JSON lines, CSV (a multilabel cell is ``"a|b"`` or a JSON list such as
-``[]``; an empty cell is not annotated), a pandas DataFrame or a list of dicts.
+``[]``; a regression cell a number; a token cell a JSON list; an empty cell is
+not annotated), a pandas DataFrame or a list of dicts.
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ from typing import Any
 import numpy as np
 
 from mtkeras._compat import tf
+from mtkeras.heads import IGNORED_TOKEN
+from mtkeras.kinds import KINDS
 from mtkeras.spec import INPUT_NAMES, TaskSpec
+from mtkeras.words import split_words, word_starts
 
 logger = logging.getLogger("mtkeras")
 
@@ -70,15 +77,35 @@ def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int, padding: str
     return {name: np.asarray(encoded[name], dtype=np.int32) for name in INPUT_NAMES}
 
 
-def encode_unpadded(tokenizer: Any, texts: Sequence[str], max_length: int) -> Any:
-    """Tokenizer output for ``texts``, truncated to ``max_length`` and not padded (lists of ids per row)."""
+def encode_unpadded(tokenizer: Any, texts: Sequence[str], max_length: int, offsets: bool = False) -> Any:
+    """Tokenizer output for ``texts``, truncated to ``max_length`` and not padded (lists of ids per row).
+
+    With ``offsets``, also each token's character offsets (``offset_mapping``; fast tokenizers only).
+    """
     return tokenizer(
         list(texts),
         truncation=True,
         max_length=max_length,
         return_token_type_ids=True,
         return_attention_mask=True,
+        return_offsets_mapping=offsets,
     )
+
+
+def check_word_tokenizer(spec: TaskSpec, tokenizer: Any) -> None:
+    """Token-level groups need character offsets, which only fast (Rust) tokenizers give."""
+    if spec.has_token_groups and not getattr(tokenizer, "is_fast", False):
+        groups = [g.name for g in spec.groups if g.kind_rules.level == "token"]
+        raise TypeError(
+            f"Token-level groups {groups} need a fast tokenizer with character offsets; received "
+            f"{type(tokenizer).__name__} (is_fast={getattr(tokenizer, 'is_fast', None)!r}). Load it with "
+            "transformers.AutoTokenizer.from_pretrained(folder, use_fast=True) (mtkeras.load_tokenizer does)."
+        )
+
+
+def token_word_starts(encoded: Any, texts: Sequence[str]) -> list[np.ndarray]:
+    """Per text, the index of each word's first token (-1: no token), from offset-carrying tokenizer output."""
+    return [word_starts(encoded["offset_mapping"][i], split_words(text)) for i, text in enumerate(texts)]
 
 
 def pad_rows(encoded: Mapping[str, Sequence[Sequence[int]]], rows: Sequence[int], pad_id: int) -> dict[str, np.ndarray]:
@@ -103,19 +130,22 @@ def _columns(records: Sequence[Mapping[str, Any]]) -> list[str]:
     return sorted(set().union(*(record.keys() for record in records)))
 
 
-def _is_null(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+def _is_null(value: Any, nan_is_missing: bool = True) -> bool:
+    return value is None or (nan_is_missing and isinstance(value, float) and math.isnan(value))
 
 
 def encode_targets(
     spec: TaskSpec, records: Sequence[Mapping[str, Any]]
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Targets and per-output sample weights for ``model.fit``.
+    """Targets and per-output sample weights, in the layout of :meth:`Predictor.predict_proba`.
 
     Returns ``(targets, weights)``: ``targets[group]`` is float32
-    ``[rows, labels]`` (one-hot or multi-hot) and ``weights[group]`` float32
-    ``[rows]``, 0 where the row is not annotated for that group (missing key or
-    ``None``), else 1. Pass both: ``model.fit(x, targets, sample_weight=weights)``.
+    ``[rows, labels]`` (one-hot, multi-hot or regression values) or, for a
+    token-level group, an object array of ``[words, labels]`` arrays; and
+    ``weights[group]`` float32 ``[rows]``, 0 where the row is not annotated for
+    that group (missing key or ``None``), else 1. Without token-level groups
+    pass both to Keras: ``model.fit(x, targets, sample_weight=weights)``;
+    :func:`make_dataset` aligns word targets to word pieces.
 
     Example:
         >>> y, w = encode_targets(spec, [{"section": "utils", "use": []}, {"section": None, "use": ["viewing"]}])
@@ -128,16 +158,50 @@ def encode_targets(
             raise KeyError(
                 f"No row has the column {column!r} of group {group.name!r}; columns present: {_columns(records)}."
             )
-    targets = {group.name: np.zeros((len(records), len(group.labels)), np.float32) for group in spec.groups}
+    targets: dict[str, np.ndarray] = {}
+    for group in spec.groups:
+        if group.kind_rules.level == "token":
+            targets[group.name] = np.empty(len(records), dtype=object)
+            for row, record in enumerate(records):
+                words = len(split_words(record[spec.text_column]))
+                targets[group.name][row] = np.zeros((words, len(group.labels)), np.float32)
+        else:
+            targets[group.name] = np.zeros((len(records), len(group.labels)), np.float32)
     weights = {group.name: np.zeros(len(records), np.float32) for group in spec.groups}
     for row, record in enumerate(records):
         for group in spec.groups:
             value = record.get(group.source_column)
-            if _is_null(value):
+            if _is_null(value, group.kind_rules.nan_is_missing):
                 continue
-            targets[group.name][row] = group.kind_rules.encode(group, value, row)
+            targets[group.name][row] = group.kind_rules.encode(group, value, row, record.get(spec.text_column, ""))
             weights[group.name][row] = 1.0
     return targets, weights
+
+
+def fit_target_stats(spec: TaskSpec, records: Sequence[Mapping[str, Any]]) -> TaskSpec:
+    """A copy of ``spec`` whose ``normalize=True`` groups carry ``(mean, std)`` per target from ``records``.
+
+    Learn them on the training data only; the model then outputs real values
+    (``standardised * std + mean``) and its exports too. A constant target gets std 1.
+
+    Example:
+        >>> spec = fit_target_stats(spec, train_records)
+    """
+    groups = [group for group in spec.groups if group.normalize]
+    if not groups:
+        return spec
+    targets, weights = encode_targets(spec, records)
+    stats = {}
+    for group in groups:
+        annotated = targets[group.name][weights[group.name] > 0]
+        if len(annotated) == 0:
+            raise ValueError(f"No row is annotated for regression group {group.name!r}; cannot learn its mean and std.")
+        std = annotated.std(axis=0, dtype=np.float64)
+        stats[group.name] = [
+            (float(m), float(s) if s > 0 else 1.0)
+            for m, s in zip(annotated.mean(axis=0, dtype=np.float64), std, strict=True)
+        ]
+    return spec.with_target_stats(stats)
 
 
 # --- reading records ---------------------------------------------------------------
@@ -179,15 +243,15 @@ def _csv_cell(kinds: Mapping[str, str], column: str, value: str, delimiter: str,
         return value
     if value.strip() == "":
         return None  # an empty cell: not annotated
-    if kinds[column] != "multilabel":
-        return value.strip()
-    if value.lstrip().startswith("["):
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{where}, column {column!r}: {value!r} is not a JSON list ({error}).") from None
-        return parsed
-    return [label.strip() for label in value.split(delimiter) if label.strip()]
+    kind = KINDS.get(kinds[column])
+    if kind is None:
+        raise ValueError(
+            f"{where}, column {column!r}: unknown group kind {kinds[column]!r}; accepted: {sorted(KINDS)}."
+        )
+    try:
+        return kind.parse_cell(value, delimiter)
+    except ValueError as error:
+        raise ValueError(f"{where}, column {column!r}: {error}.") from None
 
 
 def read_csv(
@@ -305,6 +369,18 @@ def _checked_texts(
 # --- tf.data -----------------------------------------------------------------------------
 
 
+def _align_to_tokens(
+    word_targets: Sequence[np.ndarray], starts: Sequence[np.ndarray], lengths: np.ndarray, labels: int
+) -> tf.RaggedTensor:
+    """Per-token targets ``[rows, (tokens), labels]``: each word's target on its first piece, ignored elsewhere."""
+    aligned = np.full((int(lengths.sum()), labels), IGNORED_TOKEN, dtype=np.float32)
+    row_starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    for row, (target, start) in enumerate(zip(word_targets, starts, strict=True)):
+        kept = start >= 0  # words cut off by max_length, or without any token, carry no loss
+        aligned[row_starts[row] + start[kept]] = target[kept]
+    return tf.RaggedTensor.from_row_lengths(aligned, lengths)
+
+
 def default_buckets(max_length: int) -> list[int]:
     """Length-bucket boundaries: eighths of ``max_length``."""
     return sorted({max(2, max_length * k // 8) for k in range(1, 8)})
@@ -337,7 +413,8 @@ def make_dataset(
     if len(records) == 0:
         raise ValueError("`records` is empty; a dataset needs at least one row.")
     texts = check_texts([record[spec.text_column] for record in records], arg=f"records[*][{spec.text_column!r}]")
-    encoded = encode_unpadded(tokenizer, texts, spec.max_length)
+    check_word_tokenizer(spec, tokenizer)
+    encoded = encode_unpadded(tokenizer, texts, spec.max_length, offsets=spec.has_token_groups)
     lengths = np.array([len(ids) for ids in encoded["input_ids"]], dtype=np.int64)
     inputs = {
         name: tf.RaggedTensor.from_row_lengths(
@@ -346,10 +423,18 @@ def make_dataset(
         for name in INPUT_NAMES
     }
     pad = {name: tf.constant(tokenizer.pad_token_id if name == "input_ids" else 0, tf.int32) for name in INPUT_NAMES}
-    targets, weights = encode_targets(spec, records)
-    targets = {k: tf.constant(v) for k, v in targets.items()}
+    word_targets, weights = encode_targets(spec, records)
+    starts = token_word_starts(encoded, texts) if spec.has_token_groups else None
+    targets, target_padding = {}, {}
+    for group in spec.groups:
+        if group.kind_rules.level == "token":
+            targets[group.name] = _align_to_tokens(word_targets[group.name], starts, lengths, len(group.labels))
+            target_padding[group.name] = IGNORED_TOKEN
+        else:
+            targets[group.name] = tf.constant(word_targets[group.name])
+            target_padding[group.name] = 0.0
     weights = {k: tf.constant(v) for k, v in weights.items()}
-    padding_values = (pad, {k: 0.0 for k in targets}, {k: 0.0 for k in weights})
+    padding_values = (pad, target_padding, {k: 0.0 for k in weights})
 
     def row(i: tf.Tensor) -> tuple[dict[str, tf.Tensor], ...]:
         return (

@@ -28,25 +28,29 @@ def evaluation_report(
 ) -> dict[str, Any]:
     """One report: per group its kind's metrics (on annotated rows), and F1 over all groups together.
 
-    ``overall`` treats every (group, label) pair as one binary label and computes
-    micro- and macro-F1 over the rows annotated for every group, as users do when
-    they compare one multi-task model with several single-task ones.
+    ``overall`` treats every (group, label) pair of the text-level label groups
+    (multiclass, multilabel) as one binary label and computes micro- and
+    macro-F1 over the rows annotated for every such group, as users do when they
+    compare one multi-task model with several single-task ones. Regression and
+    token-level groups have their own reports only.
     """
     report: dict[str, Any] = {"groups": {}, "overall": {}}
     rows = len(next(iter(targets.values())))
     everywhere = np.ones(rows, dtype=bool)
     predicted, true = [], []
     for group in spec.groups:
+        kind = group.kind_rules
         annotated = _annotated(weights, group.name, rows)
-        everywhere &= annotated
         p, t = np.asarray(probs[group.name]), np.asarray(targets[group.name])
         entry: dict[str, Any] = {"kind": group.kind, "rows": int(annotated.sum())}
         if annotated.any():
-            entry.update(group.kind_rules.evaluate(group, p[annotated], t[annotated]))
+            entry.update(kind.evaluate(group, p[annotated], t[annotated]))
         report["groups"][group.name] = entry
-        predicted.append(group.kind_rules.indicator(group, p))
-        true.append(t.astype(np.int8))
-    if everywhere.any():
+        if kind.indicator is not None:
+            everywhere &= annotated
+            predicted.append(kind.indicator(group, p))
+            true.append(t.astype(np.int8))
+    if predicted and everywhere.any():
         from sklearn.metrics import f1_score
 
         all_predicted = np.concatenate(predicted, axis=1)[everywhere]
@@ -100,9 +104,10 @@ def tune_thresholds(
     for group in spec.groups:
         if not group.kind_rules.uses_thresholds:
             continue
+        kind = group.kind_rules
         annotated = _annotated(weights, group.name, len(targets[group.name]))
-        p = np.asarray(probs[group.name])[annotated]
-        t = np.asarray(targets[group.name])[annotated] > 0.5
+        p = kind.flatten(group, np.asarray(probs[group.name])[annotated])
+        t = kind.flatten(group, np.asarray(targets[group.name])[annotated]) > 0.5
         thresholds = list(group.thresholds)
         for j in range(len(group.labels)):
             if t[:, j].sum() < min_positives:
@@ -122,19 +127,25 @@ def plot_roc_curves(
     targets: Mapping[str, np.ndarray],
     weights: Mapping[str, np.ndarray] | None,
     path: str | os.PathLike,
-) -> str:
-    """A PNG with one panel per group: each label's ROC curve (thin) and the micro-average (thick)."""
+) -> str | None:
+    """A PNG with one panel per group with probabilities: each label's ROC curve (thin) and the
+    micro-average (thick); token-level groups count each word. Regression groups have no panel.
+    Returns the path, or None when no group has probabilities."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    figure, axes = plt.subplots(1, len(spec.groups), figsize=(4.2 * len(spec.groups), 4.2), squeeze=False)
-    for axis, group in zip(axes[0], spec.groups, strict=True):
+    groups = [group for group in spec.groups if group.kind_rules.flatten is not None]
+    if not groups:
+        return None
+    figure, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 4.2), squeeze=False)
+    for axis, group in zip(axes[0], groups, strict=True):
+        kind = group.kind_rules
         annotated = _annotated(weights, group.name, len(targets[group.name]))
-        p = np.asarray(probs[group.name])[annotated]
-        t = np.asarray(targets[group.name])[annotated] > 0.5
+        p = kind.flatten(group, np.asarray(probs[group.name])[annotated])
+        t = kind.flatten(group, np.asarray(targets[group.name])[annotated]) > 0.5
         for j in range(len(group.labels)):
             if 0 < t[:, j].sum() < len(t):
                 fpr, tpr, _ = roc_curve(t[:, j], p[:, j])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mtkeras._compat import BertConfig, keras, tf
 from mtkeras.encoder import BertEncoder, check_spec_fits, load_bert_config, load_encoder
-from mtkeras.spec import DROPOUT_LAYER, ENCODER_LAYER, INPUT_NAMES, POOLING_LAYER, TaskSpec
+from mtkeras.spec import DROPOUT_LAYER, ENCODER_LAYER, INPUT_NAMES, POOLING_LAYER, TOKEN_DROPOUT_LAYER, TaskSpec
 
 
 def ids_signature() -> dict[str, tf.TensorSpec]:
@@ -33,13 +33,21 @@ def build_model(
     Returns:
         A ``tf_keras.Model`` taking ``input_ids``, ``attention_mask`` and
         ``token_type_ids`` (int32 ``[batch, length]``, any length up to
-        ``spec.max_length``) and returning ``{group name: probabilities}``.
+        ``spec.max_length``) and returning ``{group name: output}``: probabilities
+        ``[batch, labels]`` (multiclass, multilabel), values ``[batch, targets]``
+        (regression) or per-token probabilities ``[batch, length, labels]`` (token_multilabel).
 
     Example:
         >>> model = build_model(spec)
         >>> model(tokenizer(["a text"], return_tensors="tf"))["section"].shape
         TensorShape([1, 38])
     """
+    unfitted = [g.name for g in spec.groups if g.normalize and g.target_stats is None]
+    if unfitted:
+        raise ValueError(
+            f"Groups {unfitted} have normalize=True but no `target_stats`; learn them from the training data first: "
+            "spec = mtkeras.fit_target_stats(spec, train_records)."
+        )
     if mixed_precision not in MIXED_PRECISION:
         raise ValueError(f"`mixed_precision` must be one of {list(MIXED_PRECISION)}, received {mixed_precision!r}.")
     policy = mixed_precision or "float32"
@@ -65,16 +73,15 @@ def build_model(
     pooled = keras.layers.GlobalAveragePooling1D(name=POOLING_LAYER, dtype=policy)(hidden, mask=token_mask)
     pooled = keras.layers.Dropout(spec.head_dropout, name=DROPOUT_LAYER, dtype="float32")(pooled)
 
-    # Heads: one Dense per group, its size and activation from the group's kind; always float32.
+    # Heads: one per group, built by its kind on the pooled vector (text level) or on every
+    # token's hidden state (token level); always float32.
+    features = {"text": pooled}
+    if spec.has_token_groups:
+        features["token"] = keras.layers.Dropout(spec.head_dropout, name=TOKEN_DROPOUT_LAYER, dtype="float32")(hidden)
     stddev = encoder.bert_config.initializer_range
-    outputs = {
-        group.name: keras.layers.Dense(
-            len(group.labels),
-            activation=group.kind_rules.activation,
-            kernel_initializer=keras.initializers.TruncatedNormal(stddev=stddev),
-            dtype="float32",
-            name=group.name,
-        )(pooled)
-        for group in spec.groups
-    }
+    outputs = {}
+    for group in spec.groups:
+        kind = group.kind_rules
+        initializer = keras.initializers.TruncatedNormal(stddev=stddev)
+        outputs[group.name] = kind.make_head(group, initializer)(features[kind.level])
     return keras.Model(inputs=inputs, outputs=outputs, name="mtkeras")

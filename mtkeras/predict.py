@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from mtkeras._compat import keras, tf
-from mtkeras.data import check_texts, encode_unpadded, pad_rows
+from mtkeras.data import check_texts, check_word_tokenizer, encode_unpadded, pad_rows, token_word_starts
 from mtkeras.encoder import load_tokenizer
 from mtkeras.model import ids_signature
 from mtkeras.spec import TaskSpec
@@ -53,6 +53,7 @@ class Predictor:
         self.model = model
         self.spec = spec
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec.encoder)
+        check_word_tokenizer(spec, self.tokenizer)
         self.batch_size = batch_size
         self.chunk_size = chunk_size
         # One trace for every batch shape: [batch, length] are both dynamic.
@@ -67,33 +68,50 @@ class Predictor:
         return cls(model, spec, tokenizer=tokenizer, batch_size=batch_size)
 
     def predict_proba(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        """``{group: float32 [len(texts), labels]}`` head outputs, in input order."""
+        """Head outputs in input order: ``{group: float32 [len(texts), labels]}``; for a token-level
+        group an object array holding one ``[words, labels]`` array per text (each word's first
+        piece; 0 for words cut off by ``max_length``)."""
         texts = check_texts(texts)
-        out = {
-            group.name: np.zeros((len(texts), len(group.labels)), np.float32)
-            for group in self.spec.groups
-        }
-        if not texts:
-            return out
+        out: dict[str, np.ndarray] = {}
+        for group in self.spec.groups:
+            if group.kind_rules.level == "token":
+                out[group.name] = np.empty(len(texts), dtype=object)
+            else:
+                out[group.name] = np.zeros((len(texts), len(group.labels)), np.float32)
+        words = self.spec.has_token_groups
         # Tokens are held for one chunk of texts at a time, sorted by length inside it.
         for chunk_start in range(0, len(texts), self.chunk_size):
             chunk = texts[chunk_start : chunk_start + self.chunk_size]
-            encoded = encode_unpadded(self.tokenizer, chunk, self.spec.max_length)
+            encoded = encode_unpadded(self.tokenizer, chunk, self.spec.max_length, offsets=words)
+            starts = token_word_starts(encoded, chunk) if words else None
             order = np.argsort([len(ids) for ids in encoded["input_ids"]], kind="stable")
             for start in range(0, len(chunk), self.batch_size):
                 rows = order[start : start + self.batch_size]
-                probs = self._forward(pad_rows(encoded, rows, pad_id=self.tokenizer.pad_token_id))
-                for name in out:
-                    out[name][chunk_start + rows] = probs[name].numpy()
+                outputs = self._forward(pad_rows(encoded, rows, pad_id=self.tokenizer.pad_token_id))
+                for group in self.spec.groups:
+                    values = outputs[group.name].numpy()
+                    if group.kind_rules.level != "token":
+                        out[group.name][chunk_start + rows] = values
+                        continue
+                    for batch_row, row in enumerate(rows):
+                        word_start = starts[row]
+                        per_word = np.zeros((len(word_start), len(group.labels)), np.float32)
+                        kept = word_start >= 0
+                        per_word[kept] = values[batch_row, word_start[kept]]
+                        out[group.name][chunk_start + row] = per_word
         return out
 
-    def decode(self, probs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-        """Label names per row from head outputs: argmax or thresholds, as each group's kind says."""
+    def decode(self, probs: dict[str, np.ndarray], texts: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Answers per row from head outputs, as each group's kind says: a label (argmax), labels
+        (thresholds), floats (regression), or words with offsets and labels (token level, needs ``texts``)."""
+        if texts is None and self.spec.has_token_groups:
+            raise ValueError("`texts` is required to decode token-level groups (words and offsets come from them).")
+        rows = len(np.asarray(probs[self.spec.groups[0].name]))
+        texts = [""] * rows if texts is None else check_texts(texts)
         decoded = {
-            group.name: group.kind_rules.decode(group, np.asarray(probs[group.name]))
+            group.name: group.kind_rules.decode(group, np.asarray(probs[group.name]), texts)
             for group in self.spec.groups
         }
-        rows = len(next(iter(decoded.values())))
         return [{name: values[i] for name, values in decoded.items()} for i in range(rows)]
 
     def evaluate(self, records: Sequence[dict[str, Any]], output_dir: str | None = None) -> dict[str, Any]:
@@ -103,5 +121,6 @@ class Predictor:
         return evaluate(self, records, output_dir=output_dir)
 
     def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
-        """One ``{group: label or [labels]}`` dict per text, in input order."""
-        return self.decode(self.predict_proba(texts))
+        """One ``{group: answer}`` dict per text, in input order (see :meth:`decode`)."""
+        texts = check_texts(texts)
+        return self.decode(self.predict_proba(texts), texts)

@@ -3,7 +3,9 @@
 REST follows TF Serving's documented predict API
 (``POST /v1/models/<name>[/versions/<v>]:predict``): the request is
 ``{"signature_name": ..., "instances": [{"text": ...}, ...]}`` (row format) and
-the response ``{"predictions": [{"<group>_labels": ..., "<group>_probabilities": [...]}, ...]}``;
+the response ``{"predictions": [{"<group>_labels": ..., "<group>_probabilities": [...]}, ...]}``
+(``<group>_values`` for regression groups; ``<group>_words`` and ``<group>_offsets`` beside the labels
+of token-level groups, which come back as a list of words with offsets and labels);
 the columnar form (``"inputs"`` → ``"outputs"``) is read too. gRPC needs the
 optional extra ``pip install mtkeras[grpc]`` (tensorflow-serving-api).
 
@@ -25,6 +27,8 @@ from mtkeras.data import check_texts
 
 LABELS_SUFFIX = "_labels"
 PROBABILITIES_SUFFIX = "_probabilities"
+VALUES_SUFFIX = "_values"
+WORDS_SUFFIX, OFFSETS_SUFFIX = "_words", "_offsets"
 
 
 def _text(value: Any) -> str:
@@ -36,6 +40,23 @@ def _labels(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_text(v) for v in value if _text(v)]
     return _text(value)
+
+
+def _floats(value: Any) -> Any:
+    """Nested lists of numbers as nested lists of floats."""
+    return [_floats(v) for v in value] if isinstance(value, (list, tuple)) else float(value)
+
+
+def _words(row: Mapping[str, Any], group: str, labels: Any) -> list[dict[str, Any]]:
+    """A token-level group's words: text, character offsets and labels; padding (offset -1) dropped."""
+    words = []
+    for word, (start, end), word_labels in zip(
+        row[f"{group}{WORDS_SUFFIX}"], row[f"{group}{OFFSETS_SUFFIX}"], labels, strict=True
+    ):
+        if int(start) < 0:
+            continue
+        words.append({"word": _text(word), "start": int(start), "end": int(end), "labels": _labels(word_labels)})
+    return words
 
 
 def build_rest_request(texts: Sequence[str], signature_name: str = "serving_default") -> dict[str, Any]:
@@ -70,13 +91,23 @@ def parse_rest_response(body: Mapping[str, Any], with_probabilities: bool = Fals
                          f"{sorted(body)}.")
     results = []
     for row in rows:
-        result = {name[: -len(LABELS_SUFFIX)]: _labels(v) for name, v in row.items() if name.endswith(LABELS_SUFFIX)}
+        result = {}
+        for name, value in row.items():
+            if name.endswith(VALUES_SUFFIX):  # regression: a float, or a list for several targets
+                numbers = [float(v) for v in value]
+                result[name[: -len(VALUES_SUFFIX)]] = numbers[0] if len(numbers) == 1 else numbers
+            elif name.endswith(LABELS_SUFFIX):
+                group = name[: -len(LABELS_SUFFIX)]
+                if f"{group}{WORDS_SUFFIX}" in row:  # token level: one entry per word
+                    result[group] = _words(row, group, value)
+                else:
+                    result[group] = _labels(value)
         if not result:
-            raise ValueError(f"A prediction has no '<group>_labels' output; keys: {sorted(row)}.")
+            raise ValueError(f"A prediction has no '<group>_labels' or '<group>_values' output; keys: {sorted(row)}.")
         if with_probabilities:
             for name, value in row.items():
                 if name.endswith(PROBABILITIES_SUFFIX):
-                    result[f"{name[: -len(PROBABILITIES_SUFFIX)]}_probabilities"] = [float(p) for p in value]
+                    result[name] = _floats(value)
         results.append(result)
     return results
 

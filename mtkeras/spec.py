@@ -17,7 +17,8 @@ from mtkeras.kinds import KINDS, Kind
 INPUT_NAMES: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
 #: Names of the model's own layers (see model.py); a group may not take them.
 ENCODER_LAYER, BERT_LAYER, POOLING_LAYER, DROPOUT_LAYER = "encoder", "bert_model", "mean_pooling", "head_dropout"
-LAYER_NAMES: tuple[str, ...] = (ENCODER_LAYER, BERT_LAYER, POOLING_LAYER, DROPOUT_LAYER)
+TOKEN_DROPOUT_LAYER = "token_dropout"
+LAYER_NAMES: tuple[str, ...] = (ENCODER_LAYER, BERT_LAYER, POOLING_LAYER, DROPOUT_LAYER, TOKEN_DROPOUT_LAYER)
 
 _NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 _DEFAULT_THRESHOLD = 0.5
@@ -35,15 +36,23 @@ class LabelGroup:
     Args:
         name: output name (letters, digits, ``_``; starts with a letter). Also the
             key of the group in model outputs, losses, metrics and predictions.
-        kind: one of ``mtkeras.KINDS`` (``"multiclass"``, ``"multilabel"``).
-        labels: the label names, in head order.
+        kind: one of ``mtkeras.KINDS`` (``"multiclass"``, ``"multilabel"``,
+            ``"regression"``, ``"token_multilabel"``).
+        labels: the label names, in head order (a regression group's target names).
         loss_weight: weight of this head's loss in the total loss (finite, > 0).
         thresholds: per-label decision thresholds in (0, 1) for kinds that use
-            them (multilabel); defaults to 0.5 for every label.
+            them (multilabel, token_multilabel); defaults to 0.5 for every label.
         column: the data field holding this group's labels (defaults to ``name``).
+        loss: the loss, from the kind's accepted losses (regression: ``"mse"``
+            or ``"huber"``); defaults to the kind's first.
+        normalize: regression only: learn standardised targets; needs
+            ``target_stats`` (see :func:`mtkeras.fit_target_stats`) before a model is built.
+        target_stats: regression only: ``(mean, std)`` per target, from the
+            training data; the model outputs ``standardised * std + mean``.
 
     Example:
         >>> LabelGroup("use", "multilabel", labels=["editing", "viewing"], loss_weight=4.0)
+        >>> LabelGroup("tag_count", "regression", labels=["tags"], loss="huber", normalize=True)
     """
 
     name: str
@@ -52,6 +61,9 @@ class LabelGroup:
     loss_weight: float = 1.0
     thresholds: tuple[float, ...] | None = None
     column: str | None = None
+    loss: str | None = None
+    normalize: bool = False
+    target_stats: tuple[tuple[float, float], ...] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME_PATTERN.match(self.name):
@@ -111,6 +123,23 @@ class LabelGroup:
                 f"LabelGroup {self.name!r}: `column` must be a non-empty string or None, "
                 f"received {self.column!r}."
             )
+        loss = kind.losses[0] if self.loss is None else self.loss
+        if loss not in kind.losses:
+            raise ValueError(
+                f"LabelGroup {self.name!r}: a {self.kind} group takes `loss` in {list(kind.losses)}, "
+                f"received {self.loss!r}."
+            )
+        object.__setattr__(self, "loss", loss)
+        if not isinstance(self.normalize, bool):
+            raise TypeError(
+                f"LabelGroup {self.name!r}: `normalize` must be true or false, received {self.normalize!r}."
+            )
+        if self.normalize and not kind.normalizable:
+            raise ValueError(
+                f"LabelGroup {self.name!r}: `normalize` applies to kinds "
+                f"{[k.name for k in KINDS.values() if k.normalizable]}, not to a {self.kind} group."
+            )
+        object.__setattr__(self, "target_stats", self._checked_stats(kind))
 
     def _checked_thresholds(self, kind: Kind) -> tuple[float, ...] | None:
         if not kind.uses_thresholds:
@@ -136,6 +165,31 @@ class LabelGroup:
                 )
         return tuple(float(value) for value in thresholds)
 
+    def _checked_stats(self, kind: Kind) -> tuple[tuple[float, float], ...] | None:
+        if self.target_stats is None:
+            return None
+        if not kind.normalizable:
+            raise ValueError(
+                f"LabelGroup {self.name!r}: a {self.kind} group takes no `target_stats`, received "
+                f"{self.target_stats!r:.80}."
+            )
+        stats = self.target_stats
+        shape_ok = isinstance(stats, Sequence) and len(stats) == len(self.labels) and all(
+            isinstance(pair, Sequence) and not isinstance(pair, str) and len(pair) == 2 for pair in stats
+        )
+        if not shape_ok:
+            raise ValueError(
+                f"LabelGroup {self.name!r}: `target_stats` must hold one [mean, std] pair per target "
+                f"({len(self.labels)}), received {stats!r:.80}."
+            )
+        for target, (mean, std) in zip(self.labels, stats, strict=True):
+            if not (_is_real(mean) and math.isfinite(mean) and _is_real(std) and math.isfinite(std) and std > 0):
+                raise ValueError(
+                    f"LabelGroup {self.name!r}: `target_stats` for {target!r} must be a finite mean and a finite "
+                    f"std > 0, received [{mean!r}, {std!r}]."
+                )
+        return tuple((float(mean), float(std)) for mean, std in stats)
+
     @property
     def kind_rules(self) -> Kind:
         """The :class:`~mtkeras.kinds.Kind` entry for this group's kind."""
@@ -154,6 +208,9 @@ class LabelGroup:
             "loss_weight": self.loss_weight,
             "thresholds": None if self.thresholds is None else list(self.thresholds),
             "column": self.column,
+            "loss": self.loss,
+            "normalize": self.normalize,
+            "target_stats": None if self.target_stats is None else [list(pair) for pair in self.target_stats],
         }
 
     @classmethod
@@ -243,6 +300,11 @@ class TaskSpec:
     def group_names(self) -> tuple[str, ...]:
         return tuple(group.name for group in self.groups)
 
+    @property
+    def has_token_groups(self) -> bool:
+        """Whether a group is labelled per word (its data and outputs then need word offsets)."""
+        return any(group.kind_rules.level == "token" for group in self.groups)
+
     def group(self, name: str) -> LabelGroup:
         """The group called ``name``."""
         try:
@@ -255,6 +317,10 @@ class TaskSpec:
     def with_thresholds(self, thresholds: Mapping[str, Sequence[float]]) -> TaskSpec:
         """A copy with new per-label thresholds for the named groups."""
         return self._with_group_field("thresholds", {name: tuple(values) for name, values in thresholds.items()})
+
+    def with_target_stats(self, stats: Mapping[str, Sequence[Sequence[float]]]) -> TaskSpec:
+        """A copy with new ``(mean, std)`` target statistics for the named regression groups."""
+        return self._with_group_field("target_stats", {name: tuple(map(tuple, pairs)) for name, pairs in stats.items()})
 
     def with_loss_weights(self, loss_weights: Mapping[str, float]) -> TaskSpec:
         """A copy with new loss weights for the named groups."""

@@ -22,7 +22,7 @@ NO_DECAY_NAMES: tuple[str, ...] = ("LayerNorm", "layer_norm", "bias")
 
 def build_losses(spec: TaskSpec) -> dict[str, keras.losses.Loss]:
     """One loss per output, keyed by group name."""
-    return {group.name: group.kind_rules.make_loss() for group in spec.groups}
+    return {group.name: group.kind_rules.make_loss(group) for group in spec.groups}
 
 
 def build_loss_weights(spec: TaskSpec) -> dict[str, float]:
@@ -31,7 +31,7 @@ def build_loss_weights(spec: TaskSpec) -> dict[str, float]:
 
 
 def build_metrics(spec: TaskSpec) -> dict[str, list[keras.metrics.Metric]]:
-    """Accuracy and ROC-AUC per output, keyed by group name."""
+    """Each output's metrics as its kind says (accuracy and ROC-AUC; MAE and RMSE for regression)."""
     return {group.name: group.kind_rules.make_metrics(group) for group in spec.groups}
 
 
@@ -55,12 +55,12 @@ def compile_model(
 ) -> keras.Model:
     """Compile ``model`` for multi-task training as ``spec`` says.
 
-    Losses (categorical or binary cross-entropy by kind) and ``loss_weights``
+    Losses (by kind: categorical or binary cross-entropy, MSE/Huber, masked token cross-entropy) and ``loss_weights``
     come from the spec; the optimizer defaults to :class:`RAdam` with warm-up
     and decoupled weight decay (LayerNorm and biases excluded), the heads'
     step size scaled by ``head_lr_multiplier`` (randomly initialised heads on a
     pretrained encoder often want 10-100x); metrics default
-    to accuracy and ROC-AUC per head, compiled as weighted metrics so that rows
+    to each kind's (accuracy and ROC-AUC; MAE and RMSE for regression), compiled as weighted metrics so that rows
     a group does not annotate (sample weight 0) are left out. Any other keyword goes to
     ``model.compile`` (``jit_compile``, ``steps_per_execution``, ...).
 
@@ -124,16 +124,17 @@ class MeanOverHeads(keras.callbacks.Callback):
     Place it before callbacks that monitor the mean (checkpointing, early stopping).
     """
 
-    def __init__(self, group_names: Sequence[str], metric: str = "roc_auc") -> None:
+    def __init__(self, group_names: Sequence[str], metric: str = "roc_auc", outputs: int | None = None) -> None:
         super().__init__()
         self.group_names = list(group_names)
         self.metric = metric
+        self.outputs = len(self.group_names) if outputs is None else outputs
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if logs is None:
+        if logs is None or not self.group_names:
             return
         for prefix in ("", "val_"):
-            if len(self.group_names) == 1:  # Keras does not prefix the metrics of a single output
+            if self.outputs == 1:  # Keras does not prefix the metrics of a single output
                 values = [logs.get(f"{prefix}{self.group_names[0]}_{self.metric}", logs.get(f"{prefix}{self.metric}"))]
             else:
                 values = [logs.get(f"{prefix}{name}_{self.metric}") for name in self.group_names]
@@ -208,9 +209,13 @@ def training_callbacks(
     Example:
         >>> model.fit(train, validation_data=val, epochs=5, callbacks=training_callbacks(spec, "runs/x"))
     """
+    with_auc = [group.name for group in spec.groups if group.kind_rules.reports_roc_auc]
+    if monitor == DEFAULT_MONITOR and not with_auc:
+        logger.warning("No group reports ROC-AUC (regression only): monitoring val_loss (min) instead of %s.", monitor)
+        monitor, mode = "val_loss", "min"
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
-        MeanOverHeads(spec.group_names),
+        MeanOverHeads(with_auc, outputs=len(spec.groups)),
         BestCheckpoint(os.path.join(run_dir, BEST_WEIGHTS), monitor=monitor, mode=mode, patience=patience or None),
     ]
     return callbacks

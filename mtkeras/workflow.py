@@ -13,9 +13,10 @@ from typing import Any
 
 from mtkeras._compat import keras
 from mtkeras._io import write_json
-from mtkeras.data import encode_targets, make_dataset, read_records
+from mtkeras.data import encode_targets, fit_target_stats, make_dataset, read_records
 from mtkeras.encoder import load_tokenizer
 from mtkeras.evaluate import evaluation_report, plot_roc_curves, summary, tune_thresholds
+from mtkeras.kinds import KINDS
 from mtkeras.model import build_model
 from mtkeras.predict import Predictor
 from mtkeras.saving import RUN_MODEL_DIR, save_model
@@ -27,19 +28,24 @@ logger = logging.getLogger("mtkeras")
 
 
 def labels_from_data(groups: Sequence[Mapping[str, Any]], records: Sequence[Mapping[str, Any]]) -> list[dict]:
-    """Group dicts with missing ``labels`` filled in from the data: every value seen, sorted."""
+    """Group dicts with missing ``labels`` filled in from the data: every label seen, sorted.
+
+    A regression group's labels are its target names: a group without them gets
+    one target named like the group.
+    """
     filled = []
     for raw in groups:
         group = dict(raw)
-        if group.get("labels") is None:
+        kind = KINDS.get(group.get("kind"))
+        if group.get("labels") is None and kind is not None and kind.collect_labels is None:
+            group["labels"] = [group.get("name")]
+        elif group.get("labels") is None and kind is not None:
             column = group.get("column") or group.get("name")
             seen: set[str] = set()
             for record in records:
                 value = record.get(column)
-                if isinstance(value, str):
-                    seen.add(value)
-                elif isinstance(value, (list, tuple)):
-                    seen.update(value)
+                if value is not None:
+                    seen.update(kind.collect_labels(value))
             if not seen:
                 raise ValueError(
                     f"Group {group.get('name')!r} has no `labels` and the data has none in "
@@ -99,7 +105,7 @@ def train(config: Mapping[str, Any], *, verbose: int | str = 1) -> str:
     if data["train_rows"]:
         random.Random(training["seed"]).shuffle(train_records)
         train_records = train_records[: data["train_rows"]]
-    spec = spec_from_config(config, train_records + validation_records)
+    spec = fit_target_stats(spec_from_config(config, train_records + validation_records), train_records)
     if os.path.isdir(os.path.join(run_dir, "backup")):
         _check_same_task(run_dir, config)
         logger.warning("%s: resuming an interrupted run from its last finished epoch.", run_dir)
@@ -155,6 +161,6 @@ def train(config: Mapping[str, Any], *, verbose: int | str = 1) -> str:
         report["best_epoch"] = json.load(handle)
     save_model(model, spec, os.path.join(run_dir, RUN_MODEL_DIR), tokenizer)
     write_json(report, os.path.join(run_dir, "metrics.json"))
-    plot_roc_curves(spec, probs, targets, weights, os.path.join(run_dir, "roc_curves.png"))
+    plot_roc_curves(spec, probs, targets, weights, os.path.join(run_dir, "roc_curves.png"))  # none for regression
     logger.warning("validation: %s", json.dumps(summary(report["validation"])))
     return run_dir

@@ -52,7 +52,7 @@ def test_parse_errors():
         serving.parse_rest_response({"error": "Servable not found for request"})
     with pytest.raises(ValueError, match=r"expected 'predictions' or 'outputs', received keys \['result'\]"):
         serving.parse_rest_response({"result": []})
-    with pytest.raises(ValueError, match=r"A prediction has no '<group>_labels' output; keys: \['scores'\]"):
+    with pytest.raises(ValueError, match=r"no '<group>_labels' or '<group>_values' output; keys: \['scores'\]"):
         serving.parse_rest_response({"predictions": [{"scores": [0.1]}]})
     with pytest.raises(ValueError, match=r"`predictions` hold bare values"):
         serving.parse_rest_response({"predictions": [[0.1, 0.9]]})

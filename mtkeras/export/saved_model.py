@@ -58,39 +58,57 @@ class ServingModule(tf.Module):
         self.tokenizer = InGraphTokenizer(vocab_path, tokenizer_settings(tokenizer), spec.max_length)
         self.spec_asset = tf.saved_model.Asset(os.path.join(os.path.dirname(vocab_path), "spec.json"))
 
-    def _probabilities(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    def _outputs(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         outputs = self.model(inputs, training=False)
         return {name: tf.cast(outputs[name], tf.float32) for name in self.spec.group_names}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serve_text(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
-        probabilities = self._probabilities(self.tokenizer(text))
+        if self.spec.has_token_groups:
+            inputs, words = self.tokenizer.tokenize_words(text)
+        else:
+            inputs, words = self.tokenizer(text), None
+        values = self._outputs(inputs)
         outputs = {}
         for group in self.spec.groups:
-            outputs[f"{group.name}_probabilities"] = probabilities[group.name]
-            outputs[f"{group.name}_labels"] = group.kind_rules.graph_decode(group, probabilities[group.name])
+            for suffix, tensor in group.kind_rules.serve(group, values[group.name], words).items():
+                outputs[f"{group.name}_{suffix}"] = tensor
         return outputs
 
     @tf.function(input_signature=[ids_signature()])
     def serve_ids(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        return {f"{name}_probabilities": p for name, p in self._probabilities(inputs).items()}
+        return raw_outputs(self.spec, self._outputs(inputs))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def tokenize(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
         return self.tokenizer(text)
 
 
+def raw_outputs(spec: TaskSpec, values: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """The model's outputs named for ``predict_ids`` and TFLite: ``<group>_<kind's raw output>``."""
+    return {f"{group.name}_{group.kind_rules.raw_output}": values[group.name] for group in spec.groups}
+
+
+_RAW_LAYOUT = {
+    "probabilities": "float32 [batch, n_labels]",
+    "values": "float32 [batch, n_targets], in the targets' units",
+    "token_probabilities": "float32 [batch, length, n_labels]: per token; a word's answer is its first piece's",
+}
+
+
 def export_metadata(spec: TaskSpec) -> dict[str, Any]:
     """What a client needs to read an export: signatures, outputs per group, labels, thresholds, spec."""
     outputs = {}
     for group in spec.groups:
+        kind = group.kind_rules
         outputs[group.name] = {
             "kind": group.kind,
             "labels": list(group.labels),
             "thresholds": None if group.thresholds is None else list(group.thresholds),
-            "probabilities_output": f"{group.name}_probabilities",
-            "labels_output": f"{group.name}_labels",
-            "labels_layout": group.kind_rules.labels_layout,
+            "serving_default_outputs": {
+                f"{group.name}_{suffix}": layout for suffix, layout in kind.serving_layout.items()
+            },
+            "predict_ids_output": {f"{group.name}_{kind.raw_output}": _RAW_LAYOUT[kind.raw_output]},
         }
     return {
         "format": "mtkeras-export",
@@ -141,7 +159,9 @@ def export_saved_model(
     """Write a TF Serving SavedModel to ``base_dir/<version>/`` and return that path.
 
     Signatures: ``serving_default`` (raw texts in; per group ``<group>_probabilities``
-    and ``<group>_labels``) and ``predict_ids`` (token ids in; probabilities out);
+    and ``<group>_labels``, ``<group>_values`` for regression, and per word
+    ``<group>_words``/``<group>_offsets`` for token-level groups) and ``predict_ids``
+    (token ids in; the model's outputs);
     ``tokenize`` exposes the in-graph tokenizer. Labels, thresholds and the spec
     are in ``assets/spec.json`` and ``assets.extra/mtkeras.json``.
 

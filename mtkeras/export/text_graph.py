@@ -26,6 +26,7 @@ import os
 from typing import Any
 
 from mtkeras._compat import tf
+from mtkeras.words import WORD_SEPARATOR_RE2
 
 # Unicode category C minus tab/newline/CR, and U+FFFD: removed (HF `_clean_text`).
 _REMOVED = r"[\x{0}-\x{8}\x{B}\x{C}\x{E}-\x{1F}\x{7F}-\x{9F}\x{FFFD}\p{Cf}\p{Co}\p{Cs}]"
@@ -111,6 +112,7 @@ class InGraphTokenizer(tf.Module):
             max_bytes_per_word=4 * MAX_CHARS_PER_WORD,
         )
         self._regex_split = tf_text.regex_split
+        self._regex_split_with_offsets = tf_text.regex_split_with_offsets
         self._normalize_utf8 = tf_text.normalize_utf8
 
     def normalize(self, texts: tf.Tensor) -> tf.Tensor:
@@ -129,14 +131,17 @@ class InGraphTokenizer(tf.Module):
             texts = tf.strings.lower(texts, encoding="utf-8")
         return texts
 
-    def __call__(self, texts: tf.Tensor) -> dict[str, tf.Tensor]:
-        texts = tf.reshape(tf.convert_to_tensor(texts, tf.string), [-1])
-        words = self._regex_split(self.normalize(texts), _SPLIT, _KEEP)  # [batch, (words)]
+    def _pieces(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """Word-piece ids ``[n, (pieces)]`` of already transcoded strings ``[n]``."""
+        words = self._regex_split(self.normalize(texts), _SPLIT, _KEEP)  # [n, (words)]
         too_long = tf.strings.length(words.flat_values, unit="UTF8_CHAR") > MAX_CHARS_PER_WORD
         words = words.with_flat_values(tf.where(too_long, self.settings["unk_token"], words.flat_values))
-        pieces = self._wordpiece.tokenize(words).merge_dims(-2, -1)  # [batch, (pieces)]
+        return self._wordpiece.tokenize(words).merge_dims(-2, -1)  # [n, (pieces)]
+
+    def _model_inputs(self, pieces: tf.RaggedTensor) -> dict[str, tf.Tensor]:
+        """[CLS] pieces (truncated) [SEP], padded to the longest row."""
         pieces = pieces[:, : self.max_length - 2]
-        batch = tf.shape(texts)[0]
+        batch = pieces.nrows(out_type=tf.int32)
         cls = tf.fill([batch, 1], tf.constant(self.settings["cls_id"], tf.int64))
         sep = tf.fill([batch, 1], tf.constant(self.settings["sep_id"], tf.int64))
         ids = tf.concat([cls, pieces, sep], axis=1)  # ragged [batch, (length)]
@@ -149,3 +154,61 @@ class InGraphTokenizer(tf.Module):
             "attention_mask": tf.cast(attention_mask, tf.int32),
             "token_type_ids": tf.zeros_like(input_ids, dtype=tf.int32),
         }
+
+    @staticmethod
+    def _transcode(texts: tf.Tensor) -> tf.Tensor:
+        texts = tf.reshape(tf.convert_to_tensor(texts, tf.string), [-1])
+        return tf.strings.unicode_transcode(
+            texts, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD, replace_control_characters=False
+        )
+
+    def __call__(self, texts: tf.Tensor) -> dict[str, tf.Tensor]:
+        return self._model_inputs(self._pieces(self._transcode(texts)))
+
+    def tokenize_words(self, texts: tf.Tensor) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
+        """The model inputs (equal to ``__call__``'s) and the whitespace-separated words of each text.
+
+        Words are tokenized one by one, which gives the same pieces as the whole
+        text (BERT splits on whitespace first). Returns ``(inputs, words)`` with
+        ``words["texts"]`` string ``[batch, words]`` ('' padding), ``words["offsets"]``
+        int32 ``[batch, words, 2]`` character (code point) offsets (-1 padding) and
+        ``words["starts"]`` int32 ``[batch, words]``: the token index of each word's
+        first piece, -1 when it has none (cut off by ``max_length``, or made only
+        of characters BERT removes).
+        """
+        texts = self._transcode(texts)
+        # TF Text's regex split stops a string at NUL. NUL is not a separator, so putting another
+        # one-byte non-separator (U+0001) in its place splits alike and keeps the byte offsets.
+        no_nul = tf.strings.regex_replace(texts, r"\x00", "\x01")
+        words, begin, end = self._regex_split_with_offsets(no_nul, WORD_SEPARATOR_RE2)  # [batch, (words)], bytes
+        # The words' text, cut from the text itself (NUL included, as the caller sent it).
+        words = words.with_flat_values(tf.strings.substr(
+            tf.repeat(texts, words.row_lengths()), begin.flat_values, end.flat_values - begin.flat_values
+        ))
+        word_pieces = self._pieces(words.flat_values)  # [all words, (pieces)]
+        counts = word_pieces.row_lengths()  # int64 [all words]
+        per_text = tf.reduce_sum(tf.RaggedTensor.from_row_splits(counts, words.row_splits), axis=1)
+        inputs = self._model_inputs(tf.RaggedTensor.from_row_lengths(word_pieces.flat_values, per_text))
+
+        # Token index of each word's first piece: 1 ([CLS]) + pieces of the words before it in its text.
+        before = tf.cumsum(counts, exclusive=True)
+        text_base = tf.gather(tf.concat([before, [tf.reduce_sum(counts)]], 0), words.row_starts())
+        first = 1 + before - tf.repeat(text_base, words.row_lengths())
+        kept = (counts > 0) & (first <= self.max_length - 2)
+        starts = words.with_flat_values(tf.cast(tf.where(kept, first, -1), tf.int32))
+
+        # Byte offsets -> character offsets: count the characters that start before each offset.
+        _, char_bytes = tf.strings.unicode_decode_with_offsets(texts, "UTF-8")
+        char_bytes = char_bytes.to_tensor(default_value=tf.int64.max)
+        present = tf.ones_like(begin, dtype=tf.bool).to_tensor(default_value=False)
+
+        def to_chars(offsets: tf.RaggedTensor) -> tf.Tensor:
+            chars = tf.searchsorted(char_bytes, offsets.to_tensor(default_value=0), side="left", out_type=tf.int32)
+            return tf.where(present, chars, -1)
+
+        word_info = {
+            "texts": words.to_tensor(default_value=""),
+            "offsets": tf.stack([to_chars(begin), to_chars(end)], axis=-1),
+            "starts": starts.to_tensor(default_value=-1),
+        }
+        return inputs, word_info

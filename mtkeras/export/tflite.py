@@ -8,7 +8,7 @@ from typing import Any
 
 from mtkeras._compat import tf
 from mtkeras._io import write_atomic, write_json
-from mtkeras.export.saved_model import export_metadata, resolve_source
+from mtkeras.export.saved_model import export_metadata, raw_outputs, resolve_source
 from mtkeras.model import ids_signature
 from mtkeras.spec import TaskSpec
 
@@ -27,8 +27,9 @@ def export_tflite(
     overwrite: bool = False,
 ) -> str:
     """Write a ``.tflite`` model taking ``input_ids``, ``attention_mask``, ``token_type_ids``
-    (int32 ``[batch, length]``) and returning ``<group>_probabilities``; labels and
-    thresholds go to ``<path>.json`` beside it. TFLite builtin ops only where the
+    (int32 ``[batch, length]``) and returning the model's outputs as ``predict_ids``
+    names them (``<group>_probabilities``, ``<group>_values``, ``<group>_token_probabilities``);
+    labels and thresholds go to ``<path>.json`` beside it. TFLite builtin ops only where the
     graph allows it (it does for BERT); otherwise TF select ops, with a warning.
 
     Example:
@@ -43,7 +44,7 @@ def export_tflite(
     @tf.function(input_signature=[ids_signature()])
     def serve(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         outputs = model(inputs, training=False)
-        return {f"{name}_probabilities": tf.cast(outputs[name], tf.float32) for name in spec.group_names}
+        return raw_outputs(spec, {name: tf.cast(outputs[name], tf.float32) for name in spec.group_names})
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], model)
     if quantize is not None:
@@ -63,7 +64,8 @@ def export_tflite(
     metadata["signatures"] = {"serving_default": "input_ids, attention_mask, token_type_ids: int32 [batch, length]"}
     metadata["quantize"] = quantize
     for group in metadata["groups"].values():
-        group.pop("labels_output")  # labels are decoded by the caller from probabilities and thresholds
-        group.pop("labels_layout")
+        # The caller decodes labels from probabilities and thresholds (words: from the first piece of each).
+        group["outputs"] = group.pop("predict_ids_output")
+        group.pop("serving_default_outputs")
     write_json(metadata, path + ".json")
     return path

@@ -1,0 +1,134 @@
+"""Keras pieces the group kinds need beyond stock Keras: a de-normalising regression head,
+a scale-aware regression loss, a token loss and a token ROC-AUC that skip ignored tokens.
+
+All are registered, so a saved model loads without ``custom_objects``.
+Token targets mark tokens that carry no loss (padding, [CLS], [SEP], word-piece
+continuations) with :data:`IGNORED_TOKEN` in every label column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from mtkeras._compat import keras, tf
+
+#: Target value of a token that carries no loss and no metric.
+IGNORED_TOKEN = -1.0
+#: Accepted ``loss`` values of a regression group (the first is the default).
+REGRESSION_LOSSES: tuple[str, ...] = ("mse", "huber")
+
+
+@keras.saving.register_keras_serializable(package="mtkeras")
+class RegressionHead(keras.layers.Dense):
+    """A linear head whose outputs are in the targets' own units: ``dense(x) * std + mean``.
+
+    The dense part learns standardised targets (mean 0, std 1) when ``target_mean``
+    and ``target_std`` are the training data's statistics; the model, and every
+    export of it, outputs real values.
+
+    Example:
+        >>> head = RegressionHead(1, target_mean=[5.2], target_std=[3.1], name="tag_count")
+    """
+
+    def __init__(self, units: int, target_mean: Sequence[float], target_std: Sequence[float], **kwargs: Any) -> None:
+        kwargs.pop("activation", None)
+        super().__init__(units, activation=None, **kwargs)
+        if len(target_mean) != units or len(target_std) != units:
+            raise ValueError(
+                f"RegressionHead: `target_mean` and `target_std` need {units} values each, received "
+                f"{list(target_mean)!r} and {list(target_std)!r}."
+            )
+        self.target_mean = [float(v) for v in target_mean]
+        self.target_std = [float(v) for v in target_std]
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        standardised = super().call(inputs)
+        return standardised * tf.constant(self.target_std, self.compute_dtype) + tf.constant(
+            self.target_mean, self.compute_dtype
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.pop("activation", None)
+        config.update(target_mean=self.target_mean, target_std=self.target_std)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="mtkeras")
+class ScaledRegressionLoss(keras.losses.Loss):
+    """MSE or Huber on ``(prediction - target) / scale``, averaged over targets.
+
+    With ``scale`` = the targets' standard deviations this is the loss on
+    standardised targets, so a count in the hundreds and a score in [0, 1] weigh
+    alike; the loss weight in the spec then means what it says.
+    """
+
+    def __init__(self, loss: str = "mse", scale: Sequence[float] = (1.0,), delta: float = 1.0,
+                 name: str | None = None, **kwargs: Any) -> None:
+        if loss not in REGRESSION_LOSSES:
+            raise ValueError(f"`loss` must be one of {list(REGRESSION_LOSSES)}, received {loss!r}.")
+        super().__init__(name=name or loss, **kwargs)
+        self.loss, self.scale, self.delta = loss, [float(s) for s in scale], float(delta)
+
+    def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        error = (tf.cast(y_pred, tf.float32) - tf.cast(y_true, tf.float32)) / tf.constant(self.scale, tf.float32)
+        if self.loss == "mse":
+            per_target = tf.square(error)
+        else:
+            absolute = tf.abs(error)
+            quadratic = tf.minimum(absolute, self.delta)
+            per_target = 0.5 * tf.square(quadratic) + self.delta * (absolute - quadratic)
+        return tf.reduce_mean(per_target, axis=-1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "loss": self.loss, "scale": self.scale, "delta": self.delta}
+
+
+def token_weights(y_true: tf.Tensor, sample_weight: tf.Tensor | None) -> tf.Tensor:
+    """float32 ``[batch, length]``: 1 on tokens that carry a target, times the row's sample weight."""
+    weights = tf.cast(y_true[..., 0] > IGNORED_TOKEN / 2, tf.float32)
+    if sample_weight is not None:
+        weights *= tf.reshape(tf.cast(sample_weight, tf.float32), [-1, 1])
+    return weights
+
+
+@keras.saving.register_keras_serializable(package="mtkeras")
+class MaskedBinaryCrossentropy(keras.losses.Loss):
+    """Binary cross-entropy averaged over the tokens that carry a target (and their labels).
+
+    ``y_true`` is ``[batch, length, labels]`` with :data:`IGNORED_TOKEN` on tokens
+    that carry no loss; a row's sample weight scales its tokens. The result is
+    ``sum(weight * loss) / sum(weight)``, so padding and special tokens change
+    neither the numerator nor the denominator.
+    """
+
+    def __init__(self, name: str = "masked_binary_crossentropy", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        """Per-token loss ``[batch, length]`` (0 on ignored tokens)."""
+        y_true, y_pred = tf.cast(y_true, tf.float32), tf.cast(y_pred, tf.float32)
+        per_label = keras.backend.binary_crossentropy(tf.maximum(y_true, 0.0), y_pred)
+        return tf.reduce_mean(per_label, axis=-1) * token_weights(y_true, None)
+
+    def __call__(self, y_true: tf.Tensor, y_pred: tf.Tensor, sample_weight: tf.Tensor | None = None) -> tf.Tensor:
+        with tf.name_scope(self.name):
+            weights = token_weights(tf.cast(y_true, tf.float32), sample_weight)
+            total = tf.reduce_sum(self.call(y_true, y_pred) * weights)
+            return tf.math.divide_no_nan(total, tf.reduce_sum(weights))
+
+
+@keras.saving.register_keras_serializable(package="mtkeras")
+class TokenAUC(keras.metrics.AUC):
+    """ROC-AUC over the tokens that carry a target (one AUC per label, averaged)."""
+
+    def update_state(self, y_true: tf.Tensor, y_pred: tf.Tensor, sample_weight: tf.Tensor | None = None) -> Any:
+        y_true = tf.cast(y_true, tf.float32)
+        labels = tf.shape(y_true)[-1]
+        weights = tf.reshape(token_weights(y_true, sample_weight), [-1, 1])
+        return super().update_state(
+            tf.reshape(tf.maximum(y_true, 0.0), [-1, labels]),
+            tf.reshape(tf.cast(y_pred, tf.float32), [-1, labels]),
+            sample_weight=weights,
+        )
