@@ -19,14 +19,23 @@ def main() -> None:
     serve = tf.saved_model.load(export_dir).signatures["serving_default"]
     outputs = serve(text=tf.constant(texts))
     for i, text in enumerate(texts):
-        labels = {}
+        answers = {}
         for name, group in groups.items():
-            value = outputs[group["labels_output"]].numpy()[i]
-            if group["kind"] == "multilabel":
-                labels[name] = [label.decode() for label in value if label]
+            if group["kind"] == "regression":
+                answers[name] = outputs[f"{name}_values"].numpy()[i].round(3).tolist()
+            elif group["kind"] == "token_multilabel":  # only the words that got a label
+                words = outputs[f"{name}_words"].numpy()[i]
+                labels = outputs[f"{name}_labels"].numpy()[i]
+                answers[name] = {
+                    word.decode(): [x.decode() for x in chosen if x]
+                    for word, chosen in zip(words, labels, strict=True)
+                    if chosen[0]
+                }
+            elif group["kind"] == "multilabel":
+                answers[name] = [label.decode() for label in outputs[f"{name}_labels"].numpy()[i] if label]
             else:
-                labels[name] = value.decode()
-        print(f"- {text[:70]!r}...\n    {labels}")
+                answers[name] = outputs[f"{name}_labels"].numpy()[i].decode()
+        print(f"- {text[:70]!r}...\n    {answers}")
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("mtkeras", "transformers", "tf_keras"))
     print(f"(served by TensorFlow {tf.__version__} alone; mtkeras/transformers/tf_keras modules loaded: {loaded})")
 

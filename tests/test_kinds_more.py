@@ -497,3 +497,49 @@ def test_token_export_runs_without_mtkeras(mixed_trained, tiny_tokenizer, tmp_pa
     assert result["empty"]["marks_offsets"] == [0, 0, 2] and result["empty"]["count_values"] == [0, 1]
     predictor = mtk.Predictor(model, spec, tiny_tokenizer)
     np.testing.assert_allclose(result["ids"]["count_values"], predictor.predict_proba(texts)["count"], atol=1e-4)
+
+
+# --- config and CLI --------------------------------------------------------------------------------------
+
+
+def test_config_and_cli_with_the_new_kinds(tiny_folder, tmp_path, capsys, monkeypatch):
+    import yaml
+
+    from mtkeras.cli import main as cli_main
+
+    for name, n, seed in (("train", 160, 0), ("validation", 40, 1)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in mixed_records(n, seed)))
+    config = {
+        "spec": {"encoder": tiny_folder, "max_length": 32, "groups": [
+            {"name": "topic", "kind": "multiclass"},
+            {"name": "count", "kind": "regression", "normalize": True, "loss": "huber"},  # labels: ["count"]
+            {"name": "marks", "kind": "token_multilabel", "loss_weight": 2.0},  # labels from the data
+        ]},
+        "data": {"train": "train.jsonl", "validation": "validation.jsonl"},
+        "training": {"epochs": 4, "batch_size": 16, "learning_rate": 5e-3, "head_lr_multiplier": 20},
+        "output": "run",
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    assert cli_main(["train", str(tmp_path / "config.yaml"), "--verbose", "0"]) == 0
+    spec = mtk.TaskSpec.load(tmp_path / "run" / "model" / "spec.json")
+    assert spec.group("marks").labels == ("colour", "topic") and spec.group("count").labels == ("count",)
+    mean, std = spec.group("count").target_stats[0]
+    counts = [r["count"] for r in mixed_records(160, 0)]
+    assert mean == pytest.approx(np.mean(counts)) and std == pytest.approx(np.std(counts))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["validation"]["groups"]
+    assert metrics["marks"]["span_f1"] > 0.5 and metrics["count"]["mae"] < 1.0
+    capsys.readouterr()
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("red alpha program\n"))
+    assert cli_main(["predict", str(tmp_path / "run")]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert isinstance(answer["count"], float)
+    assert [(w["word"], w["start"], w["end"]) for w in answer["marks"]] == [
+        ("red", 0, 3), ("alpha", 4, 9), ("program", 10, 17)]
+
+    # regression alone: no group reports ROC-AUC, so the best epoch is chosen by val_loss
+    config["spec"]["groups"] = [config["spec"]["groups"][1]]
+    config["training"]["epochs"], config["output"] = 1, "run-count"
+    (tmp_path / "count.yaml").write_text(yaml.safe_dump(config))
+    assert cli_main(["train", str(tmp_path / "count.yaml"), "--verbose", "0"]) == 0
+    assert json.loads((tmp_path / "run-count" / "best.weights.h5.json").read_text())["monitor"] == "val_loss"
+    assert not (tmp_path / "run-count" / "roc_curves.png").exists()  # nothing with probabilities to plot
