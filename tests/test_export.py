@@ -171,19 +171,24 @@ _FRESH = textwrap.dedent(
 )
 
 
-def test_loads_without_mtkeras_and_matches_keras(exported, trained, tiny_tokenizer, tmp_path):
-    model, spec = trained
-    texts = real_texts()[:40] + ["red alpha", "blue green beta", "", "gamma " * 50]
-    ids = mtk.tokenize(tiny_tokenizer, texts, spec.max_length)
+def serve_in_fresh_process(export_dir, texts, ids, tmp_path):
+    """serving_default on ``texts`` and predict_ids on ``ids``, in a process importing only TF and TF Text."""
     (tmp_path / "texts.json").write_text(json.dumps(texts))
     (tmp_path / "ids.json").write_text(json.dumps({k: v.tolist() for k, v in ids.items()}))
     (tmp_path / "fresh.py").write_text(_FRESH)
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    run = subprocess.run([sys.executable, str(tmp_path / "fresh.py"), exported, str(tmp_path / "texts.json"),
+    run = subprocess.run([sys.executable, str(tmp_path / "fresh.py"), str(export_dir), str(tmp_path / "texts.json"),
                           str(tmp_path / "ids.json")], capture_output=True, text=True, timeout=600, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["modules"] == []  # neither mtkeras, transformers nor tf_keras was imported
+    return result
+
+
+def test_loads_without_mtkeras_and_matches_keras(exported, trained, tiny_tokenizer, tmp_path):
+    model, spec = trained
+    texts = real_texts()[:40] + ["red alpha", "blue green beta", "", "gamma " * 50]
+    result = serve_in_fresh_process(exported, texts, mtk.tokenize(tiny_tokenizer, texts, spec.max_length), tmp_path)
 
     predictor = mtk.Predictor(model, spec, tiny_tokenizer)
     keras_probs = predictor.predict_proba(texts)

@@ -476,23 +476,12 @@ def test_saved_model_and_tflite_match_keras(mixed_trained, tiny_tokenizer, tmp_p
 
 
 def test_token_export_runs_without_mtkeras(mixed_trained, tiny_tokenizer, tmp_path):
-    import subprocess
-
-    from test_export import _FRESH
+    from test_export import serve_in_fresh_process
 
     model, spec, _ = mixed_trained
     path = mtk.export_saved_model(model, tmp_path / "export", spec=spec, tokenizer=tiny_tokenizer)
     texts = ["red alpha editors", "b\u00e9ta  blue\u3000x", ""]
-    ids = mtk.tokenize(tiny_tokenizer, texts, spec.max_length)
-    (tmp_path / "texts.json").write_text(json.dumps(texts))
-    (tmp_path / "ids.json").write_text(json.dumps({k: v.tolist() for k, v in ids.items()}))
-    (tmp_path / "fresh.py").write_text(_FRESH)
-    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    run = subprocess.run([sys.executable, str(tmp_path / "fresh.py"), path, str(tmp_path / "texts.json"),
-                          str(tmp_path / "ids.json")], capture_output=True, text=True, timeout=600, env=env)
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert result["modules"] == []
+    result = serve_in_fresh_process(path, texts, mtk.tokenize(tiny_tokenizer, texts, spec.max_length), tmp_path)
     assert result["text"]["marks_offsets"][1] == [[0, 4], [6, 10], [11, 12]]
     assert result["empty"]["marks_offsets"] == [0, 0, 2] and result["empty"]["count_values"] == [0, 1]
     predictor = mtk.Predictor(model, spec, tiny_tokenizer)
@@ -543,3 +532,22 @@ def test_config_and_cli_with_the_new_kinds(tiny_folder, tmp_path, capsys, monkey
     assert cli_main(["train", str(tmp_path / "count.yaml"), "--verbose", "0"]) == 0
     assert json.loads((tmp_path / "run-count" / "best.weights.h5.json").read_text())["monitor"] == "val_loss"
     assert not (tmp_path / "run-count" / "roc_curves.png").exists()  # nothing with probabilities to plot
+
+
+@pytest.mark.parametrize("group", ["count", "marks"])
+def test_each_new_kind_alone_also_in_bfloat16(mixed_spec, tiny_tokenizer, group, tmp_path):
+    from dataclasses import replace
+
+    spec = replace(mixed_spec, groups=(mixed_spec.group(group),))
+    mtk.keras.utils.set_random_seed(2)
+    model = mtk.build_model(spec, bert_config=tiny_config(), mixed_precision="mixed_bfloat16")
+    mtk.compile_model(model, spec, learning_rate=3e-3)
+    history = model.fit(make_dataset(spec, tiny_tokenizer, mixed_records(64), batch_size=16), epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    texts = ["red alpha", "editors blue"]
+    out = model(mtk.tokenize(tiny_tokenizer, texts, spec.max_length))
+    assert out[group].dtype == tf.float32  # heads stay float32 under a half-precision encoder
+    answers = mtk.Predictor(model, spec, tiny_tokenizer).predict(texts)
+    assert list(answers[0]) == [group]
+    mtk.save_model(model, spec, tmp_path / "m", tiny_tokenizer)
+    assert mtk.Predictor.from_folder(str(tmp_path / "m")).predict(texts) == answers
