@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from mtkeras._compat import BertConfig, keras, tf
 from mtkeras.encoder import BertEncoder, check_spec_fits, load_bert_config, load_encoder
 from mtkeras.spec import DROPOUT_LAYER, ENCODER_LAYER, INPUT_NAMES, POOLING_LAYER, TOKEN_DROPOUT_LAYER, TaskSpec
@@ -17,7 +19,11 @@ MIXED_PRECISION: tuple[str | None, ...] = (None, "mixed_float16", "mixed_bfloat1
 
 
 def build_model(
-    spec: TaskSpec, *, bert_config: BertConfig | None = None, mixed_precision: str | None = None
+    spec: TaskSpec,
+    *,
+    bert_config: BertConfig | None = None,
+    mixed_precision: str | None = None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> keras.Model:
     """Build the multi-head functional Keras model the spec describes.
 
@@ -29,6 +35,11 @@ def build_model(
         mixed_precision: ``"mixed_float16"`` (GPU) or ``"mixed_bfloat16"``
             (CPU/TPU) runs the encoder and pooling in half precision with
             float32 weights; the heads and outputs stay float32.
+        strategy: a ``tf.distribute`` strategy (``MirroredStrategy``,
+            ``MultiWorkerMirroredStrategy``, ...): the model's variables are
+            created under its scope, and :func:`compile_model` then creates the
+            optimizer and metrics under it too. Feed ``fit`` batches of the global
+            batch size; Keras splits them across replicas.
 
     Returns:
         A ``tf_keras.Model`` taking ``input_ids``, ``attention_mask`` and
@@ -50,6 +61,13 @@ def build_model(
         )
     if mixed_precision not in MIXED_PRECISION:
         raise ValueError(f"`mixed_precision` must be one of {list(MIXED_PRECISION)}, received {mixed_precision!r}.")
+    if strategy is not None and not isinstance(strategy, tf.distribute.Strategy):
+        raise TypeError(f"`strategy` must be a tf.distribute.Strategy or None, received {strategy!r:.80}.")
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        return _build(spec, bert_config, mixed_precision)
+
+
+def _build(spec: TaskSpec, bert_config: BertConfig | None, mixed_precision: str | None) -> keras.Model:
     policy = mixed_precision or "float32"
     if bert_config is None:
         config = load_bert_config(spec.encoder)

@@ -86,29 +86,32 @@ def compile_model(
             raise ValueError(
                 f"`metrics` has keys {unknown} that are not outputs; outputs are {sorted(outputs)}."
             )
-    if optimizer is None:
-        optimizer = RAdam(
-            learning_rate=learning_rate,
-            warmup_steps=warmup_steps,
-            total_steps=total_steps,
-            weight_decay=weight_decay,
-            beta_2=beta_2,
-            lr_multipliers={f"^{re.escape(name)}/": head_lr_multiplier for name in spec.group_names}
-            if head_lr_multiplier != 1.0
-            else None,
+    # Under the model's distribution strategy (the default one when built without): the optimizer's
+    # slots and the metrics' variables are mirrored like the model's.
+    with model.distribute_strategy.scope():
+        if optimizer is None:
+            optimizer = RAdam(
+                learning_rate=learning_rate,
+                warmup_steps=warmup_steps,
+                total_steps=total_steps,
+                weight_decay=weight_decay,
+                beta_2=beta_2,
+                lr_multipliers={f"^{re.escape(name)}/": head_lr_multiplier for name in spec.group_names}
+                if head_lr_multiplier != 1.0
+                else None,
+            )
+            if weight_decay:
+                optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY_NAMES))
+        if _uses_float16(model) and not isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
+            optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)  # float16 gradients need loss scaling
+        # Weighted metrics: rows with sample weight 0 (not annotated for a group) are left out.
+        model.compile(
+            optimizer=optimizer,
+            loss=build_losses(spec),
+            loss_weights=build_loss_weights(spec),
+            weighted_metrics=dict(metrics) if metrics is not None else build_metrics(spec),
+            **compile_kwargs,
         )
-        if weight_decay:
-            optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY_NAMES))
-    if _uses_float16(model) and not isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
-        optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)  # float16 gradients need loss scaling
-    # Weighted metrics: rows with sample weight 0 (not annotated for a group) are left out.
-    model.compile(
-        optimizer=optimizer,
-        loss=build_losses(spec),
-        loss_weights=build_loss_weights(spec),
-        weighted_metrics=dict(metrics) if metrics is not None else build_metrics(spec),
-        **compile_kwargs,
-    )
     return model
 
 

@@ -1,0 +1,97 @@
+"""Training jobs for test_distribute.py, each in its own process (devices must be set before TF starts).
+
+    python distribute_job.py mirrored OUT_DIR        # 1 device vs MirroredStrategy on 2 logical CPUs
+    python distribute_job.py worker OUT_DIR          # one MultiWorkerMirroredStrategy worker (TF_CONFIG set)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from mtkeras._compat import tf  # noqa: E402  (sets TF_USE_LEGACY_KERAS first)
+
+if sys.argv[1] == "mirrored":
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+from conftest import synthetic_records, tiny_config, write_vocab  # noqa: E402
+
+import mtkeras as mtk  # noqa: E402
+
+STEPS, GLOBAL_BATCH = 6, 16
+
+
+def setup(out_dir: str):
+    folder = os.path.join(out_dir, "vocab")
+    os.makedirs(folder, exist_ok=True)
+    write_vocab(folder)
+    tiny_config().save_pretrained(folder)
+    spec = mtk.TaskSpec(
+        encoder=folder,
+        max_length=32,
+        head_dropout=0.0,  # no randomness: one device and two replicas must compute the same steps
+        groups=[
+            mtk.LabelGroup("topic", "multiclass", labels=["alpha", "beta", "gamma"]),
+            mtk.LabelGroup("colour", "multilabel", labels=["red", "blue", "green", "yellow"], loss_weight=2.0),
+        ],
+    )
+    tokenizer = mtk.load_tokenizer(folder)
+    dataset = mtk.make_dataset(spec, tokenizer, synthetic_records(STEPS * GLOBAL_BATCH), batch_size=GLOBAL_BATCH,
+                               bucket_boundaries=None)
+    return spec, tokenizer, dataset
+
+
+def train(spec, dataset, strategy, initial):
+    model = mtk.build_model(spec, bert_config=tiny_config(), strategy=strategy)
+    if initial is not None:
+        model.set_weights(initial)
+    start = [w.copy() for w in model.get_weights()]
+    mtk.compile_model(model, spec, learning_rate=3e-3, warmup_steps=2, total_steps=STEPS * 2)
+    history = model.fit(dataset, epochs=2, verbose=0)
+    return model, start, history.history["loss"]
+
+
+def mirrored(out_dir: str) -> None:
+    spec, tokenizer, dataset = setup(out_dir)
+    mtk.keras.utils.set_random_seed(0)
+    single, initial, single_loss = train(spec, dataset, None, None)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    mirrored_model, _, mirrored_loss = train(spec, dataset, strategy, initial)
+    weights = os.path.join(out_dir, "mirrored.weights.h5")
+    mirrored_model.save_weights(weights)
+    plain = mtk.build_model(spec, bert_config=tiny_config())  # no strategy: loads what the replicas wrote
+    plain.load_weights(weights)
+    x = mtk.tokenize(tokenizer, ["red alpha program", "beta"], spec.max_length)
+    result = {
+        "replicas": strategy.num_replicas_in_sync,
+        "single_loss": single_loss,
+        "mirrored_loss": mirrored_loss,
+        "max_weight_diff": max(float(np.max(np.abs(a - b)))
+                               for a, b in zip(single.get_weights(), mirrored_model.get_weights(), strict=True)),
+        "optimizer_steps": int(mirrored_model.optimizer.iterations.numpy()),
+        "reload_max_diff": max(float(np.max(np.abs(plain(x)[k].numpy() - mirrored_model(x)[k].numpy())))
+                               for k in spec.group_names),
+    }
+    print(json.dumps(result))
+
+
+def worker(out_dir: str) -> None:
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    spec, _, dataset = setup(out_dir)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    mtk.keras.utils.set_random_seed(0)  # same initial weights on every worker
+    model, _, loss = train(spec, dataset.with_options(options), strategy, None)
+    index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+    np.savez(os.path.join(out_dir, f"worker{index}.npz"), *model.get_weights())
+    print(json.dumps({"worker": index, "replicas": strategy.num_replicas_in_sync, "loss": loss}))
+
+
+if __name__ == "__main__":
+    {"mirrored": mirrored, "worker": worker}[sys.argv[1]](sys.argv[2])

@@ -1,0 +1,55 @@
+"""tf.distribute: MirroredStrategy on 2 logical CPUs matches one device; 2 MultiWorkerMirrored workers agree."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+
+JOB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distribute_job.py")
+
+
+def _run(args, env=None, timeout=600):
+    return subprocess.Popen([sys.executable, JOB, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+
+
+def _result(process, timeout=600):
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_mirrored_strategy_matches_one_device_and_its_checkpoint_loads_without_it(tmp_path):
+    result = _result(_run(["mirrored", str(tmp_path)]))
+    assert result["replicas"] == 2
+    # Same global batches, same initial weights: the two replicas' averaged gradients are one device's,
+    # up to float32 summation order.
+    np.testing.assert_allclose(result["mirrored_loss"], result["single_loss"], rtol=1e-4)
+    assert result["max_weight_diff"] < 1e-4
+    assert result["optimizer_steps"] == 12  # RAdam's step count (warm-up position) advanced once per global batch
+    assert result["reload_max_diff"] < 1e-6
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_multi_worker_mirrored_workers_end_with_identical_weights(tmp_path):
+    workers = [f"localhost:{_free_port()}" for _ in range(2)]
+    processes = [
+        _run(["worker", str(tmp_path)], env={"TF_CONFIG": json.dumps(
+            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})})
+        for index in range(2)
+    ]
+    results = [_result(process) for process in processes]
+    assert [r["replicas"] for r in results] == [2, 2]
+    assert results[0]["loss"] == results[1]["loss"]  # the loss is all-reduced too
+    first, second = (np.load(tmp_path / f"worker{i}.npz") for i in range(2))
+    assert len(first.files) == len(second.files) > 0
+    for name in first.files:
+        np.testing.assert_array_equal(first[name], second[name])
