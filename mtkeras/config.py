@@ -45,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
         "monitor_mode": "max",
         "early_stopping_patience": 2,
         "suggest_loss_weights_steps": 0,
+        "distribute": None,
     },
     "thresholds": {"tune": True, "floor": 0.1, "min_positives": 5},
     "output": None,
@@ -94,6 +95,12 @@ def parse_config(data: Mapping[str, Any], base_dir: str = ".") -> dict[str, Any]
     if not (isinstance(training["warmup_proportion"], (int, float)) and 0 <= training["warmup_proportion"] < 1):
         raise ValueError(
             f"Config `training.warmup_proportion` must be in [0, 1), received {training['warmup_proportion']!r}."
+        )
+    from mtkeras.training import DISTRIBUTE
+
+    if training["distribute"] not in DISTRIBUTE:
+        raise ValueError(
+            f"Config `training.distribute` must be one of {list(DISTRIBUTE)}, received {training['distribute']!r}."
         )
     floor = config["thresholds"]["floor"]
     if not (isinstance(floor, (int, float)) and 0 <= floor <= 1):

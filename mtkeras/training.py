@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mtkeras._compat import keras
+from mtkeras._compat import keras, tf
 from mtkeras._io import write_json
 from mtkeras.optim import RAdam
 from mtkeras.spec import TaskSpec
@@ -113,6 +113,38 @@ def compile_model(
             **compile_kwargs,
         )
     return model
+
+
+# --- distribution ----------------------------------------------------------------------
+
+#: Accepted ``training.distribute`` values: one device (Keras' default), every local GPU (or CPU), or
+#: several machines described by ``TF_CONFIG``.
+DISTRIBUTE: tuple[str | None, ...] = (None, "mirrored", "multi_worker")
+
+
+def make_strategy(name: str | None) -> tf.distribute.Strategy | None:
+    """The ``tf.distribute`` strategy a config names (None: no strategy).
+
+    ``"multi_worker"`` reads the cluster from ``TF_CONFIG`` and must be created
+    before TensorFlow runs any op in the process.
+    """
+    if name not in DISTRIBUTE:
+        raise ValueError(f"`distribute` must be one of {list(DISTRIBUTE)}, received {name!r}.")
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return None
+
+
+def is_chief(strategy: tf.distribute.Strategy | None) -> bool:
+    """Whether this process writes the run's files: always, except on non-chief multi-worker tasks."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "chief" or (task_type == "worker" and task_id == 0 and not has_chief)
 
 
 # --- callbacks ------------------------------------------------------------------------

@@ -21,7 +21,14 @@ from mtkeras.model import build_model
 from mtkeras.predict import Predictor
 from mtkeras.saving import RUN_MODEL_DIR, save_model
 from mtkeras.spec import TaskSpec
-from mtkeras.training import BEST_WEIGHTS, compile_model, suggest_loss_weights, training_callbacks
+from mtkeras.training import (
+    BEST_WEIGHTS,
+    compile_model,
+    is_chief,
+    make_strategy,
+    suggest_loss_weights,
+    training_callbacks,
+)
 
 logger = logging.getLogger("mtkeras")
 
@@ -88,7 +95,11 @@ def train(config: Mapping[str, Any], *, verbose: int | str = 1) -> str:
     weights. Run the same command again after an interruption: it resumes
     from the last finished epoch.
     """
+    # A multi-worker strategy must exist before TensorFlow runs any op in this process.
+    strategy = make_strategy(config["training"]["distribute"])
     run_dir = os.path.abspath(config["output"])
+    if not is_chief(strategy):  # only the chief writes the run; other workers write to a scratch folder
+        run_dir = os.path.join(run_dir, f".worker-{strategy.cluster_resolver.task_id}")
     if os.path.exists(os.path.join(run_dir, RUN_MODEL_DIR)):
         raise FileExistsError(
             f"{run_dir!r} already holds a finished run ({RUN_MODEL_DIR}/ exists); choose another `output` "
@@ -129,7 +140,7 @@ def train(config: Mapping[str, Any], *, verbose: int | str = 1) -> str:
                                  bucket_boundaries=bucket)
 
     # Model and optimizer schedule: warm-up over a proportion of all steps, then linear decay.
-    model = build_model(spec)
+    model = build_model(spec, strategy=strategy)
     steps = training["epochs"] * math.ceil(len(train_records) / training["batch_size"])
     warmup = int(training["warmup_proportion"] * steps)
     compile_model(
@@ -142,6 +153,11 @@ def train(config: Mapping[str, Any], *, verbose: int | str = 1) -> str:
     callbacks.append(keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True))
     model.fit(train_ds, validation_data=validation_ds, epochs=training["epochs"], callbacks=callbacks,
               verbose=verbose)
+    if strategy is not None:
+        # The rest (thresholds, report, save) runs on one device: a plain model with the best weights. (Loading
+        # an .h5 weights file into a strategy's model fails on its sync-on-read metric variables in TF 2.21.)
+        model = build_model(spec)
+        compile_model(model, spec)
     model.load_weights(os.path.join(run_dir, BEST_WEIGHTS))
     shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)  # training finished: nothing to resume
 

@@ -53,3 +53,39 @@ def test_two_multi_worker_mirrored_workers_end_with_identical_weights(tmp_path):
     assert len(first.files) == len(second.files) > 0
     for name in first.files:
         np.testing.assert_array_equal(first[name], second[name])
+
+
+def test_distribute_config_and_chief(config_file, monkeypatch):
+    import pytest
+
+    import mtkeras as mtk
+    from mtkeras._compat import tf
+    from mtkeras.training import is_chief, make_strategy
+
+    with pytest.raises(ValueError, match=r"`training.distribute` must be one of \[None, 'mirrored', 'multi_worker'\], "
+                                         r"received 'tpu'"):
+        mtk.load_config(config_file, ["training.distribute=tpu"])
+    with pytest.raises(ValueError, match=r"`distribute` must be one of .*received 'gpu'"):
+        make_strategy("gpu")
+    assert make_strategy(None) is None and is_chief(None)
+
+    class Fake:
+        cluster_resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+
+    cluster = {"worker": ["localhost:1", "localhost:2"]}
+    for task, chief in ((("worker", 0), True), (("worker", 1), False)):
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": task[0], "index": task[1]}}))
+        assert is_chief(Fake()) is chief
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {**cluster, "chief": ["localhost:3"]},
+                                                "task": {"type": "worker", "index": 0}}))
+    assert is_chief(Fake()) is False  # with a chief task, worker 0 is not it
+
+
+def test_train_from_a_config_under_mirrored_strategy(config_file, tmp_path):
+    import mtkeras as mtk
+
+    config = mtk.load_config(config_file, ["training.epochs=1", "training.distribute=mirrored"])
+    run = mtk.train(config, verbose=0)
+    assert os.path.isdir(os.path.join(run, "model"))
+    model, spec, _ = mtk.load_model(os.path.join(run, "model"))  # written under the strategy, loaded without
+    assert set(model.output_names) == set(spec.group_names)

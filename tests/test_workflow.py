@@ -11,36 +11,10 @@ import time
 import numpy as np
 import pytest
 import yaml
-from conftest import synthetic_records
+from conftest import write_jsonl
 
 import mtkeras as mtk
 from mtkeras.cli import main as cli_main
-
-
-def write_jsonl(path, records):
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return str(path)
-
-
-@pytest.fixture()
-def config_file(tmp_path, tiny_folder):
-    write_jsonl(tmp_path / "train.jsonl", synthetic_records(192, seed=0))
-    write_jsonl(tmp_path / "validation.jsonl", synthetic_records(48, seed=1))
-    config = {
-        "spec": {
-            "encoder": tiny_folder,
-            "max_length": 32,
-            "groups": [{"name": "topic", "kind": "multiclass"},
-                       {"name": "colour", "kind": "multilabel", "loss_weight": 2.0}],
-        },
-        "data": {"train": "train.jsonl", "validation": "validation.jsonl"},
-        "training": {"epochs": 6, "batch_size": 16, "learning_rate": 5e-3, "head_lr_multiplier": 50},
-        "output": "run",
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
-
 
 # --- config ----------------------------------------------------------------------------
 
