@@ -158,23 +158,23 @@ def encode_targets(
             raise KeyError(
                 f"No row has the column {column!r} of group {group.name!r}; columns present: {_columns(records)}."
             )
-    targets: dict[str, np.ndarray] = {}
-    for group in spec.groups:
-        if group.kind_rules.level == "token":
-            targets[group.name] = np.empty(len(records), dtype=object)
-            for row, record in enumerate(records):
-                words = len(split_words(record[spec.text_column]))
-                targets[group.name][row] = np.zeros((words, len(group.labels)), np.float32)
-        else:
-            targets[group.name] = np.zeros((len(records), len(group.labels)), np.float32)
+    targets = {
+        group.name: np.empty(len(records), dtype=object)  # one [words, labels] array per row
+        if group.kind_rules.level == "token"
+        else np.zeros((len(records), len(group.labels)), np.float32)
+        for group in spec.groups
+    }
     weights = {group.name: np.zeros(len(records), np.float32) for group in spec.groups}
     for row, record in enumerate(records):
+        text = record.get(spec.text_column, "")
         for group in spec.groups:
+            kind = group.kind_rules
             value = record.get(group.source_column)
-            if _is_null(value, group.kind_rules.nan_is_missing):
-                continue
-            targets[group.name][row] = group.kind_rules.encode(group, value, row, record.get(spec.text_column, ""))
-            weights[group.name][row] = 1.0
+            if not _is_null(value, kind.nan_is_missing):
+                targets[group.name][row] = kind.encode(group, value, row, text)
+                weights[group.name][row] = 1.0
+            elif kind.level == "token":  # not annotated (weight 0): an all-zero row, one per word
+                targets[group.name][row] = kind.encode(group, [], row, text)
     return targets, weights
 
 

@@ -102,9 +102,9 @@ def tune_thresholds(
     grid = THRESHOLD_GRID[THRESHOLD_GRID >= floor]
     tuned = {}
     for group in spec.groups:
-        if not group.kind_rules.uses_thresholds:
-            continue
         kind = group.kind_rules
+        if not kind.uses_thresholds:
+            continue
         annotated = _annotated(weights, group.name, len(targets[group.name]))
         p = kind.flatten(group, np.asarray(probs[group.name])[annotated])
         t = kind.flatten(group, np.asarray(targets[group.name])[annotated]) > 0.5

@@ -102,7 +102,7 @@ def _encode_multiclass(group: LabelGroup, value: Any, row: int, text: str) -> np
     return target
 
 
-def _decode_multiclass(group: LabelGroup, probs: np.ndarray) -> list[str]:
+def _decode_multiclass(group: LabelGroup, probs: np.ndarray, texts: Sequence[str]) -> list[str]:
     return [group.labels[i] for i in np.argmax(probs, axis=-1)]
 
 
@@ -165,7 +165,7 @@ def _encode_multilabel(group: LabelGroup, value: Any, row: int, text: str) -> np
     return target
 
 
-def _decode_multilabel(group: LabelGroup, probs: np.ndarray) -> list[list[str]]:
+def _decode_multilabel(group: LabelGroup, probs: np.ndarray, texts: Sequence[str]) -> list[list[str]]:
     return [[group.labels[i] for i in np.flatnonzero(row)] for row in _indicator_multilabel(group, probs)]
 
 
@@ -583,7 +583,7 @@ KINDS: dict[str, Kind] = {
             encode=_encode_multiclass,
             parse_cell=lambda value, delimiter: value.strip(),
             collect_labels=_collect_labels,
-            decode=lambda group, probs, texts: _decode_multiclass(group, probs),
+            decode=_decode_multiclass,
             indicator=_indicator_multiclass,
             evaluate=_evaluate_multiclass,
             flatten=_flatten_rows,
@@ -611,7 +611,7 @@ KINDS: dict[str, Kind] = {
             encode=_encode_multilabel,
             parse_cell=_parse_label_list,
             collect_labels=_collect_labels,
-            decode=lambda group, probs, texts: _decode_multilabel(group, probs),
+            decode=_decode_multilabel,
             indicator=_indicator_multilabel,
             evaluate=_evaluate_multilabel,
             flatten=_flatten_rows,
