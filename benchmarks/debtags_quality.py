@@ -3,6 +3,8 @@
     python benchmarks/debtags_quality.py run multitask            # ~2 epochs on all 6,651 rows
     python benchmarks/debtags_quality.py run single:section       # one group alone, same budget
     python benchmarks/debtags_quality.py run frozen               # MiniLM embeddings + logistic regression
+    python benchmarks/debtags_quality.py run multitask --name multitask-max_length \
+        --set training.padding=max_length                         # same run, every row padded to 128
     python benchmarks/debtags_quality.py table                    # the markdown table for BENCHMARKS.md
 
 Every row is evaluated on the 1,425 validation descriptions with the same code
@@ -44,14 +46,16 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, TF {mtk.keras.__version__}"
 
 
-def run_finetune(name: str, groups: list[str], epochs: int) -> None:
-    overrides = [f"spec.encoder={minilm()}", f"training.epochs={epochs}", f"output={os.path.join(OUT, name)}"]
+def run_finetune(name: str, groups: list[str], epochs: int, settings: list[str]) -> None:
+    overrides = [f"spec.encoder={minilm()}", f"training.epochs={epochs}", f"output={os.path.join(OUT, name)}",
+                 *settings]
     config = mtk.load_config(CONFIG, overrides)
     config["spec"]["groups"] = [g for g in config["spec"]["groups"] if g["name"] in groups]
     started = time.perf_counter()
     run_dir = mtk.train(config, verbose=2)
     record(name, time.perf_counter() - started, os.path.join(run_dir, "metrics.json"),
-           f"python benchmarks/debtags_quality.py run {name} --epochs {epochs}")
+           f"python benchmarks/debtags_quality.py run {name} --epochs {epochs}"
+           + "".join(f" --set {setting}" for setting in settings))
 
 
 def run_frozen() -> None:
@@ -165,14 +169,16 @@ def main() -> None:
     run = sub.add_parser("run")
     run.add_argument("what", help="multitask | single:<group> | frozen")
     run.add_argument("--epochs", type=int, default=2)
+    run.add_argument("--name", default=None, help="run folder and results name (default: what)")
+    run.add_argument("--set", action="append", default=[], help="config override key.sub=value (repeatable)")
     sub.add_parser("table")
     args = parser.parse_args()
     if args.command == "table":
         table()
     elif args.what == "multitask":
-        run_finetune("multitask", list(GROUPS), args.epochs)
+        run_finetune(args.name or "multitask", list(GROUPS), args.epochs, args.set)
     elif args.what.startswith("single:") and args.what[7:] in GROUPS:
-        run_finetune(args.what, [args.what[7:]], args.epochs)
+        run_finetune(args.name or args.what, [args.what[7:]], args.epochs, args.set)
     elif args.what == "frozen":
         run_frozen()
     else:

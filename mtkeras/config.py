@@ -40,7 +40,9 @@ DEFAULTS: dict[str, Any] = {
         "head_lr_multiplier": 100.0,
         "beta_2": 0.98,
         "seed": 0,
-        "bucketing": True,
+        "padding": None,
+        "jit_compile": False,
+        "mixed_precision": None,
         "monitor": "val_mean_roc_auc",
         "monitor_mode": "max",
         "early_stopping_patience": 2,
@@ -101,6 +103,21 @@ def parse_config(data: Mapping[str, Any], base_dir: str = ".") -> dict[str, Any]
     if training["distribute"] not in DISTRIBUTE:
         raise ValueError(
             f"Config `training.distribute` must be one of {list(DISTRIBUTE)}, received {training['distribute']!r}."
+        )
+    from mtkeras.data import PADDINGS
+    from mtkeras.model import MIXED_PRECISION
+
+    if training["padding"] is not None and training["padding"] not in PADDINGS:
+        raise ValueError(
+            f"Config `training.padding` must be null (bucketed; bucketed_fixed with jit_compile) or one of "
+            f"{list(PADDINGS)}, received {training['padding']!r}."
+        )
+    if not isinstance(training["jit_compile"], bool):
+        raise ValueError(f"Config `training.jit_compile` must be true or false, received {training['jit_compile']!r}.")
+    if training["mixed_precision"] not in MIXED_PRECISION:
+        raise ValueError(
+            f"Config `training.mixed_precision` must be one of {list(MIXED_PRECISION)}, received "
+            f"{training['mixed_precision']!r}."
         )
     floor = config["thresholds"]["floor"]
     if not (isinstance(floor, (int, float)) and 0 <= floor <= 1):

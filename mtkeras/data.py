@@ -108,9 +108,13 @@ def token_word_starts(encoded: Any, texts: Sequence[str]) -> list[np.ndarray]:
     return [word_starts(encoded["offset_mapping"][i], split_words(text)) for i, text in enumerate(texts)]
 
 
-def pad_rows(encoded: Mapping[str, Sequence[Sequence[int]]], rows: Sequence[int], pad_id: int) -> dict[str, np.ndarray]:
-    """Rows ``rows`` of unpadded tokenizer output, padded to their own longest row (int32)."""
+def pad_rows(
+    encoded: Mapping[str, Sequence[Sequence[int]]], rows: Sequence[int], pad_id: int, multiple: int = 1
+) -> dict[str, np.ndarray]:
+    """Rows ``rows`` of unpadded tokenizer output, padded to their own longest row rounded up to
+    ``multiple`` (int32)."""
     length = max(len(encoded["input_ids"][i]) for i in rows)
+    length = -(-length // multiple) * multiple
     batch = {}
     for name in INPUT_NAMES:
         fill = pad_id if name == "input_ids" else 0
@@ -381,9 +385,23 @@ def _align_to_tokens(
     return tf.RaggedTensor.from_row_lengths(aligned, lengths)
 
 
+#: How ``make_dataset`` batches and pads rows; the keys are the accepted ``padding`` values.
+PADDINGS: dict[str, str] = {
+    "bucketed": "rows of similar length batched together, each batch padded to its own longest row",
+    "bucketed_fixed": "bucketed, each batch padded to its bucket's upper bound: a few fixed shapes (for XLA)",
+    "longest": "rows in order, each batch padded to its own longest row",
+    "max_length": "rows in order, every row padded to max_length: one shape",
+}
+
+
 def default_buckets(max_length: int) -> list[int]:
     """Length-bucket boundaries: eighths of ``max_length``."""
     return sorted({max(2, max_length * k // 8) for k in range(1, 8)})
+
+
+def _fixed_buckets(boundaries: Sequence[int], max_length: int) -> list[int]:
+    """Boundaries for ``pad_to_bucket_boundary``: a bucket ``[a, b)`` pads to ``b - 1``, the last to max_length."""
+    return sorted({b + 1 for b in boundaries if b < max_length} | {max_length + 1})
 
 
 def make_dataset(
@@ -394,15 +412,17 @@ def make_dataset(
     batch_size: int = 32,
     shuffle: bool = False,
     seed: int | None = None,
-    bucket_boundaries: Sequence[int] | None = (),
+    padding: str = "bucketed",
+    bucket_boundaries: Sequence[int] = (),
 ) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of ``(inputs, targets, sample_weights)`` batches for ``model.fit``.
 
-    Texts are tokenized once. Each batch is padded only to its own longest row.
-    With ``bucket_boundaries`` (``()`` means :func:`default_buckets`, ``None``
-    turns bucketing off) rows of similar length are batched together, so little
-    padding is computed; with ``shuffle`` the row order (and so the batches)
-    change every epoch.
+    Texts are tokenized once. ``padding`` is one of :data:`PADDINGS`: by default rows
+    of similar length are batched together (``bucket_boundaries``, ``()`` means
+    :func:`default_buckets`) and each batch is padded only to its own longest row,
+    so little padding is computed; ``"bucketed_fixed"`` pads to the bucket's bound
+    instead (a few shapes, so XLA compiles each once). With ``shuffle`` the row
+    order (and so the batches) change every epoch.
 
     Example:
         >>> train = make_dataset(spec, tokenizer, records, shuffle=True, seed=0)
@@ -412,6 +432,8 @@ def make_dataset(
         raise ValueError(f"`batch_size` must be an integer >= 1, received {batch_size!r}.")
     if len(records) == 0:
         raise ValueError("`records` is empty; a dataset needs at least one row.")
+    if padding not in PADDINGS:
+        raise ValueError(f"`padding` must be one of {list(PADDINGS)}, received {padding!r}.")
     texts = check_texts([record[spec.text_column] for record in records], arg=f"records[*][{spec.text_column!r}]")
     check_word_tokenizer(spec, tokenizer)
     encoded = encode_unpadded(tokenizer, texts, spec.max_length, offsets=spec.has_token_groups)
@@ -448,14 +470,26 @@ def make_dataset(
     if shuffle:
         dataset = dataset.shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.map(row, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if bucket_boundaries is not None:
+    if padding.startswith("bucketed"):
         boundaries = list(bucket_boundaries) or default_buckets(spec.max_length)
+        fixed = padding == "bucketed_fixed"
+        if fixed:
+            boundaries = _fixed_buckets(boundaries, spec.max_length)
         dataset = dataset.bucket_by_sequence_length(
             lambda x, *rest: tf.shape(x["input_ids"])[0],
             bucket_boundaries=boundaries,
             bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
             padding_values=padding_values,
+            pad_to_bucket_boundary=fixed,
         )
+    elif padding == "max_length":
+        # Every per-token dimension (inputs, token-level targets) becomes max_length long.
+        def full_length(element: tf.TensorSpec) -> list[int | None]:
+            dims = element.shape.as_list()
+            return [spec.max_length, *dims[1:]] if dims and dims[0] is None else dims
+
+        shapes = tf.nest.map_structure(full_length, dataset.element_spec)
+        dataset = dataset.padded_batch(batch_size, padded_shapes=shapes, padding_values=padding_values)
     else:
         dataset = dataset.padded_batch(batch_size, padding_values=padding_values)
     return dataset.prefetch(tf.data.AUTOTUNE)

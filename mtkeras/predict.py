@@ -13,6 +13,9 @@ from mtkeras.encoder import load_tokenizer
 from mtkeras.model import ids_signature
 from mtkeras.spec import TaskSpec
 
+#: With ``jit_compile``, batch lengths are rounded up to a multiple of this many tokens.
+XLA_LENGTH_STEP = 16
+
 
 class Predictor:
     """Tokenizes, runs the model in length-sorted batches and decodes label names.
@@ -27,6 +30,8 @@ class Predictor:
         batch_size: texts per forward pass.
         chunk_size: texts tokenized (and length-sorted) together; bounds the memory
             that tokens take for long inputs.
+        jit_compile: run the model XLA-compiled. Batches are then padded to a multiple of
+            ``XLA_LENGTH_STEP`` tokens, so XLA compiles a few shapes, not one per length.
 
     Example:
         >>> Predictor(model, spec).predict(["GNU image manipulation program"])
@@ -40,6 +45,7 @@ class Predictor:
         tokenizer: Any | None = None,
         batch_size: int = 32,
         chunk_size: int = 4096,
+        jit_compile: bool = False,
     ) -> None:
         for arg, value in (("batch_size", batch_size), ("chunk_size", chunk_size)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -56,16 +62,20 @@ class Predictor:
         check_word_tokenizer(spec, self.tokenizer)
         self.batch_size = batch_size
         self.chunk_size = chunk_size
-        # One trace for every batch shape: [batch, length] are both dynamic.
-        self._forward = tf.function(lambda inputs: model(inputs, training=False), input_signature=[ids_signature()])
+        self.jit_compile = bool(jit_compile)
+        self._length_multiple = XLA_LENGTH_STEP if jit_compile else 1
+        # One trace for every batch shape: [batch, length] are both dynamic (XLA still compiles per shape).
+        self._forward = tf.function(
+            lambda inputs: model(inputs, training=False), input_signature=[ids_signature()], jit_compile=jit_compile
+        )
 
     @classmethod
-    def from_folder(cls, folder: str, batch_size: int = 32) -> Predictor:
-        """A predictor for a model saved with :func:`mtkeras.save_model`."""
+    def from_folder(cls, folder: str, **options: Any) -> Predictor:
+        """A predictor for a model saved with :func:`mtkeras.save_model`; ``options`` as for the class."""
         from mtkeras.saving import load_model
 
         model, spec, tokenizer = load_model(folder)
-        return cls(model, spec, tokenizer=tokenizer, batch_size=batch_size)
+        return cls(model, spec, tokenizer=tokenizer, **options)
 
     def predict_proba(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Head outputs in input order: ``{group: float32 [len(texts), labels]}``; for a token-level
@@ -87,7 +97,8 @@ class Predictor:
             order = np.argsort([len(ids) for ids in encoded["input_ids"]], kind="stable")
             for start in range(0, len(chunk), self.batch_size):
                 rows = order[start : start + self.batch_size]
-                outputs = self._forward(pad_rows(encoded, rows, pad_id=self.tokenizer.pad_token_id))
+                batch = pad_rows(encoded, rows, self.tokenizer.pad_token_id, self._length_multiple)
+                outputs = self._forward(batch)
                 for group in self.spec.groups:
                     values = outputs[group.name].numpy()
                     if group.kind_rules.level != "token":

@@ -133,20 +133,21 @@ def train(config: Mapping[str, Any], *, verbose: int | str = 1) -> str:
             write_json(suggestion, weights_path)
         with open(weights_path, encoding="utf-8") as handle:
             spec = spec.with_loss_weights(json.load(handle)["weights"])
-    bucket = () if training["bucketing"] else None
+    # Fixed shapes under XLA: it compiles once per distinct batch shape.
+    padding = training["padding"] or ("bucketed_fixed" if training["jit_compile"] else "bucketed")
     train_ds = make_dataset(spec, tokenizer, train_records, batch_size=training["batch_size"], shuffle=True,
-                            seed=training["seed"], bucket_boundaries=bucket)
+                            seed=training["seed"], padding=padding)
     validation_ds = make_dataset(spec, tokenizer, validation_records, batch_size=training["batch_size"],
-                                 bucket_boundaries=bucket)
+                                 padding=padding)
 
     # Model and optimizer schedule: warm-up over a proportion of all steps, then linear decay.
-    model = build_model(spec, strategy=strategy)
+    model = build_model(spec, mixed_precision=training["mixed_precision"], strategy=strategy)
     steps = training["epochs"] * math.ceil(len(train_records) / training["batch_size"])
     warmup = int(training["warmup_proportion"] * steps)
     compile_model(
         model, spec, learning_rate=training["learning_rate"], warmup_steps=warmup, total_steps=max(steps, warmup + 1),
         weight_decay=training["weight_decay"], beta_2=training["beta_2"],
-        head_lr_multiplier=training["head_lr_multiplier"],
+        head_lr_multiplier=training["head_lr_multiplier"], jit_compile=training["jit_compile"],
     )
     callbacks = training_callbacks(spec, run_dir, monitor=training["monitor"], mode=training["monitor_mode"],
                                    patience=training["early_stopping_patience"])
@@ -156,7 +157,7 @@ def train(config: Mapping[str, Any], *, verbose: int | str = 1) -> str:
     if strategy is not None:
         # The rest (thresholds, report, save) runs on one device: a plain model with the best weights. (Loading
         # an .h5 weights file into a strategy's model fails on its sync-on-read metric variables in TF 2.21.)
-        model = build_model(spec)
+        model = build_model(spec, mixed_precision=training["mixed_precision"])
         compile_model(model, spec)
     model.load_weights(os.path.join(run_dir, BEST_WEIGHTS))
     shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)  # training finished: nothing to resume

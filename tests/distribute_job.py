@@ -43,7 +43,7 @@ def setup(out_dir: str):
     )
     tokenizer = mtk.load_tokenizer(folder)
     dataset = mtk.make_dataset(spec, tokenizer, synthetic_records(STEPS * GLOBAL_BATCH), batch_size=GLOBAL_BATCH,
-                               bucket_boundaries=None)
+                               padding="longest")
     return spec, tokenizer, dataset
 
 

@@ -309,7 +309,7 @@ def test_scaled_regression_losses():
 def test_dataset_aligns_word_targets_to_first_pieces(mixed_spec, tiny_tokenizer):
     records = [{"text": "editors read red", "topic": "alpha", "colour": ["red"], "count": 1.0,
                 "marks": [[], [], ["colour"]]}]
-    x, y, w = next(iter(make_dataset(mixed_spec, tiny_tokenizer, records, bucket_boundaries=None)))
+    x, y, w = next(iter(make_dataset(mixed_spec, tiny_tokenizer, records, padding="longest")))
     ids = x["input_ids"][0].numpy().tolist()
     assert tiny_tokenizer.convert_ids_to_tokens(ids) == ["[CLS]", "editor", "##s", "read", "red", "[SEP]"]
     i = IGNORED_TOKEN

@@ -68,3 +68,17 @@ def test_bad_mixed_precision(tiny_spec):
     message = r"`mixed_precision` must be one of \[None, 'mixed_float16', 'mixed_bfloat16'\], received 'float16'"
     with pytest.raises(ValueError, match=message):
         mtk.build_model(tiny_spec, bert_config=tiny_config(), mixed_precision="float16")
+
+
+def test_xla_predictor_pads_to_few_shapes_and_matches_the_plain_one(tiny_model, tiny_spec, tiny_tokenizer):
+    texts = [" ".join(["red"] * n) for n in (1, 3, 7, 12, 20, 29)] + ["blue green"]
+    plain = mtk.Predictor(tiny_model, tiny_spec, tokenizer=tiny_tokenizer, batch_size=2)
+    xla = mtk.Predictor(tiny_model, tiny_spec, tokenizer=tiny_tokenizer, batch_size=2, jit_compile=True)
+    shapes = []
+    forward = xla._forward
+    xla._forward = lambda batch: shapes.append(batch["input_ids"].shape) or forward(batch)
+    expected, got = plain.predict_proba(texts), xla.predict_proba(texts)
+    for name in tiny_spec.group_names:  # padding is masked: same answers as unpadded batches
+        np.testing.assert_allclose(got[name], expected[name], atol=1e-5)
+    assert {length % mtk.predict.XLA_LENGTH_STEP for _, length in shapes} == {0}
+    assert plain.predict(texts) == xla.predict(texts)

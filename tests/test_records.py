@@ -98,7 +98,7 @@ def batches(dataset):
 
 def test_dataset_pads_each_batch_to_its_longest_row(tiny_spec, tiny_tokenizer):
     records = [{"text": " ".join(["red"] * n), "topic": "alpha", "colour": []} for n in (1, 1, 2, 9, 9, 12)]
-    dataset = mtk.make_dataset(tiny_spec, tiny_tokenizer, records, batch_size=2, bucket_boundaries=None)
+    dataset = mtk.make_dataset(tiny_spec, tiny_tokenizer, records, batch_size=2, padding="longest")
     shapes = [x["input_ids"].shape for x, _, _ in batches(dataset)]
     assert shapes == [(2, 3), (2, 11), (2, 14)]  # [CLS] + words + [SEP]; never padded to max_length=32
     x, y, w = batches(dataset)[1]
@@ -119,9 +119,31 @@ def test_bucketing_batches_similar_lengths_and_keeps_every_row(tiny_spec, tiny_t
     assert seen == 200
     assert max(spreads) <= 8  # a bucket spans at most 8 lengths
     unbucketed = mtk.make_dataset(tiny_spec, tiny_tokenizer, records, batch_size=16, shuffle=True, seed=0,
-                                  bucket_boundaries=None)
+                                  padding="longest")
     padding = lambda ds: sum(int((x["attention_mask"] == 0).sum()) for x, _, _ in batches(ds))  # noqa: E731
     assert padding(dataset) < 0.5 * padding(unbucketed)
+
+
+@pytest.mark.parametrize("padding", ["bucketed_fixed", "max_length"])
+def test_fixed_shape_paddings_give_few_shapes_and_keep_every_row(tiny_spec, tiny_tokenizer, padding):
+    rng = np.random.default_rng(1)
+    records = [{"text": " ".join(["red"] * int(n)), "topic": "alpha", "colour": []} for n in rng.integers(1, 40, 120)]
+    dataset = mtk.make_dataset(tiny_spec, tiny_tokenizer, records, batch_size=16, shuffle=True, seed=0,
+                               padding=padding)
+    lengths = {x["input_ids"].shape[1] for x, _, _ in batches(dataset)}
+    assert sum(len(x["input_ids"]) for x, _, _ in batches(dataset)) == 120
+    # tiny_spec.max_length is 32: eighths 4, 8, ..., 32 for buckets; one shape for max_length
+    assert lengths <= ({4, 8, 12, 16, 20, 24, 28, 32} if padding == "bucketed_fixed" else {32})
+    if padding == "bucketed_fixed":
+        assert len(lengths) >= 4
+    for x, _, _ in batches(dataset):  # padding is masked: every row keeps its own tokens
+        assert (x["attention_mask"].sum(1) <= x["input_ids"].shape[1]).all()
+
+
+def test_bad_padding_is_refused(tiny_spec, tiny_tokenizer):
+    with pytest.raises(ValueError, match=r"`padding` must be one of \['bucketed', 'bucketed_fixed', 'longest', "
+                                         r"'max_length'\], received 'dynamic'"):
+        mtk.make_dataset(tiny_spec, tiny_tokenizer, synthetic_records(4), padding="dynamic")
 
 
 def test_dataset_trains_with_plain_fit(tiny_model, tiny_spec, tiny_tokenizer):

@@ -33,7 +33,7 @@ def test_config_defaults_paths_and_overrides(config_file, tmp_path):
 def test_config_errors(config_file, tmp_path):
     base = yaml.safe_load(config_file.read_text())
     with pytest.raises(ValueError, match=r"Unknown config key\(s\) \['training.epoch'\]; valid keys under training: "
-                                         r"\['batch_size', 'beta_2', 'bucketing'"):
+                                         r"\['batch_size', 'beta_2', 'distribute'"):
         mtk.parse_config({**base, "training": {"epoch": 3}})
     with pytest.raises(ValueError, match=r"Unknown config key\(s\) \['outputs'\]; valid keys: \['data', 'output'"):
         mtk.parse_config({**base, "outputs": "x"})
@@ -47,6 +47,15 @@ def test_config_errors(config_file, tmp_path):
         mtk.parse_config({**base, "training": {"epochs": 0}})
     with pytest.raises(ValueError, match=r"`training.warmup_proportion` must be in \[0, 1\), received 1"):
         mtk.parse_config({**base, "training": {"warmup_proportion": 1}})
+    with pytest.raises(ValueError, match=r"`training.padding` must be null \(bucketed; bucketed_fixed with "
+                                         r"jit_compile\) or one of \['bucketed', 'bucketed_fixed', 'longest', "
+                                         r"'max_length'\], received 'dynamic'"):
+        mtk.parse_config({**base, "training": {"padding": "dynamic"}})
+    with pytest.raises(ValueError, match=r"`training.jit_compile` must be true or false, received 'yes'"):
+        mtk.parse_config({**base, "training": {"jit_compile": "yes"}})
+    with pytest.raises(ValueError, match=r"`training.mixed_precision` must be one of \[None, 'mixed_float16', "
+                                         r"'mixed_bfloat16'\], received 'bf16'"):
+        mtk.parse_config({**base, "training": {"mixed_precision": "bf16"}})
     with pytest.raises(TypeError, match=r"Config training. must be a mapping, received 3"):
         mtk.parse_config({**base, "training": 3})
     with pytest.raises(ValueError, match=r"--set expects key.sub=value, received 'epochs'"):
@@ -159,6 +168,17 @@ def test_train_with_suggested_loss_weights(config_file, tmp_path):
     spec = mtk.TaskSpec.load(os.path.join(run, "model", "spec.json"))
     assert {g.name: g.loss_weight for g in spec.groups} == pytest.approx(suggestion["weights"])
     assert "validation_default_thresholds" not in json.loads((tmp_path / "run" / "metrics.json").read_text())
+
+
+def test_train_with_xla_and_bfloat16_from_config(config_file, tmp_path):
+    config = mtk.load_config(config_file, ["training.epochs=1", "training.jit_compile=true",
+                                           "training.mixed_precision=mixed_bfloat16", "thresholds.tune=false"])
+    assert config["training"]["jit_compile"] is True
+    run = mtk.train(config, verbose=0)
+    predictor = mtk.Predictor.from_folder(os.path.join(run, "model"))
+    assert predictor.model.get_layer("encoder").compute_dtype == "bfloat16"
+    probs = predictor.predict_proba(["red green", "blue"])
+    assert all(np.isfinite(p).all() and p.dtype == np.float32 for p in probs.values())
 
 
 def test_train_a_single_group(config_file, tmp_path):
