@@ -186,7 +186,7 @@ def main() -> None:
               f"| {passes * useful / seconds / 1e9:.0f} | {computed / seconds / 1e9:.0f} | {rss:.0f} | {above} |")
     if args.json_out:
         with open(args.json_out, "w", encoding="utf-8") as f:
-            json.dump({"table": args.table, "texts": len(texts), "contenders": contenders}, f, indent=2)
+            json.dump({"table": args.table, "texts": len(texts), "contenders": contenders}, f, indent=2, default=str)
 
 
 if __name__ == "__main__":

@@ -24,3 +24,14 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
 def write_json(data: Any, path: str | os.PathLike) -> None:
     """Write ``data`` as indented UTF-8 JSON, atomically."""
     write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def disk_error(error: OSError, what: str, folder: str) -> OSError:
+    """``error`` (no space, read-only, permission) restated with what was being written and what was kept."""
+    restated = type(error)(
+        f"Could not write {what} under {folder!r}: {error.strerror or error} ({type(error).__name__}). "
+        "Nothing was replaced: what was there before is intact and the partial files were removed. "
+        "Free space or choose a writable folder, then try again."
+    )
+    restated.errno = error.errno
+    return restated

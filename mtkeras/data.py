@@ -17,10 +17,12 @@ not annotated), a pandas DataFrame or a list of dicts.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -40,8 +42,15 @@ PADDING: tuple[str, ...] = ("longest", "max_length")
 FORMATS: dict[str, str] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv"}
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def check_texts(texts: Any, arg: str = "texts") -> list[str]:
-    """``texts`` as a list of str, or a clear error naming the offending item."""
+    """``texts`` as a list of str, or a clear error naming the offending item.
+
+    Lone surrogates (code points that UTF-8 cannot encode) become U+FFFD, one for one, so
+    offsets are kept; the tokenizer then drops them, as the export does with invalid UTF-8.
+    """
     if isinstance(texts, (str, bytes)):
         raise TypeError(
             f"`{arg}` must be a list of strings, received a single {type(texts).__name__} "
@@ -53,6 +62,8 @@ def check_texts(texts: Any, arg: str = "texts") -> list[str]:
     for index, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"`{arg}[{index}]` is {text!r} ({type(text).__name__}); every text must be a str.")
+        if not text.isascii() and _SURROGATE.search(text):
+            texts[index] = _SURROGATE.sub("\ufffd", text)
     return texts
 
 
@@ -211,21 +222,41 @@ def fit_target_stats(spec: TaskSpec, records: Sequence[Mapping[str, Any]]) -> Ta
 # --- reading records ---------------------------------------------------------------
 
 
+def _read_utf8(path: str | os.PathLike) -> str:
+    """A file's text; bytes that are not UTF-8 are an error naming their line."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ValueError(
+            f"{os.fspath(path)}, line {line}: not valid UTF-8 (byte {data[error.start:error.start + 1]!r} at file "
+            f"offset {error.start}); save the file as UTF-8."
+        ) from None
+
+
+def _read_jsonl_lines(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[int]]:
+    records, lines = [], []
+    for line_number, line in enumerate(_read_utf8(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{os.fspath(path)}, line {line_number}: not valid JSON ({error}).") from None
+        if not isinstance(record, dict):
+            raise ValueError(
+                f"{os.fspath(path)}, line {line_number}: expected a JSON object, received {record!r:.80}."
+            )
+        records.append(record)
+        lines.append(line_number)
+    return records, lines
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The records of a JSON-lines file (blank lines skipped)."""
-    records = []
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}, line {line_number}: not valid JSON ({error}).") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}, line {line_number}: expected a JSON object, received {record!r:.80}.")
-            records.append(record)
-    return records
+    return _read_jsonl_lines(path)[0]
 
 
 def _reading_view(spec: TaskSpec | Mapping[str, Any]) -> tuple[str, dict[str, str]]:
@@ -266,9 +297,16 @@ def read_csv(
     Multilabel cells hold labels separated by ``label_delimiter`` or a JSON list
     (``[]`` for none); an empty cell means "not annotated".
     """
+    return _read_csv_lines(path, spec, label_delimiter)[0]
+
+
+def _read_csv_lines(
+    path: str | os.PathLike, spec: TaskSpec | Mapping[str, Any], label_delimiter: str
+) -> tuple[list[dict[str, Any]], list[int]]:
     _, kinds = _reading_view(spec)
-    records = []
-    with open(path, encoding="utf-8", newline="") as handle:
+    records, lines = [], []
+    path = os.fspath(path)
+    with io.StringIO(_read_utf8(path), newline="") as handle:
         reader = csv.reader(handle, strict=True)
         try:
             header = next(reader)
@@ -277,13 +315,18 @@ def read_csv(
         except csv.Error as error:
             raise ValueError(f"{path}, line 1: not valid CSV ({error}).") from None
         while True:
+            first_line = reader.line_num + 1
             try:
                 cells = next(reader)
             except StopIteration:
                 break
             except csv.Error as error:
+                if "unexpected end of data" in str(error):  # the row that opened the quote, not the file's end
+                    raise ValueError(
+                        f"{path}, line {first_line}: not valid CSV ({error}; a quoted cell is not closed)."
+                    ) from None
                 raise ValueError(f"{path}, line {reader.line_num}: not valid CSV ({error}).") from None
-            where = f"{path}, line {reader.line_num}"
+            where = f"{path}, line {first_line}"
             if not any(cell.strip() for cell in cells):
                 continue
             if len(cells) != len(header):
@@ -294,7 +337,8 @@ def read_csv(
                     for column, cell in zip(header, cells, strict=True)
                 }
             )
-    return records
+            lines.append(reader.line_num)
+    return records, lines
 
 
 def read_records(
@@ -319,33 +363,35 @@ def read_records(
                 f"Cannot read {os.fspath(source)!r}: unknown extension {extension!r}; accepted: {sorted(FORMATS)}."
             )
         if FORMATS[extension] == "csv":
-            records = read_csv(source, spec, label_delimiter)
+            records, lines = _read_csv_lines(source, spec, label_delimiter)
         else:
-            records = read_jsonl(source)
+            records, lines = _read_jsonl_lines(source)
         origin = os.fspath(source)
+        row_names = [f"line {n}" for n in lines]
     elif hasattr(source, "to_dict") and hasattr(source, "columns"):  # a pandas DataFrame
         records = [
             {key: (None if _is_null(value) else value) for key, value in row.items()}
             for row in source.to_dict(orient="records")
         ]
-        origin = "DataFrame"
+        origin, row_names = "DataFrame", None
     elif isinstance(source, Sequence) and not isinstance(source, (str, bytes)):
         records = list(source)
         for index, record in enumerate(records):
             if not isinstance(record, Mapping):
                 raise TypeError(f"records[{index}] is {record!r:.80} ({type(record).__name__}); expected a dict.")
-        origin = "records"
+        origin, row_names = "records", None
     else:
         raise TypeError(
             f"Cannot read records from {source!r:.80} ({type(source).__name__}); accepted: a .jsonl or .csv path, "
             "a pandas DataFrame or a list of dicts."
         )
-    return _checked_texts(records, _reading_view(spec)[0], origin, drop_empty_texts)
+    return _checked_texts(records, _reading_view(spec)[0], origin, drop_empty_texts, row_names)
 
 
 def _checked_texts(
-    records: list[Mapping[str, Any]], column: str, origin: str, drop_empty: bool
+    records: list[Mapping[str, Any]], column: str, origin: str, drop_empty: bool, row_names: list[str] | None = None
 ) -> list[Mapping[str, Any]]:
+    names = row_names or [f"row {i}" for i in range(len(records))]
     if records and not any(column in record for record in records):
         raise KeyError(
             f"{origin}: no row has the text column {column!r}; columns present: {_columns(records)}."
@@ -355,16 +401,17 @@ def _checked_texts(
         first = records[not_text[0]].get(column)
         raise TypeError(
             f"{origin}: the text column {column!r} must hold strings; {len(not_text)} rows do not "
-            f"(rows {not_text[:10]}; row {not_text[0]} holds {first!r:.60})."
+            f"({', '.join(names[i] for i in not_text[:10])}; {names[not_text[0]]} holds {first!r:.60})."
         )
     empty = [i for i, record in enumerate(records) if not record[column].strip()]
     if empty and not drop_empty:
         raise ValueError(
-            f"{origin}: {len(empty)} rows have an empty text (rows {empty[:10]}); fix them or pass "
-            "drop_empty_texts=True to drop them."
+            f"{origin}: {len(empty)} rows have an empty text ({', '.join(names[i] for i in empty[:10])}); fix them "
+            "or pass drop_empty_texts=True to drop them."
         )
     if empty:
-        logger.warning("%s: dropped %d rows with an empty text (rows %s).", origin, len(empty), empty[:10])
+        logger.warning("%s: dropped %d rows with an empty text (%s).", origin, len(empty),
+                       ", ".join(names[i] for i in empty[:10]))
         dropped = set(empty)
         records = [record for i, record in enumerate(records) if i not in dropped]
     return records
@@ -422,11 +469,19 @@ def make_dataset(
     :func:`default_buckets`) and each batch is padded only to its own longest row,
     so little padding is computed; ``"bucketed_fixed"`` pads to the bucket's bound
     instead (a few shapes, so XLA compiles each once). With ``shuffle`` the row
-    order (and so the batches) change every epoch.
+    order (and so the batches) change on every pass; with a ``seed`` the sequence of
+    orders is the same in every process (``mtkeras.train`` resumes a killed run on
+    exactly the batches the uninterrupted run would have seen).
+
+    With bucketing, the number of batches varies a little from pass to pass (each
+    bucket's last batch is partial). Keras fixes an epoch's length to the first
+    pass's, dropping or missing batches later, so for ``fit`` repeat the dataset and
+    pass ``steps_per_epoch`` (as ``mtkeras.train`` does).
 
     Example:
         >>> train = make_dataset(spec, tokenizer, records, shuffle=True, seed=0)
-        >>> model.fit(train, validation_data=make_dataset(spec, tokenizer, val_records), epochs=3)
+        >>> model.fit(train.repeat(), steps_per_epoch=len(records) // 32, epochs=3,
+        ...           validation_data=make_dataset(spec, tokenizer, val_records))
     """
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"`batch_size` must be an integer >= 1, received {batch_size!r}.")

@@ -110,9 +110,31 @@ def _check_folder(folder: str) -> None:
         )
 
 
+def _check_inside(folder: str, names: list[str]) -> None:
+    """Refuse files of an encoder folder that resolve outside it (symlinks, absolute or ``..`` paths)."""
+    root = os.path.realpath(folder)
+    config_path = os.path.join(folder, "tokenizer_config.json")
+    if os.path.isfile(config_path):
+        with open(config_path, encoding="utf-8") as handle:
+            settings = json.load(handle)
+        if isinstance(settings, dict):
+            names = names + [v for k, v in settings.items() if k.endswith("_file") and isinstance(v, str)]
+    for name in names:
+        path = os.path.join(folder, name)
+        if not os.path.lexists(path):
+            continue
+        real = os.path.realpath(path)
+        if os.path.commonpath([root, real]) != root:
+            raise ValueError(
+                f"Encoder folder {folder!r}: {name!r} points outside the folder (to {real!r}); mtkeras reads an "
+                "encoder's weights and vocabulary only from inside its folder. Copy the file into the folder."
+            )
+
+
 def load_bert_config(folder: str) -> BertConfig:
     """The ``BertConfig`` of a local encoder folder, checked to be a BERT model."""
     _check_folder(folder)
+    _check_inside(folder, ["config.json"])
     with open(os.path.join(folder, "config.json"), encoding="utf-8") as handle:
         raw = json.load(handle)
     if raw.get("model_type") != "bert":
@@ -145,7 +167,9 @@ def load_tokenizer(folder: str, config: BertConfig | None = None) -> transformer
             f"Encoder folder {folder!r} has no tokenizer vocabulary (found "
             f"{sorted(os.listdir(folder))}); expected one of {list(VOCAB_FILES)}."
         )
-    tokenizer = AutoTokenizer.from_pretrained(folder, use_fast=True, local_files_only=True)
+    _check_inside(folder, [*VOCAB_FILES, "tokenizer_config.json", "special_tokens_map.json"])
+    # Never code from the folder: an ``auto_map`` there is ignored, not executed.
+    tokenizer = AutoTokenizer.from_pretrained(folder, use_fast=True, local_files_only=True, trust_remote_code=False)
     if not tokenizer.is_fast:  # pragma: no cover - AutoTokenizer builds a fast one from vocab.txt
         raise TypeError(f"Encoder folder {folder!r}: could not build a fast tokenizer.")
     config = config or load_bert_config(folder)
@@ -190,6 +214,7 @@ def load_encoder(folder: str, dtype: str | None = None) -> BertEncoder:
     ``dtype`` is a Keras dtype policy name (``"mixed_float16"``, ``"mixed_bfloat16"``); weights stay float32.
     """
     config = load_bert_config(folder)
+    _check_inside(folder, list(WEIGHT_FILES))
     encoder = BertEncoder(config, name=ENCODER_LAYER, dtype=dtype)
     for name in WEIGHT_FILES:
         path = os.path.join(folder, name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +22,8 @@ class Predictor:
     """Tokenizes, runs the model in length-sorted batches and decodes label names.
 
     Texts are sorted by token count so that each batch is padded only to its
-    own longest row; results come back in input order.
+    own longest row; results come back in input order. One predictor may be
+    called from several threads at once.
 
     Args:
         model: a model built by :func:`build_model` (or loaded).
@@ -62,6 +64,9 @@ class Predictor:
         check_word_tokenizer(spec, self.tokenizer)
         self.batch_size = batch_size
         self.chunk_size = chunk_size
+        # Hugging Face fast tokenizers are not safe to call from several threads at once
+        # ("Already borrowed"); the model's forward pass is.
+        self._tokenizer_lock = threading.Lock()
         self.jit_compile = bool(jit_compile)
         self._length_multiple = XLA_LENGTH_STEP if jit_compile else 1
         # One trace for every batch shape: [batch, length] are both dynamic (XLA still compiles per shape).
@@ -92,7 +97,8 @@ class Predictor:
         # Tokens are held for one chunk of texts at a time, sorted by length inside it.
         for chunk_start in range(0, len(texts), self.chunk_size):
             chunk = texts[chunk_start : chunk_start + self.chunk_size]
-            encoded = encode_unpadded(self.tokenizer, chunk, self.spec.max_length, offsets=words)
+            with self._tokenizer_lock:
+                encoded = encode_unpadded(self.tokenizer, chunk, self.spec.max_length, offsets=words)
             starts = token_word_starts(encoded, chunk) if words else None
             order = np.argsort([len(ids) for ids in encoded["input_ids"]], kind="stable")
             for start in range(0, len(chunk), self.batch_size):

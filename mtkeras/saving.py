@@ -8,6 +8,7 @@ import tempfile
 from typing import Any
 
 from mtkeras._compat import keras
+from mtkeras._io import disk_error
 from mtkeras.encoder import load_tokenizer
 from mtkeras.spec import ENCODER_LAYER, TaskSpec
 
@@ -47,8 +48,11 @@ def save_model(
         )
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec.encoder)
     parent = os.path.dirname(folder)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(folder)}.tmp-", dir=parent)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=f".{os.path.basename(folder)}.tmp-", dir=parent)
+    except OSError as error:
+        raise disk_error(error, "the model folder", parent) from error
     try:
         model.save(os.path.join(staging, MODEL_FILE))
         spec.save(os.path.join(staging, SPEC_FILE))
@@ -60,6 +64,9 @@ def save_model(
             shutil.rmtree(retired, ignore_errors=True)
         else:
             os.replace(staging, folder)
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise disk_error(error, f"the model folder {os.path.basename(folder)!r}", parent) from error
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -7,7 +7,7 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
 from mtkeras._io import write_atomic
@@ -76,7 +76,7 @@ class LabelGroup:
                 f"LabelGroup `name` {self.name!r} clashes with a model input or layer; "
                 f"reserved names are {list(INPUT_NAMES + LAYER_NAMES)}."
             )
-        if self.kind not in KINDS:
+        if not isinstance(self.kind, str) or self.kind not in KINDS:
             raise ValueError(
                 f"LabelGroup {self.name!r}: unknown `kind` {self.kind!r}. "
                 f"Accepted kinds: {sorted(KINDS)}."
@@ -151,11 +151,16 @@ class LabelGroup:
             return None
         if self.thresholds is None:
             return (_DEFAULT_THRESHOLD,) * len(self.labels)
+        if isinstance(self.thresholds, str) or not isinstance(self.thresholds, Sequence):
+            raise TypeError(
+                f"LabelGroup {self.name!r}: `thresholds` must be a list of numbers in (0, 1), one per label, "
+                f"received {self.thresholds!r:.80}."
+            )
         thresholds = tuple(self.thresholds)
         if len(thresholds) != len(self.labels):
             raise ValueError(
                 f"LabelGroup {self.name!r}: `thresholds` has {len(thresholds)} values for "
-                f"{len(self.labels)} labels; give one per label."
+                f"{len(self.labels)} labels; give one per label, received {list(thresholds)!r:.80}."
             )
         for label, value in zip(self.labels, thresholds, strict=True):
             if not _is_real(value) or not 0.0 < value < 1.0:
@@ -263,7 +268,7 @@ class TaskSpec:
             raise TypeError(f"TaskSpec `groups` must be a list of LabelGroup, received {groups!r}.")
         groups = tuple(LabelGroup.from_dict(g) if isinstance(g, Mapping) else g for g in groups)
         if not groups:
-            raise ValueError("TaskSpec `groups` is empty; give at least one LabelGroup.")
+            raise ValueError("TaskSpec `groups` is empty; give at least one LabelGroup, received [].")
         for group in groups:
             if not isinstance(group, LabelGroup):
                 raise TypeError(
@@ -352,8 +357,8 @@ class TaskSpec:
         version = data.pop("format_version", SPEC_FORMAT_VERSION)
         if version != SPEC_FORMAT_VERSION:
             raise ValueError(
-                f"Task spec `format_version` {version!r} is not supported; this mtkeras "
-                f"reads version {SPEC_FORMAT_VERSION}."
+                f"Task spec `format_version` {version!r} is not supported: expected {SPEC_FORMAT_VERSION}, "
+                "the version this mtkeras reads and writes."
             )
         # Groups given as dicts are turned into LabelGroup by __post_init__.
         return cls(**_checked_keys(cls, data, "task spec"))
@@ -386,4 +391,8 @@ def _checked_keys(cls: type, data: Mapping[str, Any], what: str) -> dict[str, An
     unknown = sorted(set(data) - set(accepted))
     if unknown:
         raise ValueError(f"Unknown {what} field(s) {unknown}; accepted fields: {accepted}.")
+    required = [f.name for f in fields(cls) if f.init and f.default is MISSING and f.default_factory is MISSING]
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise ValueError(f"A {what} needs the field(s) {missing}; received only {sorted(data)}.")
     return dict(data)

@@ -226,6 +226,18 @@ class BestCheckpoint(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+#: Where ``BackupAndRestore`` (tf-keras) keeps the last finished epoch, inside its checkpoint.
+_SAVED_EPOCH_KEY = "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def resumed_epoch(backup_dir: str) -> int:
+    """The epoch a run restored from ``backup_dir`` (see :func:`training_callbacks`) starts at; 0 without one."""
+    checkpoint = tf.train.latest_checkpoint(os.path.join(backup_dir, "chief")) if os.path.isdir(backup_dir) else None
+    if checkpoint is None:
+        return 0
+    return max(int(tf.train.load_checkpoint(checkpoint).get_tensor(_SAVED_EPOCH_KEY)) + 1, 0)
+
+
 def training_callbacks(
     spec: TaskSpec,
     run_dir: str,

@@ -26,6 +26,7 @@ from mtkeras.training import (
     compile_model,
     is_chief,
     make_strategy,
+    resumed_epoch,
     suggest_loss_weights,
     training_callbacks,
 )
@@ -117,9 +118,11 @@ def train(config: Mapping[str, Any], *, verbose: int | str = 1) -> str:
         random.Random(training["seed"]).shuffle(train_records)
         train_records = train_records[: data["train_rows"]]
     spec = fit_target_stats(spec_from_config(config, train_records + validation_records), train_records)
+    first_epoch = resumed_epoch(os.path.join(run_dir, "backup"))
     if os.path.isdir(os.path.join(run_dir, "backup")):
         _check_same_task(run_dir, config)
-        logger.warning("%s: resuming an interrupted run from its last finished epoch.", run_dir)
+        logger.warning("%s: resuming an interrupted run from its last finished epoch (next: epoch %d).", run_dir,
+                       first_epoch + 1)
     write_json(dict(config), os.path.join(run_dir, "config.json"))
     tokenizer = load_tokenizer(spec.encoder)
     weights_path = os.path.join(run_dir, "loss_weights.json")
@@ -135,14 +138,19 @@ def train(config: Mapping[str, Any], *, verbose: int | str = 1) -> str:
             spec = spec.with_loss_weights(json.load(handle)["weights"])
     # Fixed shapes under XLA: it compiles once per distinct batch shape.
     padding = training["padding"] or ("bucketed_fixed" if training["jit_compile"] else "bucketed")
+    # One endless stream of shuffled passes cut into epochs of a fixed number of steps: bucketing makes
+    # passes differ in batch count, which Keras' epochs cannot follow. A resumed run skips the batches of
+    # the epochs already done, so it trains on exactly the batches the uninterrupted run would have.
+    steps_per_epoch = math.ceil(len(train_records) / training["batch_size"])
     train_ds = make_dataset(spec, tokenizer, train_records, batch_size=training["batch_size"], shuffle=True,
                             seed=training["seed"], padding=padding)
+    train_ds = train_ds.repeat().skip(first_epoch * steps_per_epoch)
     validation_ds = make_dataset(spec, tokenizer, validation_records, batch_size=training["batch_size"],
                                  padding=padding)
 
     # Model and optimizer schedule: warm-up over a proportion of all steps, then linear decay.
     model = build_model(spec, mixed_precision=training["mixed_precision"], strategy=strategy)
-    steps = training["epochs"] * math.ceil(len(train_records) / training["batch_size"])
+    steps = training["epochs"] * steps_per_epoch
     warmup = int(training["warmup_proportion"] * steps)
     compile_model(
         model, spec, learning_rate=training["learning_rate"], warmup_steps=warmup, total_steps=max(steps, warmup + 1),
@@ -152,7 +160,8 @@ def train(config: Mapping[str, Any], *, verbose: int | str = 1) -> str:
     callbacks = training_callbacks(spec, run_dir, monitor=training["monitor"], mode=training["monitor_mode"],
                                    patience=training["early_stopping_patience"])
     callbacks.append(keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True))
-    model.fit(train_ds, validation_data=validation_ds, epochs=training["epochs"], callbacks=callbacks,
+    model.fit(train_ds, steps_per_epoch=steps_per_epoch, validation_data=validation_ds, epochs=training["epochs"],
+              callbacks=callbacks,
               verbose=verbose)
     if strategy is not None:
         # The rest (thresholds, report, save) runs on one device: a plain model with the best weights. (Loading

@@ -72,11 +72,11 @@ def test_unknown_source_and_extension(tiny_spec, tmp_path):
 def test_text_checks(tiny_spec, caplog):
     with pytest.raises(KeyError, match=r"records: no row has the text column 'text'; columns present: \['body'\]"):
         mtk.read_records([{"body": "a"}], tiny_spec)
-    message = r"the text column 'text' must hold strings; 2 rows do not \(rows \[1, 2\]; row 1 holds 5\)"
+    message = r"the text column 'text' must hold strings; 2 rows do not \(row 1, row 2; row 1 holds 5\)"
     with pytest.raises(TypeError, match=message):
         mtk.read_records([{"text": "a"}, {"text": 5}, {"text": None}], tiny_spec)
     rows = [{"text": "a"}, {"text": "  "}, {"text": ""}]
-    with pytest.raises(ValueError, match=r"2 rows have an empty text \(rows \[1, 2\]\); .* drop_empty_texts=True"):
+    with pytest.raises(ValueError, match=r"2 rows have an empty text \(row 1, row 2\); .* drop_empty_texts=True"):
         mtk.read_records(rows, tiny_spec)
     with caplog.at_level(logging.WARNING, logger="mtkeras"):
         assert mtk.read_records(rows, tiny_spec, drop_empty_texts=True) == [{"text": "a"}]

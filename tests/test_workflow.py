@@ -1,12 +1,7 @@
 """Config, callbacks, the CLI end to end and resuming a killed run, on the tiny BERT."""
 
-import csv
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -195,42 +190,7 @@ def test_cli_reports_bad_config_clearly(config_file, capsys):
     assert "Unknown config key(s) ['training.epoch']" in capsys.readouterr().err
 
 
-# --- resume after a kill ----------------------------------------------------------------------
-
-
-def epochs_logged(run):
-    path = run / "history.csv"
-    if not path.exists():
-        return []
-    with open(path) as handle:
-        return [int(row["epoch"]) for row in csv.DictReader(handle)]
-
-
-def test_killed_training_resumes_from_the_last_finished_epoch(config_file, tmp_path):
-    command = [sys.executable, "-m", "mtkeras.cli", "train", str(config_file), "--verbose", "0",
-               "--set", "training.epochs=6", "--set", "training.early_stopping_patience=0"]
-    run = tmp_path / "run"
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 240
-    while len(epochs_logged(run)) < 2 and time.time() < deadline and process.poll() is None:
-        time.sleep(0.2)
-    assert process.poll() is None, process.stderr.read().decode()[-2000:]
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    done = epochs_logged(run)
-    assert 2 <= len(done) < 6 and not (run / "model").exists()
-    assert os.path.isdir(run / "backup")
-
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert finished.returncode == 0, finished.stderr[-2000:]
-    assert "resuming an interrupted run" in finished.stderr
-    epochs = epochs_logged(run)
-    # No epoch ran twice: the restart continued after the last finished epoch instead of starting over.
-    # (A kill between the backup and the CSV row of one epoch can leave that epoch out of the CSV only.)
-    assert epochs == sorted(set(epochs)) and epochs[-1] == 5 and len(epochs) >= 5, epochs
-    assert epochs[: len(done)] == done and epochs[len(done)] in (len(done), len(done) + 1), (done, epochs)
-    assert (run / "model" / "model.keras").exists() and not (run / "backup").exists()
-    assert np.isfinite(json.loads((run / "metrics.json").read_text())["validation"]["overall"]["micro_f1"])
+# --- resuming (killed runs: tests/test_killed.py) -------------------------------------------
 
 
 def test_resuming_with_another_task_is_refused(config_file, tmp_path):

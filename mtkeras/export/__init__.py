@@ -1,7 +1,7 @@
 """Exports: SavedModel for TF Serving (raw text in), TFLite."""
 
 from mtkeras.export.ops import TF_TEXT_2_12_OPS, saved_model_ops, unsupported_ops
-from mtkeras.export.saved_model import SIGNATURES, export_metadata, export_saved_model
+from mtkeras.export.saved_model import SIGNATURES, check_export_name, export_metadata, export_saved_model
 from mtkeras.export.text_graph import InGraphTokenizer
 from mtkeras.export.tflite import QUANTIZE, export_tflite
 
@@ -10,6 +10,7 @@ __all__ = [
     "SIGNATURES",
     "TF_TEXT_2_12_OPS",
     "InGraphTokenizer",
+    "check_export_name",
     "export_metadata",
     "export_saved_model",
     "export_tflite",

@@ -10,7 +10,7 @@ import tempfile
 from typing import Any
 
 from mtkeras._compat import keras, tf, transformers
-from mtkeras._io import write_json
+from mtkeras._io import disk_error, write_json
 from mtkeras.export.text_graph import InGraphTokenizer, tokenizer_settings, write_vocab
 from mtkeras.model import ids_signature
 from mtkeras.spec import TaskSpec
@@ -141,9 +141,34 @@ def _check_version(version: Any) -> int:
     return version
 
 
+_DISK_REASONS = ("No space left on device", "Read-only file system", "Permission denied", "Disk quota exceeded",
+                 "File too large")
+
+
+def _reason(message: str) -> str:
+    """The cause in one of TensorFlow's long op error messages."""
+    return next((reason for reason in _DISK_REASONS if reason in message), message.strip().splitlines()[-1][-200:])
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
 def _clean_leftovers(base_dir: str) -> None:
+    """Remove staging folders of exports that died (killed, crashed); a live export's stays."""
     for entry in os.listdir(base_dir):
-        if entry.startswith(_STAGING_PREFIX):
+        if not entry.startswith(_STAGING_PREFIX):
+            continue
+        # .mtkeras-export-<version>-<pid>-<random>: owned by a process on this machine
+        parts = entry[len(_STAGING_PREFIX):].split("-")
+        pid = int(parts[1]) if len(parts) >= 3 and parts[1].isdigit() else None
+        if pid is None or not _pid_alive(pid):
             shutil.rmtree(os.path.join(base_dir, entry), ignore_errors=True)
 
 
@@ -184,33 +209,36 @@ def export_saved_model(
     final = os.path.join(base_dir, str(version))
     if os.path.exists(final) and not overwrite:
         raise FileExistsError(f"Export {final!r} already exists; pass overwrite=True or use another version.")
-    os.makedirs(base_dir, exist_ok=True)
-    _clean_leftovers(base_dir)
-    staging = tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{version}-", dir=base_dir)
+    staging = None
     try:
-        work = tempfile.mkdtemp(prefix="mtkeras-export-work-")
-        try:
-            vocab_path = write_vocab(tokenizer, os.path.join(work, "vocab.txt"))
-            spec.save(os.path.join(work, "spec.json"))
-            module = ServingModule(model, spec, tokenizer, vocab_path)
-            tf.saved_model.save(
-                module,
-                os.path.join(staging, "model"),
-                signatures={
-                    "serving_default": module.serve_text,
-                    "predict_ids": module.serve_ids,
-                    "tokenize": module.tokenize,
-                },
-            )
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        os.makedirs(base_dir, exist_ok=True)
+        _clean_leftovers(base_dir)
+        staging = tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{version}-{os.getpid()}-", dir=base_dir)
+        work = os.path.join(staging, "work")  # vocab and spec before they become assets; goes with staging
+        os.makedirs(work)
+        vocab_path = write_vocab(tokenizer, os.path.join(work, "vocab.txt"))
+        spec.save(os.path.join(work, "spec.json"))
+        module = ServingModule(model, spec, tokenizer, vocab_path)
         exported = os.path.join(staging, "model")
+        tf.saved_model.save(
+            module,
+            exported,
+            signatures={"serving_default": module.serve_text, "predict_ids": module.serve_ids,
+                        "tokenize": module.tokenize},
+        )
         os.makedirs(os.path.join(exported, "assets.extra"), exist_ok=True)
         write_json(export_metadata(spec), os.path.join(exported, METADATA_FILE))
         if os.path.exists(final):  # overwrite: retire the old version in one rename, then drop it
-            retired = os.path.join(staging, "retired")
-            os.replace(final, retired)
+            os.replace(final, os.path.join(staging, "retired"))
         os.replace(exported, final)
+    except OSError as error:
+        raise disk_error(error, f"SavedModel version {version}", base_dir) from error
+    except tf.errors.OpError as error:  # TensorFlow's own writers report disk errors this way
+        if not isinstance(error, (tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError,
+                                  tf.errors.FailedPreconditionError, tf.errors.UnknownError)):
+            raise
+        raise disk_error(OSError(None, _reason(error.message)), f"SavedModel version {version}", base_dir) from error
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     return final
