@@ -14,7 +14,9 @@ each process's peak RSS (and the RSS above a process that only imports
 TensorFlow + TF Text, where the table asks for memory).
 
 Texts: the 1,425 Debtags validation descriptions, in file order. Needs the
-exports and runs written by ``benchmarks/debtags_quality.py`` (``runs/bench/``)
+runs written by ``benchmarks/debtags_quality.py`` (``runs/bench/``), their exports
+(``mtkeras export runs/bench/<run> --name <run, ':' as '-'> --output-dir runs/bench/exports``,
+and ``--jit-compile --name multitask-xla`` for the ``xla`` table)
 and, for ``vs-torch``, the PyTorch virtualenv from ``benchmarks/torch_venv.sh``.
 
 FLOPs per text (BERT encoder, d = hidden 384, f = FFN 1536, 6 layers, L = the
@@ -74,7 +76,8 @@ def _tables() -> dict[str, list[dict]]:
         ],
         "vs-torch": [
             {"name": "HF transformers 5 + PyTorch (baseline)", "kind": "torch", "paths": [_minilm()], "order": "input"},
-            {"name": "mtkeras Predictor", "kind": "predictor", "paths": [keras_run], "order": "sorted"},
+            {"name": "mtkeras Predictor (defaults: length-sorted batches, XLA)", "kind": "predictor",
+             "paths": [keras_run], "order": "sorted", "args": ["--jit"]},
             {"name": "SavedModel serving_default, requests of 32", "kind": "savedmodel", "paths": [multitask],
              "order": "input"},
         ],
@@ -82,14 +85,18 @@ def _tables() -> dict[str, list[dict]]:
             {"name": "Predictor, XLA off", "kind": "predictor", "paths": [keras_run], "order": "sorted"},
             {"name": "Predictor, jit_compile=True", "kind": "predictor", "paths": [keras_run], "order": "sorted",
              "args": ["--jit"]},
+            {"name": "SavedModel, XLA off (requests of 32)", "kind": "savedmodel", "paths": [multitask],
+             "order": "input"},
+            {"name": "SavedModel exported with jit_compile=True (requests of 32)", "kind": "savedmodel",
+             "paths": [_export("multitask-xla")], "order": "input"},
         ],
         "threads": [
-            {"name": "Predictor, TF default threads", "kind": "predictor", "paths": [keras_run], "order": "sorted"},
-            {"name": "Predictor, intra 2 / inter 1", "kind": "predictor", "paths": [keras_run], "order": "sorted",
+            {"name": "Predictor (XLA off), TF default threads", "kind": "predictor", "paths": [keras_run], "order": "sorted"},
+            {"name": "Predictor (XLA off), intra 2 / inter 1", "kind": "predictor", "paths": [keras_run], "order": "sorted",
              "args": ["--intra", "2", "--inter", "1"]},
-            {"name": "Predictor, intra 1 / inter 2", "kind": "predictor", "paths": [keras_run], "order": "sorted",
+            {"name": "Predictor (XLA off), intra 1 / inter 2", "kind": "predictor", "paths": [keras_run], "order": "sorted",
              "args": ["--intra", "1", "--inter", "2"]},
-            {"name": "Predictor, intra 1 / inter 1", "kind": "predictor", "paths": [keras_run], "order": "sorted",
+            {"name": "Predictor (XLA off), intra 1 / inter 1", "kind": "predictor", "paths": [keras_run], "order": "sorted",
              "args": ["--intra", "1", "--inter", "1"]},
         ],
     }

@@ -59,7 +59,7 @@ def main() -> None:
                           head_lr_multiplier=training["head_lr_multiplier"], jit_compile=xla == "xla")
         dataset = mtk.make_dataset(spec, tokenizer, train, batch_size=32, shuffle=True, seed=0, padding=padding)
         contenders.append({"name": name, "model": model, "batches": iter(dataset.repeat()), "rate": [],
-                           "gflops": [], "shapes": set()})
+                           "gflops": [], "shapes": set(), "xla": xla == "xla"})
 
     def run(contender: dict, steps: int) -> tuple[float, int, float]:
         rows, work = 0, 0.0
@@ -73,8 +73,8 @@ def main() -> None:
             work += 3 * batch * flops(length)
         return time.perf_counter() - started, rows, work
 
-    for contender in contenders:  # warm-up: traces and, with XLA, compiles for the shapes seen so far
-        seconds, rows, _ = run(contender, args.steps)
+    for contender in contenders:  # warm-up: traces and, with XLA, compiles (longer: one compile per shape)
+        seconds, rows, _ = run(contender, args.steps * (4 if contender["xla"] else 1))
         print(f"# warm-up {contender['name']}: {rows} rows in {seconds:.1f} s", file=sys.stderr, flush=True)
     for repeat in range(args.repeats):
         for contender in contenders:

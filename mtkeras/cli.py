@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -36,28 +36,30 @@ def _predict(args: argparse.Namespace) -> int:
     from mtkeras.predict import Predictor
 
     predictor = Predictor.from_folder(args.run, batch_size=args.batch_size)
-    if args.input in (None, "-"):
-        lines = sys.stdin.read().splitlines()
-    else:
-        with open(args.input, encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
-    texts = []
-    for number, line in enumerate(lines, start=1):
-        if args.jsonl:
+    handle = sys.stdin if args.input in (None, "-") else open(args.input, encoding="utf-8")  # noqa: SIM115
+
+    def texts() -> Iterator[str]:  # read lazily: answers stream out while later lines are read
+        for number, line in enumerate(handle, start=1):
+            line = line.rstrip("\r\n")
+            if not args.jsonl:
+                yield line
+                continue
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
-                texts.append(record[predictor.spec.text_column])
+                yield json.loads(line)[predictor.spec.text_column]
             except (json.JSONDecodeError, KeyError, TypeError) as error:
                 raise SystemExit(
                     f"mtkeras predict: {args.input or 'stdin'}, line {number}: expected a JSON object with a "
                     f"{predictor.spec.text_column!r} field ({error!r})."
                 ) from None
-        else:
-            texts.append(line)
-    for prediction in predictor.predict(texts):
-        print(json.dumps(prediction, ensure_ascii=False))
+
+    try:
+        for prediction in predictor.predict_iter(texts()):
+            print(json.dumps(prediction, ensure_ascii=False))
+    finally:
+        if handle is not sys.stdin:
+            handle.close()
     return 0
 
 
@@ -69,7 +71,7 @@ def _export(args: argparse.Namespace) -> int:
 
     name = check_export_name(args.name)
     written = {"saved_model": export_saved_model(args.run, os.path.join(args.output_dir, name), version=args.version,
-                                                 overwrite=args.overwrite)}
+                                                 overwrite=args.overwrite, jit_compile=args.jit_compile)}
     if args.tflite:
         suffix = f"-{args.quantize}" if args.quantize else ""
         path = os.path.join(args.output_dir, f"{name}-v{args.version}{suffix}.tflite")
@@ -112,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--overwrite", action="store_true", help="replace an existing version")
     export.add_argument("--tflite", action="store_true", help="also write <name>-v<version>.tflite")
     export.add_argument("--quantize", choices=["float16", "dynamic"], help="TFLite weight quantization")
+    export.add_argument("--jit-compile", action="store_true",
+                        help="mark the SavedModel's model graph for XLA (texts padded to multiples of 16 tokens)")
     export.set_defaults(handler=_export)
     return parser
 

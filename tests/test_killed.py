@@ -10,6 +10,7 @@ that alone moved the final metrics by up to 0.02, 200 times the tolerance.
 
 import csv
 import json
+import os
 import random
 import signal
 import subprocess
@@ -123,3 +124,58 @@ def test_a_seeded_shuffled_stream_is_the_same_in_every_process(tiny_spec, tiny_t
     first = stream(0)
     assert first[:10] != first[10:20]  # reshuffled on every pass
     assert stream(0) == first and stream(12) == first[12:] + stream(30)[:12]
+
+
+# --- killed export ----------------------------------------------------------------------------------------
+
+
+def export_command(folder, base, version):
+    return [sys.executable, "-m", "mtkeras.cli", "export", str(folder), "--name", "m", "--output-dir", str(base),
+            "--version", str(version)]
+
+
+def check_versions(base):
+    """What TF Serving would load: every numeric folder is a complete export that answers."""
+    versions = [e for e in os.listdir(base) if e.isdigit()]
+    for version in versions:
+        serve = tf.saved_model.load(str(base / version)).signatures["serving_default"]
+        assert serve(text=tf.constant(["red alpha"]))["topic_probabilities"].shape == (1, 3)
+        assert (base / version / "assets.extra" / "mtkeras.json").exists()
+    return versions
+
+
+def kill_exports(tiny_model, tiny_spec, tiny_tokenizer, tmp_path, kills, seed):
+    folder = mtk.save_model(tiny_model, tiny_spec, tmp_path / "saved", tokenizer=tiny_tokenizer)
+    base = tmp_path / "exports"
+    started = time.time()
+    done = subprocess.run(export_command(folder, base, 1), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    full = time.time() - started
+    rng = random.Random(seed)
+    outcomes = []
+    for version in range(2, 2 + kills):
+        process = subprocess.Popen(export_command(folder, base, version), stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.2, 1.0) * full)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        versions = check_versions(base / "m")
+        outcomes.append(str(version) in versions)
+        # anything else is a hidden staging folder (TF Serving ignores names that are not numbers)
+        assert all(e.isdigit() or e.startswith(".mtkeras-export-") for e in os.listdir(base / "m"))
+    done = subprocess.run(export_command(folder, base, 99), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert all(e.isdigit() for e in os.listdir(base / "m"))  # the next export cleaned the leftovers
+    assert "1" in check_versions(base / "m") and "99" in check_versions(base / "m")
+    return outcomes
+
+
+def test_killed_export_never_leaves_a_partial_version(tiny_model, tiny_spec, tiny_tokenizer, tmp_path):
+    outcomes = kill_exports(tiny_model, tiny_spec, tiny_tokenizer, tmp_path, kills=3, seed=0)
+    assert len(outcomes) == 3
+
+
+@pytest.mark.slow
+def test_killed_export_at_many_random_points(tiny_model, tiny_spec, tiny_tokenizer, tmp_path):
+    outcomes = kill_exports(tiny_model, tiny_spec, tiny_tokenizer, tmp_path, kills=10, seed=1)
+    assert not all(outcomes)  # some kills landed before the rename: those left no version

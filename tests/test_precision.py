@@ -1,5 +1,7 @@
 """Mixed precision (bfloat16 on CPU; float16 gets loss scaling) and XLA-compiled models, through export."""
 
+import json
+
 import numpy as np
 import pytest
 from conftest import synthetic_records, tiny_config
@@ -72,8 +74,8 @@ def test_bad_mixed_precision(tiny_spec):
 
 def test_xla_predictor_pads_to_few_shapes_and_matches_the_plain_one(tiny_model, tiny_spec, tiny_tokenizer):
     texts = [" ".join(["red"] * n) for n in (1, 3, 7, 12, 20, 29)] + ["blue green"]
-    plain = mtk.Predictor(tiny_model, tiny_spec, tokenizer=tiny_tokenizer, batch_size=2)
-    xla = mtk.Predictor(tiny_model, tiny_spec, tokenizer=tiny_tokenizer, batch_size=2, jit_compile=True)
+    plain = mtk.Predictor(tiny_model, tiny_spec, tokenizer=tiny_tokenizer, batch_size=4, jit_compile=False)
+    xla = mtk.Predictor(tiny_model, tiny_spec, tokenizer=tiny_tokenizer, batch_size=4)  # XLA is the default
     shapes = []
     forward = xla._forward
     xla._forward = lambda batch: shapes.append(batch["input_ids"].shape) or forward(batch)
@@ -81,4 +83,26 @@ def test_xla_predictor_pads_to_few_shapes_and_matches_the_plain_one(tiny_model, 
     for name in tiny_spec.group_names:  # padding is masked: same answers as unpadded batches
         np.testing.assert_allclose(got[name], expected[name], atol=1e-5)
     assert {length % mtk.predict.XLA_LENGTH_STEP for _, length in shapes} == {0}
+    assert {rows for rows, _ in shapes} == {4}  # 7 texts: 4 + 3, the short batch padded to 4 rows
     assert plain.predict(texts) == xla.predict(texts)
+
+
+def test_xla_export_pads_to_multiples_of_16_and_answers_like_the_plain_export(tiny_model, tiny_spec, tiny_tokenizer,
+                                                                              tmp_path):
+    texts = ["red", "blue green alpha " * 3, "gamma " * 40, ""]
+    plain = tf.saved_model.load(mtk.export_saved_model(tiny_model, tmp_path / "p", spec=tiny_spec,
+                                                       tokenizer=tiny_tokenizer))
+    xla_dir = mtk.export_saved_model(tiny_model, tmp_path / "x", spec=tiny_spec, tokenizer=tiny_tokenizer,
+                                     jit_compile=True)
+    xla = tf.saved_model.load(xla_dir)
+    for batch in (texts, texts[:1], texts[1:3]):
+        want = plain.signatures["serving_default"](text=tf.constant(batch))
+        got = xla.signatures["serving_default"](text=tf.constant(batch))
+        for name, value in want.items():
+            if value.dtype == tf.string:
+                assert got[name].numpy().tolist() == value.numpy().tolist()
+            else:
+                np.testing.assert_allclose(got[name].numpy(), value.numpy(), atol=1e-5)
+    widths = {xla.signatures["tokenize"](text=tf.constant(b))["input_ids"].shape[1] for b in (texts, texts[:1])}
+    assert widths == {16, 32}  # rounded up to 16, capped at max_length (32)
+    assert json.loads((tmp_path / "x" / "1" / "assets.extra" / "mtkeras.json").read_text())["jit_compile"] is True

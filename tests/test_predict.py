@@ -75,3 +75,23 @@ def test_bad_input(predictor, tiny_model, tiny_spec):
 def test_public_api():
     for name in ("LabelGroup", "TaskSpec", "build_model", "compile_model", "RAdam", "Predictor"):
         assert name in mtk.__all__ and hasattr(mtk, name)
+
+
+def test_predict_iter_streams_any_iterable_in_input_order(tiny_model, tiny_spec, tiny_tokenizer):
+    predictor = mtk.Predictor(tiny_model, tiny_spec, tokenizer=tiny_tokenizer, batch_size=3, chunk_size=5)
+    texts = [" ".join(["red", "blue", "alpha"][: 1 + i % 3] * (1 + i % 7)) + f" {i}" for i in range(23)]
+    pulled = []
+
+    def lazily():
+        for text in texts:
+            pulled.append(text)
+            yield text
+
+    stream = predictor.predict_iter(lazily())
+    first = next(stream)
+    assert len(pulled) == 5  # one chunk read, not the whole input
+    assert [first, *stream] == predictor.predict(texts)
+    with pytest.raises(TypeError, match=r"`texts\[7\]` is 7 \(int\); every text must be a str"):
+        list(predictor.predict_iter(iter(texts[:7] + [7])))
+    with pytest.raises(TypeError, match=r"`texts` must be a list of strings, received a single str"):
+        list(predictor.predict_iter("one text"))

@@ -13,6 +13,7 @@ from mtkeras._compat import keras, tf, transformers
 from mtkeras._io import disk_error, write_json
 from mtkeras.export.text_graph import InGraphTokenizer, tokenizer_settings, write_vocab
 from mtkeras.model import ids_signature
+from mtkeras.predict import XLA_LENGTH_STEP
 from mtkeras.spec import TaskSpec
 
 logger = logging.getLogger("mtkeras")
@@ -51,15 +52,20 @@ def resolve_source(
 class ServingModule(tf.Module):
     """The exported graph: in-graph tokenizer + model + per-group decoding."""
 
-    def __init__(self, model: keras.Model, spec: TaskSpec, tokenizer: Any, vocab_path: str) -> None:
+    def __init__(
+        self, model: keras.Model, spec: TaskSpec, tokenizer: Any, vocab_path: str, jit_compile: bool = False
+    ) -> None:
         super().__init__(name="mtkeras")
         self.model = model
         self.spec = spec
-        self.tokenizer = InGraphTokenizer(vocab_path, tokenizer_settings(tokenizer), spec.max_length)
+        # With XLA, texts are padded to a multiple of XLA_LENGTH_STEP tokens: a few shapes to compile.
+        self.tokenizer = InGraphTokenizer(vocab_path, tokenizer_settings(tokenizer), spec.max_length,
+                                          length_multiple=XLA_LENGTH_STEP if jit_compile else 1)
+        self._forward = tf.function(lambda inputs: model(inputs, training=False), jit_compile=jit_compile)
         self.spec_asset = tf.saved_model.Asset(os.path.join(os.path.dirname(vocab_path), "spec.json"))
 
     def _outputs(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        outputs = self.model(inputs, training=False)
+        outputs = self._forward(inputs)
         return {name: tf.cast(outputs[name], tf.float32) for name in self.spec.group_names}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
@@ -180,6 +186,7 @@ def export_saved_model(
     spec: TaskSpec | None = None,
     tokenizer: Any | None = None,
     overwrite: bool = False,
+    jit_compile: bool = False,
 ) -> str:
     """Write a TF Serving SavedModel to ``base_dir/<version>/`` and return that path.
 
@@ -192,7 +199,9 @@ def export_saved_model(
 
     The version is assembled in a hidden folder beside it and renamed into place
     when complete: TF Serving, polling ``base_dir``, never sees half a model.
-    An existing version is refused unless ``overwrite=True``.
+    An existing version is refused unless ``overwrite=True``. ``jit_compile=True``
+    marks the model part of the graph for XLA (the tokenizer ops stay outside it)
+    and pads texts to a multiple of 16 tokens so XLA compiles a few shapes.
 
     Example:
         >>> export_saved_model("runs/debtags", "saved_models/debtags", version=1)
@@ -218,7 +227,7 @@ def export_saved_model(
         os.makedirs(work)
         vocab_path = write_vocab(tokenizer, os.path.join(work, "vocab.txt"))
         spec.save(os.path.join(work, "spec.json"))
-        module = ServingModule(model, spec, tokenizer, vocab_path)
+        module = ServingModule(model, spec, tokenizer, vocab_path, jit_compile=jit_compile)
         exported = os.path.join(staging, "model")
         tf.saved_model.save(
             module,
@@ -227,7 +236,7 @@ def export_saved_model(
                         "tokenize": module.tokenize},
         )
         os.makedirs(os.path.join(exported, "assets.extra"), exist_ok=True)
-        write_json(export_metadata(spec), os.path.join(exported, METADATA_FILE))
+        write_json({**export_metadata(spec), "jit_compile": bool(jit_compile)}, os.path.join(exported, METADATA_FILE))
         if os.path.exists(final):  # overwrite: retire the old version in one rename, then drop it
             os.replace(final, os.path.join(staging, "retired"))
         os.replace(exported, final)

@@ -16,7 +16,8 @@ The steps mirror ``tokenizers``' BertNormalizer + BertPreTokenizer + WordPiece:
 5. split on whitespace and punctuation (ASCII symbols and Unicode P*) and
    around CJK ideographs; words over 100 characters become [UNK] (characters,
    as HF counts, not bytes); WordPiece with the model's vocab;
-6. truncate to ``max_length - 2`` pieces, add [CLS]/[SEP], pad to the longest row.
+6. truncate to ``max_length - 2`` pieces, add [CLS]/[SEP], pad to the longest row
+   (rounded up to ``length_multiple``, at most ``max_length``: few shapes for XLA).
 """
 
 from __future__ import annotations
@@ -88,12 +89,13 @@ class InGraphTokenizer(tf.Module):
         >>> ids = InGraphTokenizer("vocab.txt", settings, max_length=128)(tf.constant(["a text"]))
     """
 
-    def __init__(self, vocab_path: str, settings: dict[str, Any], max_length: int) -> None:
+    def __init__(self, vocab_path: str, settings: dict[str, Any], max_length: int, length_multiple: int = 1) -> None:
         super().__init__(name="tokenizer")
         import tensorflow_text as tf_text
 
         self.settings = dict(settings)
         self.max_length = int(max_length)
+        self.length_multiple = int(length_multiple)
         self.vocab_asset = tf.saved_model.Asset(os.path.abspath(vocab_path))
         initializer = tf.lookup.TextFileInitializer(
             self.vocab_asset,
@@ -146,7 +148,10 @@ class InGraphTokenizer(tf.Module):
         sep = tf.fill([batch, 1], tf.constant(self.settings["sep_id"], tf.int64))
         ids = tf.concat([cls, pieces, sep], axis=1)  # ragged [batch, (length)]
         # Every row holds at least [CLS] [SEP]; the explicit width keeps an empty batch [0, 2], not [0, 0].
-        shape = tf.stack([batch, tf.maximum(tf.cast(ids.bounding_shape(axis=1), tf.int32), 2)])
+        width = tf.maximum(tf.cast(ids.bounding_shape(axis=1), tf.int32), 2)
+        if self.length_multiple > 1:
+            width = tf.minimum(-(-width // self.length_multiple) * self.length_multiple, max(self.max_length, 2))
+        shape = tf.stack([batch, width])
         input_ids = ids.to_tensor(default_value=self.settings["pad_id"], shape=shape)
         attention_mask = tf.ones_like(ids).to_tensor(default_value=0, shape=shape)
         return {
