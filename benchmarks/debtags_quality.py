@@ -46,7 +46,7 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, TF {mtk.keras.__version__}"
 
 
-def run_finetune(name: str, groups: list[str], epochs: int, settings: list[str]) -> None:
+def run_finetune(name: str, groups: list[str], epochs: int, settings: list[str], what: str | None = None) -> None:
     overrides = [f"spec.encoder={minilm()}", f"training.epochs={epochs}", f"output={os.path.join(OUT, name)}",
                  *settings]
     config = mtk.load_config(CONFIG, overrides)
@@ -54,7 +54,8 @@ def run_finetune(name: str, groups: list[str], epochs: int, settings: list[str])
     started = time.perf_counter()
     run_dir = mtk.train(config, verbose=2)
     record(name, time.perf_counter() - started, os.path.join(run_dir, "metrics.json"),
-           f"python benchmarks/debtags_quality.py run {name} --epochs {epochs}"
+           f"python benchmarks/debtags_quality.py run {what or name} --epochs {epochs}"
+           + (f" --name {name}" if what and what != name else "")
            + "".join(f" --set {setting}" for setting in settings))
 
 
@@ -176,9 +177,9 @@ def main() -> None:
     if args.command == "table":
         table()
     elif args.what == "multitask":
-        run_finetune(args.name or "multitask", list(GROUPS), args.epochs, args.set)
+        run_finetune(args.name or "multitask", list(GROUPS), args.epochs, args.set, what="multitask")
     elif args.what.startswith("single:") and args.what[7:] in GROUPS:
-        run_finetune(args.name or args.what, [args.what[7:]], args.epochs, args.set)
+        run_finetune(args.name or args.what, [args.what[7:]], args.epochs, args.set, what=args.what)
     elif args.what == "frozen":
         run_frozen()
     else:

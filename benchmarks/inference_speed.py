@@ -91,13 +91,11 @@ def _tables() -> dict[str, list[dict]]:
              "paths": [_export("multitask-xla")], "order": "input"},
         ],
         "threads": [
-            {"name": "Predictor (XLA off), TF default threads", "kind": "predictor", "paths": [keras_run], "order": "sorted"},
-            {"name": "Predictor (XLA off), intra 2 / inter 1", "kind": "predictor", "paths": [keras_run], "order": "sorted",
-             "args": ["--intra", "2", "--inter", "1"]},
-            {"name": "Predictor (XLA off), intra 1 / inter 2", "kind": "predictor", "paths": [keras_run], "order": "sorted",
-             "args": ["--intra", "1", "--inter", "2"]},
-            {"name": "Predictor (XLA off), intra 1 / inter 1", "kind": "predictor", "paths": [keras_run], "order": "sorted",
-             "args": ["--intra", "1", "--inter", "1"]},
+            {"name": f"Predictor (XLA off), {label}", "kind": "predictor", "paths": [keras_run], "order": "sorted",
+             "args": args}
+            for label, args in [("TF default threads", []), ("intra 2 / inter 1", ["--intra", "2", "--inter", "1"]),
+                                ("intra 1 / inter 2", ["--intra", "1", "--inter", "2"]),
+                                ("intra 1 / inter 1", ["--intra", "1", "--inter", "1"])]
         ],
     }
 

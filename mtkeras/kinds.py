@@ -678,7 +678,8 @@ KINDS: dict[str, Kind] = {
                 "(0 for padding and for words cut off by max_length)",
                 "labels": "string [batch, words, n_labels]: per word, the labels whose probability >= their "
                 "threshold, then '' padding",
-                "words": "string [batch, words]: the whitespace-separated words, '' padding",
+                "words": "string [batch, words]: the whitespace-separated words up to the last one within "
+                "max_length tokens (later words have no answer; at most 4 x max_length words), '' padding",
                 "offsets": "int32 [batch, words, 2]: each word's [start, end) character offsets in the text "
                 "(Unicode code points), -1 padding",
             },

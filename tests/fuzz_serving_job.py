@@ -80,6 +80,12 @@ def megabyte_text(rng: random.Random) -> bytes:
     return (chunk * (1_048_576 // max(len(chunk), 1) + 1))[:1_048_576]
 
 
+def rss_mb() -> float:
+    """The process's resident memory now (not its peak)."""
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def check(outputs: dict, metadata: dict, batch: int) -> None:
     for info in metadata["groups"].values():
         labels = set(info["labels"])
@@ -112,7 +118,7 @@ def main() -> None:
     rng = random.Random(seed)
     counts = {sort: 0 for sort in [*SORTS, "one_megabyte"]}
     sizes = [0, 1, 1000]
-    tried, calls, slowest = 0, 0, 0.0
+    tried, calls, slowest, rss = 0, 0, 0.0, []
     while tried < count or sizes:
         size = sizes.pop(0) if sizes else rng.choice([1, 2, 7, 32, 64, 100])
         batch = []
@@ -129,8 +135,11 @@ def main() -> None:
         slowest = max(slowest, time.perf_counter() - started)
         tried += len(batch)
         calls += 1
+        if calls % 100 == 0:
+            rss.append(round(rss_mb()))
     with open(report_path, "w", encoding="utf-8") as handle:
-        json.dump({"inputs": tried, "calls": calls, "per_sort": counts, "slowest_call_s": round(slowest, 3)}, handle)
+        json.dump({"inputs": tried, "calls": calls, "per_sort": counts, "slowest_call_s": round(slowest, 3),
+                   "rss_mb_every_100_calls": rss}, handle)
     assert not set(sys.modules) & {"mtkeras", "transformers", "tf_keras"}, "not a TF-only process"
 
 

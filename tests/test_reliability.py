@@ -60,6 +60,7 @@ def fuzz_serving(export, count, seed, tmp_path):
                            str(report)], capture_output=True, text=True, timeout=1800,  # a hang fails here
                           env={k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"})
     assert done.returncode == 0, done.stderr[-3000:]
+    print("fuzz report:", report.read_text())  # shown with pytest -s: counts per sort, slowest call
     return json.loads(report.read_text())
 
 

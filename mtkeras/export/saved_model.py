@@ -102,7 +102,7 @@ _RAW_LAYOUT = {
 }
 
 
-def export_metadata(spec: TaskSpec) -> dict[str, Any]:
+def export_metadata(spec: TaskSpec, jit_compile: bool = False) -> dict[str, Any]:
     """What a client needs to read an export: signatures, outputs per group, labels, thresholds, spec."""
     outputs = {}
     for group in spec.groups:
@@ -122,6 +122,7 @@ def export_metadata(spec: TaskSpec) -> dict[str, Any]:
         "signatures": SIGNATURES,
         "groups": outputs,
         "max_length": spec.max_length,
+        "jit_compile": bool(jit_compile),
         "invalid_utf8": "bytes that are not valid UTF-8 are replaced by U+FFFD, which is then dropped",
         "spec": spec.to_dict(),
         "versions": {"tensorflow": tf.__version__, "transformers": transformers.__version__},
@@ -236,7 +237,7 @@ def export_saved_model(
                         "tokenize": module.tokenize},
         )
         os.makedirs(os.path.join(exported, "assets.extra"), exist_ok=True)
-        write_json({**export_metadata(spec), "jit_compile": bool(jit_compile)}, os.path.join(exported, METADATA_FILE))
+        write_json(export_metadata(spec, jit_compile), os.path.join(exported, METADATA_FILE))
         if os.path.exists(final):  # overwrite: retire the old version in one rename, then drop it
             os.replace(final, os.path.join(staging, "retired"))
         os.replace(exported, final)

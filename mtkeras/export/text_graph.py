@@ -45,6 +45,8 @@ _KEEP = rf"{_PUNCTUATION}|[{_CJK_RANGES}]"
 _SPLIT = rf"\s+|{_KEEP}"
 #: HF WordPiece's max_input_chars_per_word: longer words become the unknown token.
 MAX_CHARS_PER_WORD = 100
+#: Served word-level outputs list at most this many words per token of ``max_length`` per text.
+MAX_WORDS_PER_LENGTH = 4
 
 
 def tokenizer_settings(tokenizer: Any) -> dict[str, Any]:
@@ -202,14 +204,30 @@ class InGraphTokenizer(tf.Module):
         kept = (counts > 0) & (first <= self.max_length - 2)
         starts = words.with_flat_values(tf.cast(tf.where(kept, first, -1), tf.int32))
 
-        # Byte offsets -> character offsets: count the characters that start before each offset.
+        # Words returned per text: up to its last word that got a piece within max_length (later words
+        # have no answer), at most MAX_WORDS_PER_LENGTH * max_length: a batch's outputs are dense, so one
+        # huge text must not widen every row of its batch.
+        index = tf.ragged.range(words.row_lengths()).flat_values
+        batch = tf.shape(texts, out_type=tf.int64)[0]
+        numbered = tf.where(kept, index + 1, tf.zeros_like(index))  # 1-based index of words with a piece, else 0
+        last = tf.math.unsorted_segment_max(numbered, words.value_rowids(), batch)
+        shown = tf.minimum(tf.maximum(last, 0), MAX_WORDS_PER_LENGTH * self.max_length)
+        mask = words.with_flat_values(index < tf.repeat(shown, words.row_lengths()))
+        words, begin, end, starts = (tf.ragged.boolean_mask(t, mask) for t in (words, begin, end, starts))
+
+        # Byte offsets -> character offsets, on flat arrays (no [batch, characters] tensor): the start
+        # byte of every character of every text, made global by adding each text's byte base.
         _, char_bytes = tf.strings.unicode_decode_with_offsets(texts, "UTF-8")
-        char_bytes = char_bytes.to_tensor(default_value=tf.int64.max)
-        present = tf.ones_like(begin, dtype=tf.bool).to_tensor(default_value=False)
+        byte_base = tf.cumsum(tf.cast(tf.strings.length(texts), tf.int64), exclusive=True)
+        char_base = tf.cumsum(char_bytes.row_lengths(), exclusive=True)
+        all_chars = char_bytes.flat_values + tf.repeat(byte_base, char_bytes.row_lengths())
 
         def to_chars(offsets: tf.RaggedTensor) -> tf.Tensor:
-            chars = tf.searchsorted(char_bytes, offsets.to_tensor(default_value=0), side="left", out_type=tf.int32)
-            return tf.where(present, chars, -1)
+            rows = offsets.value_rowids()
+            chars = tf.searchsorted(all_chars, offsets.flat_values + tf.gather(byte_base, rows), side="left",
+                                    out_type=tf.int64)
+            chars = offsets.with_flat_values(tf.cast(chars - tf.gather(char_base, rows), tf.int32))
+            return chars.to_tensor(default_value=-1)
 
         word_info = {
             "texts": words.to_tensor(default_value=""),
