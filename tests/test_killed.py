@@ -137,6 +137,8 @@ def export_command(folder, base, version):
 def check_versions(base):
     """What TF Serving would load: every numeric folder is a complete export that answers."""
     versions = [e for e in os.listdir(base) if e.isdigit()]
+    import tensorflow_text  # noqa: F401  (registers the export's tokenizer ops in this process)
+
     for version in versions:
         serve = tf.saved_model.load(str(base / version)).signatures["serving_default"]
         assert serve(text=tf.constant(["red alpha"]))["topic_probabilities"].shape == (1, 3)
