@@ -188,10 +188,15 @@ class InGraphTokenizer(tf.Module):
         # one-byte non-separator (U+0001) in its place splits alike and keeps the byte offsets.
         no_nul = tf.strings.regex_replace(texts, r"\x00", "\x01")
         words, begin, end = self._regex_split_with_offsets(no_nul, WORD_SEPARATOR_RE2)  # [batch, (words)], bytes
-        # The words' text, cut from the text itself (NUL included, as the caller sent it).
-        words = words.with_flat_values(tf.strings.substr(
-            tf.repeat(texts, words.row_lengths()), begin.flat_values, end.flat_values - begin.flat_values
-        ))
+        # The words' text, cut from the text itself (NUL included, as the caller sent it): gathered byte by
+        # byte from one flat array, not substr of a copy of the text per word (a 1 MB text of 200,000 words
+        # would have been copied 200,000 times).
+        byte_base = tf.cumsum(tf.cast(tf.strings.length(texts), tf.int64), exclusive=True)
+        all_bytes = tf.strings.bytes_split(texts).flat_values
+        first_byte = begin.flat_values + tf.gather(byte_base, begin.value_rowids())
+        pieces_of_words = tf.gather(all_bytes, tf.ragged.range(first_byte, first_byte + end.flat_values
+                                                               - begin.flat_values))
+        words = words.with_flat_values(tf.strings.reduce_join(pieces_of_words, axis=1))
         word_pieces = self._pieces(words.flat_values)  # [all words, (pieces)]
         counts = word_pieces.row_lengths()  # int64 [all words]
         per_text = tf.reduce_sum(tf.RaggedTensor.from_row_splits(counts, words.row_splits), axis=1)
@@ -218,7 +223,6 @@ class InGraphTokenizer(tf.Module):
         # Byte offsets -> character offsets, on flat arrays (no [batch, characters] tensor): the start
         # byte of every character of every text, made global by adding each text's byte base.
         _, char_bytes = tf.strings.unicode_decode_with_offsets(texts, "UTF-8")
-        byte_base = tf.cumsum(tf.cast(tf.strings.length(texts), tf.int64), exclusive=True)
         char_base = tf.cumsum(char_bytes.row_lengths(), exclusive=True)
         all_chars = char_bytes.flat_values + tf.repeat(byte_base, char_bytes.row_lengths())
 
