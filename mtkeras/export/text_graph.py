@@ -188,15 +188,24 @@ class InGraphTokenizer(tf.Module):
         # one-byte non-separator (U+0001) in its place splits alike and keeps the byte offsets.
         no_nul = tf.strings.regex_replace(texts, r"\x00", "\x01")
         words, begin, end = self._regex_split_with_offsets(no_nul, WORD_SEPARATOR_RE2)  # [batch, (words)], bytes
-        # The words' text, cut from the text itself (NUL included, as the caller sent it): gathered byte by
-        # byte from one flat array, not substr of a copy of the text per word (a 1 MB text of 200,000 words
-        # would have been copied 200,000 times).
+        # Byte offsets -> character offsets on flat arrays (never a [batch, characters] tensor): the start
+        # byte of every character of every text, made global by adding each text's byte base.
+        codepoints, char_bytes = tf.strings.unicode_decode_with_offsets(texts, "UTF-8")
         byte_base = tf.cumsum(tf.cast(tf.strings.length(texts), tf.int64), exclusive=True)
-        all_bytes = tf.strings.bytes_split(texts).flat_values
-        first_byte = begin.flat_values + tf.gather(byte_base, begin.value_rowids())
-        pieces_of_words = tf.gather(all_bytes, tf.ragged.range(first_byte, first_byte + end.flat_values
-                                                               - begin.flat_values))
-        words = words.with_flat_values(tf.strings.reduce_join(pieces_of_words, axis=1))
+        char_base = tf.cumsum(char_bytes.row_lengths(), exclusive=True)
+        all_chars = char_bytes.flat_values + tf.repeat(byte_base, char_bytes.row_lengths())
+
+        def global_chars(offsets: tf.RaggedTensor) -> tf.Tensor:
+            """Byte offsets [batch, (words)] -> character index in the flat array of all texts' characters."""
+            rows = offsets.value_rowids()
+            return tf.searchsorted(all_chars, offsets.flat_values + tf.gather(byte_base, rows), side="left",
+                                   out_type=tf.int64)
+
+        char_begin, char_end = global_chars(begin), global_chars(end)
+        # The words' text re-encoded from the text's own code points (NUL included, as the caller sent it):
+        # no per-word copy of the text and no dense [words, longest word] tensor.
+        words = words.with_flat_values(tf.strings.unicode_encode(
+            tf.gather(codepoints.flat_values, tf.ragged.range(char_begin, char_end)), "UTF-8"))
         word_pieces = self._pieces(words.flat_values)  # [all words, (pieces)]
         counts = word_pieces.row_lengths()  # int64 [all words]
         per_text = tf.reduce_sum(tf.RaggedTensor.from_row_splits(counts, words.row_splits), axis=1)
@@ -218,24 +227,12 @@ class InGraphTokenizer(tf.Module):
         last = tf.math.unsorted_segment_max(numbered, words.value_rowids(), batch)
         shown = tf.minimum(tf.maximum(last, 0), MAX_WORDS_PER_LENGTH * self.max_length)
         mask = words.with_flat_values(index < tf.repeat(shown, words.row_lengths()))
+        local = tf.cast(tf.gather(char_base, words.value_rowids()), tf.int64)
+        begin, end = (words.with_flat_values(tf.cast(c - local, tf.int32)) for c in (char_begin, char_end))
         words, begin, end, starts = (tf.ragged.boolean_mask(t, mask) for t in (words, begin, end, starts))
-
-        # Byte offsets -> character offsets, on flat arrays (no [batch, characters] tensor): the start
-        # byte of every character of every text, made global by adding each text's byte base.
-        _, char_bytes = tf.strings.unicode_decode_with_offsets(texts, "UTF-8")
-        char_base = tf.cumsum(char_bytes.row_lengths(), exclusive=True)
-        all_chars = char_bytes.flat_values + tf.repeat(byte_base, char_bytes.row_lengths())
-
-        def to_chars(offsets: tf.RaggedTensor) -> tf.Tensor:
-            rows = offsets.value_rowids()
-            chars = tf.searchsorted(all_chars, offsets.flat_values + tf.gather(byte_base, rows), side="left",
-                                    out_type=tf.int64)
-            chars = offsets.with_flat_values(tf.cast(chars - tf.gather(char_base, rows), tf.int32))
-            return chars.to_tensor(default_value=-1)
-
         word_info = {
             "texts": words.to_tensor(default_value=""),
-            "offsets": tf.stack([to_chars(begin), to_chars(end)], axis=-1),
+            "offsets": tf.stack([begin.to_tensor(default_value=-1), end.to_tensor(default_value=-1)], axis=-1),
             "starts": starts.to_tensor(default_value=-1),
         }
         return inputs, word_info
