@@ -66,7 +66,7 @@ class LabelGroup:
     target_stats: tuple[tuple[float, float], ...] | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME_PATTERN.match(self.name):
+        if not isinstance(self.name, str) or not _NAME_PATTERN.fullmatch(self.name):
             raise ValueError(
                 f"LabelGroup `name` must be 1-64 letters, digits or '_' starting with a "
                 f"letter (it names a Keras output); received {self.name!r}."

@@ -416,7 +416,8 @@ def test_saved_spec_pointing_elsewhere_is_not_followed(saved, tmp_path):
     assert tokenizer.vocab_size > 0 and loaded_spec.encoder == spec["encoder"]
 
 
-@pytest.mark.parametrize("name", ["../evil", "a/b", "..", ".hidden", "", "a\\b", "a/../b", "x" * 200, "/abs"])
+# (test_export covers "../evil", "a/b", "..", ".hidden" and "" through the CLI)
+@pytest.mark.parametrize("name", ["a\\b", "a/../b", "x" * 200, "/abs", "ok\nname", "C:\\x", "name\n"])
 def test_export_names_that_are_not_one_folder_are_refused(name):
     with pytest.raises(ValueError, match=r"Export name must be 1-128 letters.*received"):
         mtk.export.check_export_name(name)
@@ -448,3 +449,9 @@ def test_one_predictor_and_one_savedmodel_from_8_threads(trained_tiny, tiny_toke
     for (answers, served), want, served_want in zip(results, expected, served_expected, strict=True):
         assert answers == want
         np.testing.assert_allclose(served, served_want, atol=1e-6)
+
+
+def test_names_with_a_trailing_newline_are_refused():
+    # Python's `$` also matches before a final newline: names are checked with fullmatch.
+    with pytest.raises(ValueError, match=r"LabelGroup `name` must be 1-64 letters.*received 'topic\\n'"):
+        mtk.LabelGroup("topic\n", "multiclass", labels=["a", "b"])

@@ -134,7 +134,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 def check_export_name(name: Any) -> str:
     """A model name safe as one folder name: letters, digits, '_', '-', '.'; no separators, no '..'."""
-    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
         raise ValueError(
             f"Export name must be 1-128 letters, digits, '_', '-' or '.', starting with a letter or digit and "
             f"without '..' (it becomes a folder name); received {name!r}."
