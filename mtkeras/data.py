@@ -45,8 +45,9 @@ FORMATS: dict[str, str] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def check_texts(texts: Any, arg: str = "texts") -> list[str]:
-    """``texts`` as a list of str, or a clear error naming the offending item.
+def check_texts(texts: Any, arg: str = "texts", start: int = 0) -> list[str]:
+    """``texts`` as a list of str, or a clear error naming the offending item (counted from
+    ``start``, for a chunk of a longer stream).
 
     Lone surrogates (code points that UTF-8 cannot encode) become U+FFFD, one for one, so
     offsets are kept; the tokenizer then drops them, as the export does with invalid UTF-8.
@@ -61,7 +62,9 @@ def check_texts(texts: Any, arg: str = "texts") -> list[str]:
     texts = list(texts)
     for index, text in enumerate(texts):
         if not isinstance(text, str):
-            raise TypeError(f"`{arg}[{index}]` is {text!r} ({type(text).__name__}); every text must be a str.")
+            raise TypeError(
+                f"`{arg}[{start + index}]` is {text!r} ({type(text).__name__}); every text must be a str."
+            )
         if not text.isascii() and _SURROGATE.search(text):
             texts[index] = _SURROGATE.sub("\ufffd", text)
     return texts
@@ -337,7 +340,7 @@ def _read_csv_lines(
                     for column, cell in zip(header, cells, strict=True)
                 }
             )
-            lines.append(reader.line_num)
+            lines.append(first_line)
     return records, lines
 
 

@@ -113,12 +113,6 @@ def _check_folder(folder: str) -> None:
 def _check_inside(folder: str, names: list[str]) -> None:
     """Refuse files of an encoder folder that resolve outside it (symlinks, absolute or ``..`` paths)."""
     root = os.path.realpath(folder)
-    config_path = os.path.join(folder, "tokenizer_config.json")
-    if os.path.isfile(config_path):
-        with open(config_path, encoding="utf-8") as handle:
-            settings = json.load(handle)
-        if isinstance(settings, dict):
-            names = names + [v for k, v in settings.items() if k.endswith("_file") and isinstance(v, str)]
     for name in names:
         path = os.path.join(folder, name)
         if not os.path.lexists(path):
@@ -168,6 +162,12 @@ def load_tokenizer(folder: str, config: BertConfig | None = None) -> transformer
             f"{sorted(os.listdir(folder))}); expected one of {list(VOCAB_FILES)}."
         )
     _check_inside(folder, [*VOCAB_FILES, "tokenizer_config.json", "special_tokens_map.json"])
+    config_path = os.path.join(folder, "tokenizer_config.json")
+    if os.path.isfile(config_path):  # files it names (vocab_file, tokenizer_file, ...) must be inside too
+        with open(config_path, encoding="utf-8") as handle:
+            settings = json.load(handle)
+        if isinstance(settings, dict):
+            _check_inside(folder, [v for k, v in settings.items() if k.endswith("_file") and isinstance(v, str)])
     # Never code from the folder: an ``auto_map`` there is ignored, not executed.
     tokenizer = AutoTokenizer.from_pretrained(folder, use_fast=True, local_files_only=True, trust_remote_code=False)
     if not tokenizer.is_fast:  # pragma: no cover - AutoTokenizer builds a fast one from vocab.txt

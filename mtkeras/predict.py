@@ -90,7 +90,10 @@ class Predictor:
         """Head outputs in input order: ``{group: float32 [len(texts), labels]}``; for a token-level
         group an object array holding one ``[words, labels]`` array per text (each word's first
         piece; 0 for words cut off by ``max_length``)."""
-        texts = check_texts(texts)
+        return self._proba(check_texts(texts))
+
+    def _proba(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """:meth:`predict_proba` on texts already checked."""
         out: dict[str, np.ndarray] = {}
         for group in self.spec.groups:
             if group.kind_rules.level == "token":
@@ -131,8 +134,12 @@ class Predictor:
         (thresholds), floats (regression), or words with offsets and labels (token level, needs ``texts``)."""
         if texts is None and self.spec.has_token_groups:
             raise ValueError("`texts` is required to decode token-level groups (words and offsets come from them).")
+        return self._decode(probs, None if texts is None else check_texts(texts))
+
+    def _decode(self, probs: dict[str, np.ndarray], texts: list[str] | None) -> list[dict[str, Any]]:
+        """:meth:`decode` on texts already checked."""
         rows = len(np.asarray(probs[self.spec.groups[0].name]))
-        texts = [""] * rows if texts is None else check_texts(texts)
+        texts = [""] * rows if texts is None else texts
         decoded = {
             group.name: group.kind_rules.decode(group, np.asarray(probs[group.name]), texts)
             for group in self.spec.groups
@@ -148,7 +155,7 @@ class Predictor:
     def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         """One ``{group: answer}`` dict per text, in input order (see :meth:`decode`)."""
         texts = check_texts(texts)
-        return self.decode(self.predict_proba(texts), texts)
+        return self._decode(self._proba(texts), texts)
 
     def predict_iter(self, texts: Iterable[str]) -> Iterator[dict[str, Any]]:
         """Like :meth:`predict`, streamed: reads ``chunk_size`` texts at a time from any iterable
@@ -165,10 +172,6 @@ class Predictor:
         iterator = iter(texts)
         offset = 0
         while chunk := list(itertools.islice(iterator, self.chunk_size)):
-            for index, text in enumerate(chunk):  # named by its position in the whole stream
-                if not isinstance(text, str):
-                    raise TypeError(
-                        f"`texts[{offset + index}]` is {text!r} ({type(text).__name__}); every text must be a str."
-                    )
-            yield from self.predict(chunk)
+            chunk = check_texts(chunk, start=offset)  # an item is named by its position in the whole stream
+            yield from self._decode(self._proba(chunk), chunk)
             offset += len(chunk)

@@ -283,8 +283,8 @@ def small_disk(tmp_path):
 
 
 def test_export_to_a_full_disk_fails_clearly_and_keeps_the_previous_version(
-        trained_tiny, tiny_tokenizer, small_disk):
-    model, spec = trained_tiny
+        compiled_tiny, tiny_tokenizer, small_disk):
+    model, spec = compiled_tiny
     # version 1 is a stand-in (a marker file): the disk is full before a real version fits
     previous = small_disk / "model" / "1"
     previous.mkdir(parents=True)
@@ -300,8 +300,8 @@ def test_export_to_a_full_disk_fails_clearly_and_keeps_the_previous_version(
 
 
 def test_export_into_a_read_only_folder_fails_clearly_and_keeps_the_previous_version(
-        trained_tiny, tiny_tokenizer, tmp_path):
-    model, spec = trained_tiny
+        compiled_tiny, tiny_tokenizer, tmp_path):
+    model, spec = compiled_tiny
     base = tmp_path / "ro"
     mtk.export_saved_model(model, base, version=1, spec=spec, tokenizer=tiny_tokenizer)
     before = sorted(os.listdir(base / "1"))
@@ -325,7 +325,7 @@ def test_export_into_a_read_only_folder_fails_clearly_and_keeps_the_previous_ver
 
 
 @pytest.fixture()
-def trained_tiny(tiny_spec):
+def compiled_tiny(tiny_spec):
     mtk.keras.utils.set_random_seed(2)
     model = mtk.build_model(tiny_spec, bert_config=tiny_config())
     mtk.compile_model(model, tiny_spec, learning_rate=1e-3)
@@ -336,8 +336,8 @@ def trained_tiny(tiny_spec):
 
 
 @pytest.fixture()
-def saved(trained_tiny, tiny_tokenizer, tmp_path):
-    model, spec = trained_tiny
+def saved(compiled_tiny, tiny_tokenizer, tmp_path):
+    model, spec = compiled_tiny
     return mtk.save_model(model, spec, tmp_path / "saved", tokenizer=tiny_tokenizer)
 
 
@@ -426,8 +426,8 @@ def test_export_names_that_are_not_one_folder_are_refused(name):
 # --- threads ---------------------------------------------------------------------------------------------------
 
 
-def test_one_predictor_and_one_savedmodel_from_8_threads(trained_tiny, tiny_tokenizer, tmp_path):
-    model, spec = trained_tiny
+def test_one_predictor_and_one_savedmodel_from_8_threads(compiled_tiny, tiny_tokenizer, tmp_path):
+    model, spec = compiled_tiny
     predictor = mtk.Predictor(model, spec, tokenizer=tiny_tokenizer, batch_size=4)
     rng = random.Random(0)
     words = ["red", "blue", "green", "alpha", "beta", "gamma", "program", "file"]
