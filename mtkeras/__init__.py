@@ -1,5 +1,9 @@
 """mtkeras: one BERT model, several label groups, plain Keras.
 
+``import mtkeras`` is light: the names below load their module (and TensorFlow, for the
+model, data, training, answer and export names) on first use, so ``mtkeras.spec``,
+``mtkeras.config`` and ``mtkeras.serving`` work without TensorFlow installed.
+
 Example:
     >>> import mtkeras as mtk
     >>> spec = mtk.TaskSpec(
@@ -10,95 +14,77 @@ Example:
     ...     ],
     ... )
     >>> model = mtk.build_model(spec)
-    >>> mtk.compile_model(model, spec, learning_rate=3e-5)
+    >>> mtk.compile_model(model, spec)          # the defaults of mtkeras.defaults.TRAINING
     >>> model.fit(x, y, epochs=3)
     >>> mtk.Predictor(model, spec).predict(["a text"])
 """
 
-from mtkeras._compat import keras
-from mtkeras.config import load_config, parse_config
-from mtkeras.data import (
-    check_texts,
-    encode_targets,
-    fit_target_stats,
-    make_dataset,
-    pad_rows,
-    read_csv,
-    read_jsonl,
-    read_records,
-    tokenize,
-)
-from mtkeras.encoder import BertEncoder, load_bert_config, load_encoder, load_tokenizer
-from mtkeras.evaluate import evaluate, evaluation_report, plot_roc_curves, summary, tune_thresholds
-from mtkeras.export import export_saved_model, export_tflite
-from mtkeras.heads import MaskedBinaryCrossentropy, RegressionHead, ScaledRegressionLoss, TokenAUC
-from mtkeras.kinds import KINDS, Kind
-from mtkeras.model import build_model
-from mtkeras.optim import RAdam
-from mtkeras.predict import Predictor
-from mtkeras.saving import load_model, save_model
-from mtkeras.spec import INPUT_NAMES, LabelGroup, TaskSpec
-from mtkeras.training import (
-    BestCheckpoint,
-    MeanOverHeads,
-    build_loss_weights,
-    build_losses,
-    build_metrics,
-    compile_model,
-    suggest_loss_weights,
-    training_callbacks,
-)
-from mtkeras.words import split_words
-from mtkeras.workflow import train
+from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+import os
+from typing import Any
 
-__all__ = [
-    "INPUT_NAMES",
-    "KINDS",
-    "BertEncoder",
-    "BestCheckpoint",
-    "Kind",
-    "LabelGroup",
-    "MaskedBinaryCrossentropy",
-    "MeanOverHeads",
-    "Predictor",
-    "RAdam",
-    "RegressionHead",
-    "ScaledRegressionLoss",
-    "TaskSpec",
-    "TokenAUC",
-    "build_loss_weights",
-    "build_losses",
-    "build_metrics",
-    "build_model",
-    "check_texts",
-    "compile_model",
-    "encode_targets",
-    "evaluate",
-    "export_saved_model",
-    "export_tflite",
-    "evaluation_report",
-    "fit_target_stats",
-    "keras",
-    "load_bert_config",
-    "load_config",
-    "load_encoder",
-    "load_model",
-    "load_tokenizer",
-    "make_dataset",
-    "pad_rows",
-    "parse_config",
-    "plot_roc_curves",
-    "read_csv",
-    "read_jsonl",
-    "read_records",
-    "save_model",
-    "split_words",
-    "suggest_loss_weights",
-    "summary",
-    "tokenize",
-    "train",
-    "training_callbacks",
-    "tune_thresholds",
-]
+# tf_keras, not Keras 3, behind tf.keras: set before anything imports TensorFlow (mtkeras/_compat.py).
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+__version__ = "0.2.0"
+
+#: Public name -> the module that defines it (imported on first use).
+_PUBLIC: dict[str, str] = {
+    # spec (light)
+    "KINDS": "mtkeras.kinds",
+    "LabelGroup": "mtkeras.spec",
+    "TaskSpec": "mtkeras.spec",
+    # config and client (light)
+    "load_config": "mtkeras.config",
+    "ServingClient": "mtkeras.serving",
+    # text -> tokens -> targets
+    "load_tokenizer": "mtkeras.encoder",
+    "read_records": "mtkeras.data",
+    "tokenize": "mtkeras.data",
+    "encode_targets": "mtkeras.data",
+    "fit_target_stats": "mtkeras.data",
+    "make_dataset": "mtkeras.data",
+    # model and training
+    "build_model": "mtkeras.model",
+    "compile_model": "mtkeras.training",
+    "training_callbacks": "mtkeras.training",
+    "suggest_loss_weights": "mtkeras.training",
+    "RAdam": "mtkeras.optim",
+    "train": "mtkeras.workflow",
+    # answers
+    "Predictor": "mtkeras.predict",
+    "evaluate": "mtkeras.evaluate",
+    "evaluation_report": "mtkeras.evaluate",
+    "tune_thresholds": "mtkeras.evaluate",
+    # artefacts
+    "save_model": "mtkeras.saving",
+    "load_model": "mtkeras.saving",
+    "export_saved_model": "mtkeras.export",
+    "export_tflite": "mtkeras.export",
+    "keras": "mtkeras._compat",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mtkeras' has no attribute {name!r}")
+    try:
+        value = getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as error:
+        if error.name and error.name.split(".")[0] in ("tensorflow", "tf_keras", "transformers", "tensorflow_text"):
+            raise ImportError(
+                f"mtkeras.{name} needs TensorFlow ({error.name} is not installed): pip install 'mtkeras[tf]'. "
+                "Without it, mtkeras.spec, mtkeras.config and mtkeras.serving work."
+            ) from error
+        raise
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

@@ -8,6 +8,8 @@ import logging
 import sys
 from collections.abc import Iterator, Sequence
 
+from mtkeras.defaults import QUANTIZE
+
 
 def _train(args: argparse.Namespace) -> int:
     from mtkeras.config import load_config
@@ -113,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output-dir", default="saved_models", help="where <name>/<version>/ goes")
     export.add_argument("--overwrite", action="store_true", help="replace an existing version")
     export.add_argument("--tflite", action="store_true", help="also write <name>-v<version>.tflite")
-    export.add_argument("--quantize", choices=["float16", "dynamic"], help="TFLite weight quantization")
+    export.add_argument("--quantize", choices=[q for q in QUANTIZE if q], help="TFLite weight quantization")
     export.add_argument("--jit-compile", action="store_true",
                         help="mark the SavedModel's model graph for XLA (texts padded to multiples of 16 tokens)")
     export.set_defaults(handler=_export)
@@ -126,9 +128,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError) as error:
-        print(f"mtkeras {args.command}: error: {error}", file=sys.stderr)
+    except (ValueError, TypeError, KeyError, ImportError) as error:
+        print(f"mtkeras {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except OSError as error:  # missing, unreadable or full: files and disks, restated on one line
+        print(f"mtkeras {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(error: BaseException) -> str:
+    message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    return " ".join(message.split()) or type(error).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

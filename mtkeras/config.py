@@ -18,8 +18,12 @@ from __future__ import annotations
 import copy
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
+
+from mtkeras._checks import check_bool, check_int, check_number, check_option
+from mtkeras.defaults import DATASET_PADDINGS, DEFAULT_MONITOR, DISTRIBUTE, MIXED_PRECISION, TRAINING
 
 #: Every accepted key with its default; ``None`` under ``spec``/``data`` marks a required value.
 DEFAULTS: dict[str, Any] = {
@@ -32,18 +36,9 @@ DEFAULTS: dict[str, Any] = {
         "train_rows": 0,
     },
     "training": {
-        "epochs": 3,
-        "batch_size": 32,
-        "learning_rate": 1e-4,
-        "warmup_proportion": 0.1,
-        "weight_decay": 0.01,
-        "head_lr_multiplier": 100.0,
-        "beta_2": 0.98,
-        "seed": 0,
-        "padding": None,
-        "jit_compile": False,
+        **TRAINING.as_dict(),
         "mixed_precision": None,
-        "monitor": "val_mean_roc_auc",
+        "monitor": DEFAULT_MONITOR,
         "monitor_mode": "max",
         "early_stopping_patience": 2,
         "suggest_loss_weights_steps": 0,
@@ -91,38 +86,53 @@ def parse_config(data: Mapping[str, Any], base_dir: str = ".") -> dict[str, Any]
         value = section.get(keys[-1])
         if isinstance(value, str) and not os.path.isabs(value):
             section[keys[-1]] = os.path.normpath(os.path.join(base_dir, value))
-    training = config["training"]
-    if not (isinstance(training["epochs"], int) and training["epochs"] >= 1):
-        raise ValueError(f"Config `training.epochs` must be an integer >= 1, received {training['epochs']!r}.")
-    if not (isinstance(training["warmup_proportion"], (int, float)) and 0 <= training["warmup_proportion"] < 1):
-        raise ValueError(
-            f"Config `training.warmup_proportion` must be in [0, 1), received {training['warmup_proportion']!r}."
-        )
-    from mtkeras.training import DISTRIBUTE
-
-    if training["distribute"] not in DISTRIBUTE:
-        raise ValueError(
-            f"Config `training.distribute` must be one of {list(DISTRIBUTE)}, received {training['distribute']!r}."
-        )
-    from mtkeras.data import PADDINGS
-    from mtkeras.model import MIXED_PRECISION
-
-    if training["padding"] is not None and training["padding"] not in PADDINGS:
-        raise ValueError(
-            f"Config `training.padding` must be null (bucketed; bucketed_fixed with jit_compile) or one of "
-            f"{list(PADDINGS)}, received {training['padding']!r}."
-        )
-    if not isinstance(training["jit_compile"], bool):
-        raise ValueError(f"Config `training.jit_compile` must be true or false, received {training['jit_compile']!r}.")
-    if training["mixed_precision"] not in MIXED_PRECISION:
-        raise ValueError(
-            f"Config `training.mixed_precision` must be one of {list(MIXED_PRECISION)}, received "
-            f"{training['mixed_precision']!r}."
-        )
-    floor = config["thresholds"]["floor"]
-    if not (isinstance(floor, (int, float)) and 0 <= floor <= 1):
-        raise ValueError(f"Config `thresholds.floor` must be a number in [0, 1], received {floor!r}.")
+    for section, checks in _CHECKS.items():
+        for key, check in checks.items():
+            try:
+                config[section][key] = check(config[section][key], f"{section}.{key}")
+            except ValueError as error:
+                raise ValueError(f"Config {error}") from None
     return config
+
+
+def _string(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"`{name}` must be a non-empty string, received {value!r}.")
+    return value
+
+
+_Check = Callable[[Any, str], Any]
+#: How each config value is checked (type and range); every key of DEFAULTS outside `spec` and the paths.
+_CHECKS: dict[str, dict[str, _Check]] = {
+    "data": {
+        "label_delimiter": _string,
+        "drop_empty_texts": check_bool,
+        "train_rows": partial(check_int, minimum=0),
+    },
+    "training": {
+        "epochs": partial(check_int, minimum=1),
+        "batch_size": partial(check_int, minimum=1),
+        "learning_rate": partial(check_number, low=0.0, low_open=True),
+        "warmup_proportion": partial(check_number, low=0.0, high=1.0, high_open=True),
+        "weight_decay": partial(check_number, low=0.0, allow_none=True),
+        "head_lr_multiplier": partial(check_number, low=0.0, low_open=True),
+        "beta_2": partial(check_number, low=0.0, high=1.0, high_open=True),
+        "seed": partial(check_int, minimum=0),
+        "padding": lambda value, name: check_option(value, name, DATASET_PADDINGS),
+        "jit_compile": check_bool,
+        "mixed_precision": lambda value, name: check_option(value, name, MIXED_PRECISION),
+        "monitor": _string,
+        "monitor_mode": lambda value, name: check_option(value, name, ("max", "min")),
+        "early_stopping_patience": partial(check_int, minimum=0, allow_none=True),  # 0 or null: never
+        "suggest_loss_weights_steps": partial(check_int, minimum=0),
+        "distribute": lambda value, name: check_option(value, name, DISTRIBUTE),
+    },
+    "thresholds": {
+        "tune": check_bool,
+        "floor": partial(check_number, low=0.0, high=1.0, high_open=True),
+        "min_positives": partial(check_int, minimum=1),
+    },
+}
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, raw: str) -> None:

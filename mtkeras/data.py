@@ -22,52 +22,22 @@ import json
 import logging
 import math
 import os
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from mtkeras._checks import check_int, check_option, check_texts
 from mtkeras._compat import tf
-from mtkeras.heads import IGNORED_TOKEN
+from mtkeras.defaults import DATASET_PADDINGS, TOKENIZE_PADDINGS, TRAINING
 from mtkeras.kinds import KINDS
 from mtkeras.spec import INPUT_NAMES, TaskSpec
 from mtkeras.words import split_words, word_starts
 
 logger = logging.getLogger("mtkeras")
 
-#: Padding strategies accepted by :func:`tokenize`.
-PADDING: tuple[str, ...] = ("longest", "max_length")
 #: File formats accepted by :func:`read_records`, by extension.
 FORMATS: dict[str, str] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv"}
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def check_texts(texts: Any, arg: str = "texts", start: int = 0) -> list[str]:
-    """``texts`` as a list of str, or a clear error naming the offending item (counted from
-    ``start``, for a chunk of a longer stream).
-
-    Lone surrogates (code points that UTF-8 cannot encode) become U+FFFD, one for one, so
-    offsets are kept; the tokenizer then drops them, as the export does with invalid UTF-8.
-    """
-    if isinstance(texts, (str, bytes)):
-        raise TypeError(
-            f"`{arg}` must be a list of strings, received a single {type(texts).__name__} "
-            f"{texts[:50]!r}; wrap one text in a list: [text]."
-        )
-    if not isinstance(texts, Iterable):
-        raise TypeError(f"`{arg}` must be a list of strings, received {texts!r} ({type(texts).__name__}).")
-    texts = list(texts)
-    for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(
-                f"`{arg}[{start + index}]` is {text!r} ({type(text).__name__}); every text must be a str."
-            )
-        if not text.isascii() and _SURROGATE.search(text):
-            texts[index] = _SURROGATE.sub("\ufffd", text)
-    return texts
 
 
 def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int, padding: str = "longest") -> dict[str, np.ndarray]:
@@ -76,8 +46,7 @@ def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int, padding: str
     ``padding="longest"`` pads to the longest text in ``texts`` only;
     ``"max_length"`` pads every row to ``max_length``.
     """
-    if padding not in PADDING:
-        raise ValueError(f"`padding` must be one of {list(PADDING)}, received {padding!r}.")
+    check_option(padding, "padding", TOKENIZE_PADDINGS)
     texts = check_texts(texts)
     encoded = tokenizer(
         texts,
@@ -108,8 +77,8 @@ def encode_unpadded(tokenizer: Any, texts: Sequence[str], max_length: int, offse
 
 def check_word_tokenizer(spec: TaskSpec, tokenizer: Any) -> None:
     """Token-level groups need character offsets, which only fast (Rust) tokenizers give."""
-    if spec.has_token_groups and not getattr(tokenizer, "is_fast", False):
-        groups = [g.name for g in spec.groups if g.kind_rules.level == "token"]
+    if spec.needs_words and not getattr(tokenizer, "is_fast", False):
+        groups = [g.name for g in spec.groups if g.rules.per_word]
         raise TypeError(
             f"Token-level groups {groups} need a fast tokenizer with character offsets; received "
             f"{type(tokenizer).__name__} (is_fast={getattr(tokenizer, 'is_fast', None)!r}). Load it with "
@@ -148,8 +117,8 @@ def _columns(records: Sequence[Mapping[str, Any]]) -> list[str]:
     return sorted(set().union(*(record.keys() for record in records)))
 
 
-def _is_null(value: Any, nan_is_missing: bool = True) -> bool:
-    return value is None or (nan_is_missing and isinstance(value, float) and math.isnan(value))
+def _is_null(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def encode_targets(
@@ -176,23 +145,17 @@ def encode_targets(
             raise KeyError(
                 f"No row has the column {column!r} of group {group.name!r}; columns present: {_columns(records)}."
             )
-    targets = {
-        group.name: np.empty(len(records), dtype=object)  # one [words, labels] array per row
-        if group.kind_rules.level == "token"
-        else np.zeros((len(records), len(group.labels)), np.float32)
-        for group in spec.groups
-    }
+    targets = {group.name: group.rules.target_array(len(records)) for group in spec.groups}
     weights = {group.name: np.zeros(len(records), np.float32) for group in spec.groups}
     for row, record in enumerate(records):
         text = record.get(spec.text_column, "")
         for group in spec.groups:
-            kind = group.kind_rules
             value = record.get(group.source_column)
-            if not _is_null(value, kind.nan_is_missing):
-                targets[group.name][row] = kind.encode(group, value, row, text)
+            if not group.rules.is_missing(value):
+                targets[group.name][row] = group.rules.encode(value, row, text)
                 weights[group.name][row] = 1.0
-            elif kind.level == "token":  # not annotated (weight 0): an all-zero row, one per word
-                targets[group.name][row] = kind.encode(group, [], row, text)
+            elif (missing := group.rules.encode_missing(text)) is not None:  # weight 0: its own "no labels"
+                targets[group.name][row] = missing
     return targets, weights
 
 
@@ -281,7 +244,7 @@ def _csv_cell(kinds: Mapping[str, str], column: str, value: str, delimiter: str,
         return value
     if value.strip() == "":
         return None  # an empty cell: not annotated
-    kind = KINDS.get(kinds[column])
+    kind = KINDS.get(kinds[column]) if isinstance(kinds[column], str) else None
     if kind is None:
         raise ValueError(
             f"{where}, column {column!r}: unknown group kind {kinds[column]!r}; accepted: {sorted(KINDS)}."
@@ -423,25 +386,8 @@ def _checked_texts(
 # --- tf.data -----------------------------------------------------------------------------
 
 
-def _align_to_tokens(
-    word_targets: Sequence[np.ndarray], starts: Sequence[np.ndarray], lengths: np.ndarray, labels: int
-) -> tf.RaggedTensor:
-    """Per-token targets ``[rows, (tokens), labels]``: each word's target on its first piece, ignored elsewhere."""
-    aligned = np.full((int(lengths.sum()), labels), IGNORED_TOKEN, dtype=np.float32)
-    row_starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    for row, (target, start) in enumerate(zip(word_targets, starts, strict=True)):
-        kept = start >= 0  # words cut off by max_length, or without any token, carry no loss
-        aligned[row_starts[row] + start[kept]] = target[kept]
-    return tf.RaggedTensor.from_row_lengths(aligned, lengths)
-
-
-#: How ``make_dataset`` batches and pads rows; the keys are the accepted ``padding`` values.
-PADDINGS: dict[str, str] = {
-    "bucketed": "rows of similar length batched together, each batch padded to its own longest row",
-    "bucketed_fixed": "bucketed, each batch padded to its bucket's upper bound: a few fixed shapes (for XLA)",
-    "longest": "rows in order, each batch padded to its own longest row",
-    "max_length": "rows in order, every row padded to max_length: one shape",
-}
+#: How ``make_dataset`` batches and pads rows (see :data:`mtkeras.defaults.DATASET_PADDINGS`).
+PADDINGS = DATASET_PADDINGS
 
 
 def default_buckets(max_length: int) -> list[int]:
@@ -462,7 +408,7 @@ def make_dataset(
     batch_size: int = 32,
     shuffle: bool = False,
     seed: int | None = None,
-    padding: str = "bucketed",
+    padding: str = TRAINING.padding,
     bucket_boundaries: Sequence[int] = (),
 ) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of ``(inputs, targets, sample_weights)`` batches for ``model.fit``.
@@ -486,15 +432,13 @@ def make_dataset(
         >>> model.fit(train.repeat(), steps_per_epoch=len(records) // 32, epochs=3,
         ...           validation_data=make_dataset(spec, tokenizer, val_records))
     """
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be an integer >= 1, received {batch_size!r}.")
+    check_int(batch_size, "batch_size", 1)
     if len(records) == 0:
         raise ValueError("`records` is empty; a dataset needs at least one row.")
-    if padding not in PADDINGS:
-        raise ValueError(f"`padding` must be one of {list(PADDINGS)}, received {padding!r}.")
+    check_option(padding, "padding", PADDINGS)
     texts = check_texts([record[spec.text_column] for record in records], arg=f"records[*][{spec.text_column!r}]")
     check_word_tokenizer(spec, tokenizer)
-    encoded = encode_unpadded(tokenizer, texts, spec.max_length, offsets=spec.has_token_groups)
+    encoded = encode_unpadded(tokenizer, texts, spec.max_length, offsets=spec.needs_words)
     lengths = np.array([len(ids) for ids in encoded["input_ids"]], dtype=np.int64)
     inputs = {
         name: tf.RaggedTensor.from_row_lengths(
@@ -504,15 +448,12 @@ def make_dataset(
     }
     pad = {name: tf.constant(tokenizer.pad_token_id if name == "input_ids" else 0, tf.int32) for name in INPUT_NAMES}
     word_targets, weights = encode_targets(spec, records)
-    starts = token_word_starts(encoded, texts) if spec.has_token_groups else None
+    starts = token_word_starts(encoded, texts) if spec.needs_words else None
     targets, target_padding = {}, {}
     for group in spec.groups:
-        if group.kind_rules.level == "token":
-            targets[group.name] = _align_to_tokens(word_targets[group.name], starts, lengths, len(group.labels))
-            target_padding[group.name] = IGNORED_TOKEN
-        else:
-            targets[group.name] = tf.constant(word_targets[group.name])
-            target_padding[group.name] = 0.0
+        targets[group.name], target_padding[group.name] = group.rules.dataset_targets(
+            word_targets[group.name], starts, lengths
+        )
     weights = {k: tf.constant(v) for k, v in weights.items()}
     padding_values = (pad, target_padding, {k: 0.0 for k in weights})
 

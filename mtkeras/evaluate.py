@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from mtkeras._checks import check_int, check_number
 from mtkeras._io import write_json
 from mtkeras.spec import TaskSpec
 
@@ -39,16 +40,16 @@ def evaluation_report(
     everywhere = np.ones(rows, dtype=bool)
     predicted, true = [], []
     for group in spec.groups:
-        kind = group.kind_rules
         annotated = _annotated(weights, group.name, rows)
         p, t = np.asarray(probs[group.name]), np.asarray(targets[group.name])
         entry: dict[str, Any] = {"kind": group.kind, "rows": int(annotated.sum())}
         if annotated.any():
-            entry.update(kind.evaluate(group, p[annotated], t[annotated]))
+            entry.update(group.rules.evaluate(p[annotated], t[annotated]))
         report["groups"][group.name] = entry
-        if kind.indicator is not None:
+        indicator = group.rules.indicator(p)
+        if indicator is not None:
             everywhere &= annotated
-            predicted.append(kind.indicator(group, p))
+            predicted.append(indicator)
             true.append(t.astype(np.int8))
     if predicted and everywhere.any():
         from sklearn.metrics import f1_score
@@ -95,19 +96,16 @@ def tune_thresholds(
     Example:
         >>> tuned = tune_thresholds(spec, predictor.predict_proba(texts), *encode_targets(spec, records))
     """
-    if not (isinstance(floor, (int, float)) and 0.0 <= floor < 1.0):
-        raise ValueError(f"`floor` must be a number in [0, 1), received {floor!r}.")
-    if not (isinstance(min_positives, int) and min_positives >= 1):
-        raise ValueError(f"`min_positives` must be an integer >= 1, received {min_positives!r}.")
+    check_number(floor, "floor", 0.0, 1.0, high_open=True)
+    check_int(min_positives, "min_positives", 1)
     grid = THRESHOLD_GRID[THRESHOLD_GRID >= floor]
     tuned = {}
     for group in spec.groups:
-        kind = group.kind_rules
-        if not kind.uses_thresholds:
+        if not group.rules.thresholded:
             continue
         annotated = _annotated(weights, group.name, len(targets[group.name]))
-        p = kind.flatten(group, np.asarray(probs[group.name])[annotated])
-        t = kind.flatten(group, np.asarray(targets[group.name])[annotated]) > 0.5
+        p = group.rules.flatten(np.asarray(probs[group.name])[annotated])
+        t = group.rules.flatten(np.asarray(targets[group.name])[annotated]) > 0.5
         thresholds = list(group.thresholds)
         for j in range(len(group.labels)):
             if t[:, j].sum() < min_positives:
@@ -137,15 +135,14 @@ def plot_roc_curves(
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    groups = [group for group in spec.groups if group.kind_rules.flatten is not None]
+    groups = [group for group in spec.groups if group.rules.has_probabilities]
     if not groups:
         return None
     figure, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 4.2), squeeze=False)
     for axis, group in zip(axes[0], groups, strict=True):
-        kind = group.kind_rules
         annotated = _annotated(weights, group.name, len(targets[group.name]))
-        p = kind.flatten(group, np.asarray(probs[group.name])[annotated])
-        t = kind.flatten(group, np.asarray(targets[group.name])[annotated]) > 0.5
+        p = group.rules.flatten(np.asarray(probs[group.name])[annotated])
+        t = group.rules.flatten(np.asarray(targets[group.name])[annotated]) > 0.5
         for j in range(len(group.labels)):
             if 0 < t[:, j].sum() < len(t):
                 fpr, tpr, _ = roc_curve(t[:, j], p[:, j])

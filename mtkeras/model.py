@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 
+from mtkeras._checks import check_option
 from mtkeras._compat import BertConfig, keras, tf
+from mtkeras.defaults import MIXED_PRECISION
 from mtkeras.encoder import BertEncoder, check_spec_fits, load_bert_config, load_encoder
+from mtkeras.kinds import Features
 from mtkeras.spec import DROPOUT_LAYER, ENCODER_LAYER, INPUT_NAMES, POOLING_LAYER, TOKEN_DROPOUT_LAYER, TaskSpec
 
 
@@ -13,9 +16,6 @@ def ids_signature() -> dict[str, tf.TensorSpec]:
     """The model's inputs as a ``tf.function`` signature: int32 ``[batch, length]``, both dynamic."""
     return {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in INPUT_NAMES}
 
-
-#: Accepted ``mixed_precision`` values: float32 everywhere, or float16 / bfloat16 compute in the encoder.
-MIXED_PRECISION: tuple[str | None, ...] = (None, "mixed_float16", "mixed_bfloat16")
 
 
 def build_model(
@@ -59,8 +59,7 @@ def build_model(
             f"Groups {unfitted} have normalize=True but no `target_stats`; learn them from the training data first: "
             "spec = mtkeras.fit_target_stats(spec, train_records)."
         )
-    if mixed_precision not in MIXED_PRECISION:
-        raise ValueError(f"`mixed_precision` must be one of {list(MIXED_PRECISION)}, received {mixed_precision!r}.")
+    check_option(mixed_precision, "mixed_precision", MIXED_PRECISION)
     if strategy is not None and not isinstance(strategy, tf.distribute.Strategy):
         raise TypeError(f"`strategy` must be a tf.distribute.Strategy or None, received {strategy!r:.80}.")
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
@@ -93,13 +92,13 @@ def _build(spec: TaskSpec, bert_config: BertConfig | None, mixed_precision: str 
 
     # Heads: one per group, built by its kind on the pooled vector (text level) or on every
     # token's hidden state (token level); always float32.
-    features = {"text": pooled}
-    if spec.has_token_groups:
-        features["token"] = keras.layers.Dropout(spec.head_dropout, name=TOKEN_DROPOUT_LAYER, dtype="float32")(hidden)
+    tokens = None
+    if spec.needs_words:
+        tokens = keras.layers.Dropout(spec.head_dropout, name=TOKEN_DROPOUT_LAYER, dtype="float32")(hidden)
+    features = Features(pooled=pooled, tokens=tokens)
     stddev = encoder.bert_config.initializer_range
-    outputs = {}
-    for group in spec.groups:
-        kind = group.kind_rules
-        initializer = keras.initializers.TruncatedNormal(stddev=stddev)
-        outputs[group.name] = kind.make_head(group, initializer)(features[kind.level])
+    outputs = {
+        group.name: group.rules.head(features, keras.initializers.TruncatedNormal(stddev=stddev))
+        for group in spec.groups
+    }
     return keras.Model(inputs=inputs, outputs=outputs, name="mtkeras")

@@ -9,14 +9,13 @@ from typing import Any
 
 import numpy as np
 
+from mtkeras._checks import check_int, check_texts
 from mtkeras._compat import keras, tf
-from mtkeras.data import check_texts, check_word_tokenizer, encode_unpadded, pad_rows, token_word_starts
+from mtkeras.data import check_word_tokenizer, encode_unpadded, pad_rows, token_word_starts
+from mtkeras.defaults import PREDICT_JIT_COMPILE, XLA_LENGTH_STEP
 from mtkeras.encoder import load_tokenizer
 from mtkeras.model import ids_signature
 from mtkeras.spec import TaskSpec
-
-#: With ``jit_compile``, batch lengths are rounded up to a multiple of this many tokens.
-XLA_LENGTH_STEP = 16
 
 
 class Predictor:
@@ -51,11 +50,10 @@ class Predictor:
         tokenizer: Any | None = None,
         batch_size: int = 32,
         chunk_size: int = 4096,
-        jit_compile: bool = True,
+        jit_compile: bool = PREDICT_JIT_COMPILE,
     ) -> None:
-        for arg, value in (("batch_size", batch_size), ("chunk_size", chunk_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"`{arg}` must be an integer >= 1, received {value!r}.")
+        check_int(batch_size, "batch_size", 1)
+        check_int(chunk_size, "chunk_size", 1)
         missing = sorted(set(spec.group_names) - set(model.output_names))
         if missing:
             raise ValueError(
@@ -94,13 +92,8 @@ class Predictor:
 
     def _proba(self, texts: list[str]) -> dict[str, np.ndarray]:
         """:meth:`predict_proba` on texts already checked."""
-        out: dict[str, np.ndarray] = {}
-        for group in self.spec.groups:
-            if group.kind_rules.level == "token":
-                out[group.name] = np.empty(len(texts), dtype=object)
-            else:
-                out[group.name] = np.zeros((len(texts), len(group.labels)), np.float32)
-        words = self.spec.has_token_groups
+        out = {group.name: group.rules.target_array(len(texts)) for group in self.spec.groups}
+        words = self.spec.needs_words
         # Tokens are held for one chunk of texts at a time, sorted by length inside it.
         for chunk_start in range(0, len(texts), self.chunk_size):
             chunk = texts[chunk_start : chunk_start + self.chunk_size]
@@ -116,23 +109,16 @@ class Predictor:
                     shown = np.concatenate([rows, np.repeat(rows[:1], size - len(rows))])
                 batch = pad_rows(encoded, shown, self.tokenizer.pad_token_id, self._length_multiple)
                 outputs = self._forward(batch)
+                row_starts = [starts[row] for row in rows] if words else None
                 for group in self.spec.groups:
-                    values = outputs[group.name].numpy()[: len(rows)]
-                    if group.kind_rules.level != "token":
-                        out[group.name][chunk_start + rows] = values
-                        continue
-                    for batch_row, row in enumerate(rows):
-                        word_start = starts[row]
-                        per_word = np.zeros((len(word_start), len(group.labels)), np.float32)
-                        kept = word_start >= 0
-                        per_word[kept] = values[batch_row, word_start[kept]]
-                        out[group.name][chunk_start + row] = per_word
+                    group.rules.store(out[group.name], chunk_start + rows, outputs[group.name].numpy()[: len(rows)],
+                                      row_starts)
         return out
 
     def decode(self, probs: dict[str, np.ndarray], texts: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Answers per row from head outputs, as each group's kind says: a label (argmax), labels
         (thresholds), floats (regression), or words with offsets and labels (token level, needs ``texts``)."""
-        if texts is None and self.spec.has_token_groups:
+        if texts is None and self.spec.needs_words:
             raise ValueError("`texts` is required to decode token-level groups (words and offsets come from them).")
         return self._decode(probs, None if texts is None else check_texts(texts))
 
@@ -141,7 +127,7 @@ class Predictor:
         rows = len(np.asarray(probs[self.spec.groups[0].name]))
         texts = [""] * rows if texts is None else texts
         decoded = {
-            group.name: group.kind_rules.decode(group, np.asarray(probs[group.name]), texts)
+            group.name: group.rules.decode(np.asarray(probs[group.name]), texts)
             for group in self.spec.groups
         }
         return [{name: values[i] for name, values in decoded.items()} for i in range(rows)]

@@ -1,16 +1,21 @@
 """A small TF Serving client: texts in, label dicts out, over REST (standard library) or gRPC.
 
+It imports no TensorFlow, tf_keras or transformers: ``pip install mtkeras`` (without the
+``[tf]`` extra) is enough for a client service; gRPC needs ``pip install 'mtkeras[grpc]'``.
+
+Answers are decoded as the export's spec says, group by group, each by its kind
+(:meth:`mtkeras.kinds.GroupKind.read_served`), never guessed from output names: give the
+client the export (its version folder, or ``assets.extra/mtkeras.json``), a ``spec.json``, a
+:class:`~mtkeras.TaskSpec`, or the metadata dict.
+
 REST follows TF Serving's documented predict API
 (``POST /v1/models/<name>[/versions/<v>]:predict``): the request is
 ``{"signature_name": ..., "instances": [{"text": ...}, ...]}`` (row format) and
-the response ``{"predictions": [{"<group>_labels": ..., "<group>_probabilities": [...]}, ...]}``
-(``<group>_values`` for regression groups; ``<group>_words`` and ``<group>_offsets`` beside the labels
-of token-level groups, which come back as a list of words with offsets and labels);
-the columnar form (``"inputs"`` → ``"outputs"``) is read too. gRPC needs the
-optional extra ``pip install mtkeras[grpc]`` (tensorflow-serving-api).
+the response ``{"predictions": [{"<group>_labels": ..., ...}, ...]}``; the columnar
+form (``"inputs"`` -> ``"outputs"``) is read too.
 
 Example:
-    >>> client = ServingClient("http://localhost:8501", "debtags")
+    >>> client = ServingClient("http://localhost:8501", "debtags", spec="saved_models/debtags/1")
     >>> client.predict(["GNU image manipulation program"])
     [{'section': 'graphics', 'use': ['editing'], ...}]
 """
@@ -18,45 +23,48 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mtkeras.data import check_texts
+from mtkeras._checks import check_option, check_texts
+from mtkeras.kinds.base import floats
+from mtkeras.spec import TaskSpec
 
-LABELS_SUFFIX = "_labels"
-PROBABILITIES_SUFFIX = "_probabilities"
-VALUES_SUFFIX = "_values"
-WORDS_SUFFIX, OFFSETS_SUFFIX = "_words", "_offsets"
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+#: Where an export keeps its metadata (the spec is inside it).
+METADATA_FILE = os.path.join("assets.extra", "mtkeras.json")
 
 
-def _labels(value: Any) -> Any:
-    """A multiclass label (one string) or a multilabel list with the '' padding removed."""
-    if isinstance(value, (list, tuple)):
-        return [_text(v) for v in value if _text(v)]
-    return _text(value)
-
-
-def _floats(value: Any) -> Any:
-    """Nested lists of numbers as nested lists of floats."""
-    return [_floats(v) for v in value] if isinstance(value, (list, tuple)) else float(value)
-
-
-def _words(row: Mapping[str, Any], group: str, labels: Any) -> list[dict[str, Any]]:
-    """A token-level group's words: text, character offsets and labels; padding (offset -1) dropped."""
-    words = []
-    for word, (start, end), word_labels in zip(
-        row[f"{group}{WORDS_SUFFIX}"], row[f"{group}{OFFSETS_SUFFIX}"], labels, strict=True
-    ):
-        if int(start) < 0:
-            continue
-        words.append({"word": _text(word), "start": int(start), "end": int(end), "labels": _labels(word_labels)})
-    return words
+def load_client_spec(source: Any) -> TaskSpec:
+    """The spec a client decodes with, from a TaskSpec, an export's metadata dict, a spec dict, or a path
+    (an export version folder, its ``assets.extra/mtkeras.json``, a model folder or a ``spec.json``)."""
+    if isinstance(source, TaskSpec):
+        return source
+    if isinstance(source, Mapping):
+        return TaskSpec.from_dict(source["spec"] if source.get("format") == "mtkeras-export" else source)
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(
+            f"`spec` must be a TaskSpec, an export's metadata or spec dict, or the path of an export, "
+            f"mtkeras.json or spec.json; received {source!r:.80} ({type(source).__name__})."
+        )
+    path = os.fspath(source)
+    if os.path.isdir(path):
+        candidates = [os.path.join(path, METADATA_FILE), os.path.join(path, "spec.json")]
+        found = next((c for c in candidates if os.path.isfile(c)), None)
+        if found is None:
+            raise FileNotFoundError(f"{path!r} holds neither {METADATA_FILE} (an export) nor spec.json (a model).")
+        path = found
+    with open(path, encoding="utf-8") as handle:
+        try:
+            data = json.load(handle)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON ({error}).") from None
+    try:
+        return load_client_spec(data)
+    except (TypeError, ValueError, KeyError) as error:
+        raise ValueError(f"{path}: not an mtkeras spec or export metadata ({error}).") from None
 
 
 def build_rest_request(texts: Sequence[str], signature_name: str = "serving_default") -> dict[str, Any]:
@@ -71,15 +79,17 @@ def rest_url(base_url: str, model: str, version: int | None = None) -> str:
     return f"{base_url.rstrip('/')}/v1/models/{model}{version_part}:predict"
 
 
-def parse_rest_response(body: Mapping[str, Any], with_probabilities: bool = False) -> list[dict[str, Any]]:
-    """Label dicts from a REST predict response, in either of TF Serving's formats."""
+def parse_rest_response(body: Mapping[str, Any], spec: Any, with_probabilities: bool = False) -> list[dict]:
+    """Answers from a REST predict response (either of TF Serving's formats), decoded as ``spec`` says
+    (anything :func:`load_client_spec` takes)."""
+    spec = load_client_spec(spec)
     if "error" in body:
         raise RuntimeError(f"TF Serving answered with an error: {body['error']}")
     if "predictions" in body:
         rows = body["predictions"]
         if rows and not isinstance(rows[0], Mapping):
             raise ValueError("The response's `predictions` hold bare values; expected one object per text "
-                             "with '<group>_labels' keys (is this an mtkeras export's serving_default?).")
+                             "with '<group>_<output>' keys (is this an mtkeras export's serving_default?).")
     elif "outputs" in body:
         columns = body["outputs"]
         if not isinstance(columns, Mapping):
@@ -91,23 +101,12 @@ def parse_rest_response(body: Mapping[str, Any], with_probabilities: bool = Fals
                          f"{sorted(body)}.")
     results = []
     for row in rows:
-        result = {}
-        for name, value in row.items():
-            if name.endswith(VALUES_SUFFIX):  # regression: a float, or a list for several targets
-                numbers = [float(v) for v in value]
-                result[name[: -len(VALUES_SUFFIX)]] = numbers[0] if len(numbers) == 1 else numbers
-            elif name.endswith(LABELS_SUFFIX):
-                group = name[: -len(LABELS_SUFFIX)]
-                if f"{group}{WORDS_SUFFIX}" in row:  # token level: one entry per word
-                    result[group] = _words(row, group, value)
-                else:
-                    result[group] = _labels(value)
-        if not result:
-            raise ValueError(f"A prediction has no '<group>_labels' or '<group>_values' output; keys: {sorted(row)}.")
+        result = {group.name: group.rules.read_served(row) for group in spec.groups}
         if with_probabilities:
-            for name, value in row.items():
-                if name.endswith(PROBABILITIES_SUFFIX):
-                    result[name] = _floats(value)
+            for group in spec.groups:
+                if group.rules.has_probabilities:
+                    name = f"{group.name}_probabilities"
+                    result[name] = floats(group.rules.served(row, "probabilities"))
         results.append(result)
     return results
 
@@ -118,6 +117,8 @@ class ServingClient:
     Args:
         url: ``http://host:8501`` for REST, or ``host:8500`` with ``protocol="grpc"``.
         model: the model name in TF Serving's ``models.config``.
+        spec: what answers are decoded with: the export's version folder (or its
+            ``assets.extra/mtkeras.json``), a ``spec.json``, a TaskSpec or the metadata dict.
         version: a version number, or None for the latest the server has.
         protocol: ``"rest"`` or ``"grpc"``.
         timeout: seconds per request.
@@ -125,10 +126,10 @@ class ServingClient:
 
     PROTOCOLS = ("rest", "grpc")
 
-    def __init__(self, url: str, model: str, version: int | None = None, protocol: str = "rest",
+    def __init__(self, url: str, model: str, spec: Any, version: int | None = None, protocol: str = "rest",
                  timeout: float = 30.0) -> None:
-        if protocol not in self.PROTOCOLS:
-            raise ValueError(f"`protocol` must be one of {list(self.PROTOCOLS)}, received {protocol!r}.")
+        check_option(protocol, "protocol", self.PROTOCOLS)
+        self.spec = load_client_spec(spec)
         self.url, self.model, self.version, self.protocol, self.timeout = url, model, version, protocol, timeout
 
     def predict(self, texts: Sequence[str], with_probabilities: bool = False) -> list[dict[str, Any]]:
@@ -149,7 +150,7 @@ class ServingClient:
         except urllib.error.HTTPError as error:
             detail = error.read().decode("utf-8", "replace")
             raise RuntimeError(f"TF Serving at {request.full_url} answered HTTP {error.code}: {detail}") from None
-        return parse_rest_response(body, with_probabilities)
+        return parse_rest_response(body, self.spec, with_probabilities)
 
     def _predict_grpc(self, texts: list[str], with_probabilities: bool) -> list[dict[str, Any]]:
         import grpc
@@ -158,7 +159,7 @@ class ServingClient:
         channel = grpc.insecure_channel(self.url)
         stub = stub_module["prediction_service_pb2_grpc"].PredictionServiceStub(channel)
         response = stub.Predict(build_grpc_request(texts, self.model, self.version), self.timeout)
-        return parse_grpc_response(response, with_probabilities)
+        return parse_grpc_response(response, self.spec, with_probabilities)
 
 
 def _grpc_modules() -> dict[str, Any]:
@@ -170,23 +171,29 @@ def _grpc_modules() -> dict[str, Any]:
     return {"predict_pb2": predict_pb2, "prediction_service_pb2_grpc": prediction_service_pb2_grpc}
 
 
+def _tensorflow() -> Any:
+    """TensorFlow for gRPC only: tensorflow-serving-api's protos import it anyway."""
+    import tensorflow as tf
+
+    return tf
+
+
 def build_grpc_request(texts: Sequence[str], model: str, version: int | None = None,
                        signature_name: str = "serving_default") -> Any:
     """A ``tensorflow_serving.apis.predict_pb2.PredictRequest`` for raw texts."""
-    from mtkeras._compat import tf
-
+    texts = check_texts(texts)
     request = _grpc_modules()["predict_pb2"].PredictRequest()
     request.model_spec.name = model
     request.model_spec.signature_name = signature_name
     if version is not None:
         request.model_spec.version.value = int(version)
-    request.inputs["text"].CopyFrom(tf.make_tensor_proto(check_texts(texts), dtype=tf.string))
+    tf = _tensorflow()
+    request.inputs["text"].CopyFrom(tf.make_tensor_proto(texts, dtype=tf.string))
     return request
 
 
-def parse_grpc_response(response: Any, with_probabilities: bool = False) -> list[dict[str, Any]]:
-    """Label dicts from a ``PredictResponse``."""
-    from mtkeras._compat import tf
-
+def parse_grpc_response(response: Any, spec: Any, with_probabilities: bool = False) -> list[dict[str, Any]]:
+    """Answers from a ``PredictResponse``, decoded as ``spec`` says."""
+    tf = _tensorflow()
     columns = {name: tf.make_ndarray(proto).tolist() for name, proto in response.outputs.items()}
-    return parse_rest_response({"outputs": columns}, with_probabilities)
+    return parse_rest_response({"outputs": columns}, spec, with_probabilities)

@@ -10,8 +10,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
+from mtkeras._checks import check_int, is_number
 from mtkeras._io import write_atomic
-from mtkeras.kinds import KINDS, Kind
+from mtkeras.kinds import KINDS, GroupKind
 
 #: Model input names, exactly the Hugging Face keyword arguments.
 INPUT_NAMES: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
@@ -21,12 +22,7 @@ TOKEN_DROPOUT_LAYER = "token_dropout"
 LAYER_NAMES: tuple[str, ...] = (ENCODER_LAYER, BERT_LAYER, POOLING_LAYER, DROPOUT_LAYER, TOKEN_DROPOUT_LAYER)
 
 _NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-_DEFAULT_THRESHOLD = 0.5
 SPEC_FORMAT_VERSION = 1
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -64,6 +60,7 @@ class LabelGroup:
     loss: str | None = None
     normalize: bool = False
     target_stats: tuple[tuple[float, float], ...] | None = None
+    _rules: GroupKind = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME_PATTERN.fullmatch(self.name):
@@ -81,7 +78,6 @@ class LabelGroup:
                 f"LabelGroup {self.name!r}: unknown `kind` {self.kind!r}. "
                 f"Accepted kinds: {sorted(KINDS)}."
             )
-        kind = KINDS[self.kind]
         labels = self.labels
         if isinstance(labels, str) or not isinstance(labels, Sequence):
             raise TypeError(
@@ -103,102 +99,28 @@ class LabelGroup:
                 f"LabelGroup {self.name!r}: duplicate labels {duplicates}; each label "
                 "must appear once."
             )
-        if len(labels) < kind.min_labels:
-            raise ValueError(
-                f"LabelGroup {self.name!r}: a {self.kind} group needs at least "
-                f"{kind.min_labels} labels, received {list(labels)}."
-            )
         object.__setattr__(self, "labels", labels)
 
-        if not _is_real(self.loss_weight) or not math.isfinite(self.loss_weight) or self.loss_weight <= 0:
+        if not is_number(self.loss_weight) or not math.isfinite(self.loss_weight) or self.loss_weight <= 0:
             raise ValueError(
                 f"LabelGroup {self.name!r}: `loss_weight` must be a finite number > 0, "
                 f"received {self.loss_weight!r}."
             )
         object.__setattr__(self, "loss_weight", float(self.loss_weight))
-        object.__setattr__(self, "thresholds", self._checked_thresholds(kind))
-
         if self.column is not None and (not isinstance(self.column, str) or not self.column):
             raise TypeError(
                 f"LabelGroup {self.name!r}: `column` must be a non-empty string or None, "
                 f"received {self.column!r}."
             )
-        loss = kind.losses[0] if self.loss is None else self.loss
-        if loss not in kind.losses:
-            raise ValueError(
-                f"LabelGroup {self.name!r}: a {self.kind} group takes `loss` in {list(kind.losses)}, "
-                f"received {self.loss!r}."
-            )
-        object.__setattr__(self, "loss", loss)
-        if not isinstance(self.normalize, bool):
-            raise TypeError(
-                f"LabelGroup {self.name!r}: `normalize` must be true or false, received {self.normalize!r}."
-            )
-        if self.normalize and not kind.normalizable:
-            raise ValueError(
-                f"LabelGroup {self.name!r}: `normalize` applies to kinds "
-                f"{[k.name for k in KINDS.values() if k.normalizable]}, not to a {self.kind} group."
-            )
-        object.__setattr__(self, "target_stats", self._checked_stats(kind))
-
-    def _checked_thresholds(self, kind: Kind) -> tuple[float, ...] | None:
-        if not kind.uses_thresholds:
-            if self.thresholds is not None:
-                raise ValueError(
-                    f"LabelGroup {self.name!r}: a {self.kind} group is decoded by argmax "
-                    f"and takes no `thresholds`, received {self.thresholds!r}."
-                )
-            return None
-        if self.thresholds is None:
-            return (_DEFAULT_THRESHOLD,) * len(self.labels)
-        if isinstance(self.thresholds, str) or not isinstance(self.thresholds, Sequence):
-            raise TypeError(
-                f"LabelGroup {self.name!r}: `thresholds` must be a list of numbers in (0, 1), one per label, "
-                f"received {self.thresholds!r:.80}."
-            )
-        thresholds = tuple(self.thresholds)
-        if len(thresholds) != len(self.labels):
-            raise ValueError(
-                f"LabelGroup {self.name!r}: `thresholds` has {len(thresholds)} values for "
-                f"{len(self.labels)} labels; give one per label, received {list(thresholds)!r:.80}."
-            )
-        for label, value in zip(self.labels, thresholds, strict=True):
-            if not _is_real(value) or not 0.0 < value < 1.0:
-                raise ValueError(
-                    f"LabelGroup {self.name!r}: threshold for label {label!r} must be a "
-                    f"number in (0, 1), received {value!r}."
-                )
-        return tuple(float(value) for value in thresholds)
-
-    def _checked_stats(self, kind: Kind) -> tuple[tuple[float, float], ...] | None:
-        if self.target_stats is None:
-            return None
-        if not kind.normalizable:
-            raise ValueError(
-                f"LabelGroup {self.name!r}: a {self.kind} group takes no `target_stats`, received "
-                f"{self.target_stats!r:.80}."
-            )
-        stats = self.target_stats
-        shape_ok = isinstance(stats, Sequence) and len(stats) == len(self.labels) and all(
-            isinstance(pair, Sequence) and not isinstance(pair, str) and len(pair) == 2 for pair in stats
-        )
-        if not shape_ok:
-            raise ValueError(
-                f"LabelGroup {self.name!r}: `target_stats` must hold one [mean, std] pair per target "
-                f"({len(self.labels)}), received {stats!r:.80}."
-            )
-        for target, (mean, std) in zip(self.labels, stats, strict=True):
-            if not (_is_real(mean) and math.isfinite(mean) and _is_real(std) and math.isfinite(std) and std > 0):
-                raise ValueError(
-                    f"LabelGroup {self.name!r}: `target_stats` for {target!r} must be a finite mean and a finite "
-                    f"std > 0, received [{mean!r}, {std!r}]."
-                )
-        return tuple((float(mean), float(std)) for mean, std in stats)
+        kind = KINDS[self.kind]
+        for name, value in kind.check_fields(self).items():
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_rules", kind(self))
 
     @property
-    def kind_rules(self) -> Kind:
-        """The :class:`~mtkeras.kinds.Kind` entry for this group's kind."""
-        return KINDS[self.kind]
+    def rules(self) -> GroupKind:
+        """This group's kind, bound to it: ``group.rules.encode(value, row, text)``, ``.decode(...)``, ..."""
+        return self._rules
 
     @property
     def source_column(self) -> str:
@@ -285,16 +207,12 @@ class TaskSpec:
         object.__setattr__(self, "groups", groups)
         object.__setattr__(self, "_by_name", {group.name: group for group in groups})
 
-        if not isinstance(self.max_length, int) or isinstance(self.max_length, bool) or self.max_length < 3:
-            raise ValueError(
-                f"TaskSpec `max_length` must be an integer >= 3 ([CLS], one token, [SEP]), "
-                f"received {self.max_length!r}."
-            )
+        check_int(self.max_length, "max_length", 3, why=" ([CLS], one token, [SEP])")
         if not isinstance(self.text_column, str) or not self.text_column:
             raise TypeError(
                 f"TaskSpec `text_column` must be a non-empty string, received {self.text_column!r}."
             )
-        if not _is_real(self.head_dropout) or not 0.0 <= self.head_dropout < 1.0:
+        if not is_number(self.head_dropout) or not 0.0 <= self.head_dropout < 1.0:
             raise ValueError(
                 f"TaskSpec `head_dropout` must be a number in [0, 1), received {self.head_dropout!r}."
             )
@@ -306,9 +224,9 @@ class TaskSpec:
         return tuple(group.name for group in self.groups)
 
     @property
-    def has_token_groups(self) -> bool:
+    def needs_words(self) -> bool:
         """Whether a group is labelled per word (its data and outputs then need word offsets)."""
-        return any(group.kind_rules.level == "token" for group in self.groups)
+        return any(group.rules.per_word for group in self.groups)
 
     def group(self, name: str) -> LabelGroup:
         """The group called ``name``."""

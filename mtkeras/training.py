@@ -9,8 +9,10 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mtkeras._checks import check_int, check_number, check_option
 from mtkeras._compat import keras, tf
 from mtkeras._io import write_json
+from mtkeras.defaults import DEFAULT_MONITOR, DISTRIBUTE, ROC_AUC, TRAINING
 from mtkeras.optim import RAdam
 from mtkeras.spec import TaskSpec
 
@@ -22,7 +24,7 @@ NO_DECAY_NAMES: tuple[str, ...] = ("LayerNorm", "layer_norm", "bias")
 
 def build_losses(spec: TaskSpec) -> dict[str, keras.losses.Loss]:
     """One loss per output, keyed by group name."""
-    return {group.name: group.kind_rules.make_loss(group) for group in spec.groups}
+    return {group.name: group.rules.loss() for group in spec.groups}
 
 
 def build_loss_weights(spec: TaskSpec) -> dict[str, float]:
@@ -32,7 +34,7 @@ def build_loss_weights(spec: TaskSpec) -> dict[str, float]:
 
 def build_metrics(spec: TaskSpec) -> dict[str, list[keras.metrics.Metric]]:
     """Each output's metrics as its kind says (accuracy and ROC-AUC; MAE and RMSE for regression)."""
-    return {group.name: group.kind_rules.make_metrics(group) for group in spec.groups}
+    return {group.name: group.rules.metrics() for group in spec.groups}
 
 
 def _uses_float16(model: keras.Model) -> bool:
@@ -43,17 +45,20 @@ def compile_model(
     model: keras.Model,
     spec: TaskSpec,
     *,
-    learning_rate: float = 3e-5,
+    learning_rate: float = TRAINING.learning_rate,
     warmup_steps: int = 0,
     total_steps: int = 0,
-    weight_decay: float | None = 0.01,
-    beta_2: float = 0.98,
-    head_lr_multiplier: float = 1.0,
+    weight_decay: float | None = TRAINING.weight_decay,
+    beta_2: float = TRAINING.beta_2,
+    head_lr_multiplier: float = TRAINING.head_lr_multiplier,
     optimizer: keras.optimizers.Optimizer | None = None,
     metrics: Mapping[str, Sequence[Any]] | None = None,
     **compile_kwargs: Any,
 ) -> keras.Model:
     """Compile ``model`` for multi-task training as ``spec`` says.
+
+    Defaults (learning rate, head factor, ``beta_2``, weight decay) are :data:`mtkeras.defaults.TRAINING`,
+    the recipe ``mtkeras train`` uses too.
 
     Losses (by kind: categorical or binary cross-entropy, MSE/Huber, masked token cross-entropy) and ``loss_weights``
     come from the spec; the optimizer defaults to :class:`RAdam` with warm-up
@@ -71,9 +76,15 @@ def compile_model(
     accuracy with 0.999 and 30% with 0.98, same learning rate).
 
     Example:
-        >>> compile_model(model, spec, learning_rate=3e-5, warmup_steps=100)
+        >>> compile_model(model, spec, warmup_steps=100)
         >>> model.fit(x, y, validation_data=(x_val, y_val), epochs=3)
     """
+    check_number(learning_rate, "learning_rate", 0.0, low_open=True)
+    check_number(head_lr_multiplier, "head_lr_multiplier", 0.0, low_open=True)
+    check_number(beta_2, "beta_2", 0.0, 1.0, high_open=True)
+    check_number(weight_decay, "weight_decay", 0.0, allow_none=True)
+    check_int(warmup_steps, "warmup_steps", 0)
+    check_int(total_steps, "total_steps", 0)
     outputs = set(model.output_names)
     if outputs != set(spec.group_names):
         raise ValueError(
@@ -117,19 +128,13 @@ def compile_model(
 
 # --- distribution ----------------------------------------------------------------------
 
-#: Accepted ``training.distribute`` values: one device (Keras' default), every local GPU (or CPU), or
-#: several machines described by ``TF_CONFIG``.
-DISTRIBUTE: tuple[str | None, ...] = (None, "mirrored", "multi_worker")
-
-
 def make_strategy(name: str | None) -> tf.distribute.Strategy | None:
     """The ``tf.distribute`` strategy a config names (None: no strategy).
 
     ``"multi_worker"`` reads the cluster from ``TF_CONFIG`` and must be created
     before TensorFlow runs any op in the process.
     """
-    if name not in DISTRIBUTE:
-        raise ValueError(f"`distribute` must be one of {list(DISTRIBUTE)}, received {name!r}.")
+    check_option(name, "distribute", DISTRIBUTE)
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
@@ -149,17 +154,13 @@ def is_chief(strategy: tf.distribute.Strategy | None) -> bool:
 
 # --- callbacks ------------------------------------------------------------------------
 
-#: The default model-selection metric: mean validation ROC-AUC over heads.
-DEFAULT_MONITOR = "val_mean_roc_auc"
-
-
 class MeanOverHeads(keras.callbacks.Callback):
     """Adds ``val_mean_<metric>`` (and ``mean_<metric>``) to the epoch logs: the mean over heads.
 
     Place it before callbacks that monitor the mean (checkpointing, early stopping).
     """
 
-    def __init__(self, group_names: Sequence[str], metric: str = "roc_auc", outputs: int | None = None) -> None:
+    def __init__(self, group_names: Sequence[str], metric: str = ROC_AUC, outputs: int | None = None) -> None:
         super().__init__()
         self.group_names = list(group_names)
         self.metric = metric
@@ -190,10 +191,8 @@ class BestCheckpoint(keras.callbacks.Callback):
         self, path: str, monitor: str = DEFAULT_MONITOR, mode: str = "max", patience: int | None = None
     ) -> None:
         super().__init__()
-        if mode not in ("max", "min"):
-            raise ValueError(f"`mode` must be 'max' or 'min', received {mode!r}.")
-        if patience is not None and (not isinstance(patience, int) or isinstance(patience, bool) or patience < 1):
-            raise ValueError(f"`patience` must be an integer >= 1 or None, received {patience!r}.")
+        check_option(mode, "mode", ("max", "min"))
+        check_int(patience, "patience", 1, allow_none=True)
         self.path, self.monitor, self.mode, self.patience = path, monitor, mode, patience
         self.best: float | None = None
         self.best_epoch: int | None = None
@@ -256,7 +255,7 @@ def training_callbacks(
     Example:
         >>> model.fit(train, validation_data=val, epochs=5, callbacks=training_callbacks(spec, "runs/x"))
     """
-    with_auc = [group.name for group in spec.groups if group.kind_rules.reports_roc_auc]
+    with_auc = [group.name for group in spec.groups if ROC_AUC in group.rules.metric_names]
     if monitor == DEFAULT_MONITOR and not with_auc:
         logger.warning("No group reports ROC-AUC (regression only): monitoring val_loss (min) instead of %s.", monitor)
         monitor, mode = "val_loss", "min"
@@ -281,9 +280,9 @@ def suggest_loss_weights(
     *,
     steps: int = 50,
     batch_size: int = 32,
-    learning_rate: float = 1e-4,
-    head_lr_multiplier: float = 100.0,
-    seed: int = 0,
+    learning_rate: float = TRAINING.learning_rate,
+    head_lr_multiplier: float = TRAINING.head_lr_multiplier,
+    seed: int = TRAINING.seed,
     tokenizer: Any | None = None,
     bert_config: Any | None = None,
 ) -> dict[str, dict[str, float]]:
@@ -305,8 +304,7 @@ def suggest_loss_weights(
     from mtkeras.encoder import load_tokenizer
     from mtkeras.model import build_model
 
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"`steps` must be an integer >= 1, received {steps!r}.")
+    check_int(steps, "steps", 1)
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec.encoder)
     eval_records = eval_records if eval_records is not None else train_records
     losses = {}

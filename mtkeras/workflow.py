@@ -9,6 +9,7 @@ import os
 import random
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from mtkeras._compat import keras
@@ -44,16 +45,19 @@ def labels_from_data(groups: Sequence[Mapping[str, Any]], records: Sequence[Mapp
     filled = []
     for raw in groups:
         group = dict(raw)
-        kind = KINDS.get(group.get("kind"))
-        if group.get("labels") is None and kind is not None and kind.collect_labels is None:
-            group["labels"] = [group.get("name")]
-        elif group.get("labels") is None and kind is not None:
+        kind = KINDS.get(group.get("kind")) if isinstance(group.get("kind"), str) else None
+        if kind is None:  # named before a missing label list is
+            raise ValueError(f"LabelGroup {group.get('name')!r}: unknown `kind` {group.get('kind')!r}. "
+                             f"Accepted kinds: {sorted(KINDS)}.")
+        if group.get("labels") is None and kind.labels_in(None) is None:
+            group["labels"] = [group.get("name")]  # named targets, not found in data: one named like the group
+        elif group.get("labels") is None:
             column = group.get("column") or group.get("name")
             seen: set[str] = set()
             for record in records:
                 value = record.get(column)
                 if value is not None:
-                    seen.update(kind.collect_labels(value))
+                    seen.update(kind.labels_in(value))
             if not seen:
                 raise ValueError(
                     f"Group {group.get('name')!r} has no `labels` and the data has none in "
@@ -87,69 +91,103 @@ def _check_same_task(run_dir: str, config: Mapping[str, Any]) -> None:
         )
 
 
-def train(config: Mapping[str, Any], *, verbose: int | str = 1) -> str:
-    """Train as ``config`` says (see :mod:`mtkeras.config`) and return the run folder.
+@dataclass
+class _Run:
+    """What the stages of :func:`train` hand on to each other."""
 
-    The run folder holds ``config.json`` (the exact config used), ``model/``
-    (model, spec with tuned thresholds, tokenizer), ``metrics.json`` and
-    ``roc_curves.png`` on the validation data, ``history.csv`` and the best
-    weights. Run the same command again after an interruption: it resumes
-    from the last finished epoch.
-    """
-    # A multi-worker strategy must exist before TensorFlow runs any op in this process.
+    config: Mapping[str, Any]
+    run_dir: str
+    strategy: Any = None
+    first_epoch: int = 0
+    train_records: list = field(default_factory=list)
+    validation_records: list = field(default_factory=list)
+    spec: TaskSpec | None = None
+    tokenizer: Any = None
+    model: Any = None
+    report: dict = field(default_factory=dict)
+
+
+def _prepare_run(config: Mapping[str, Any]) -> _Run:
+    """Stage 1: the strategy (first: a multi-worker strategy must exist before TensorFlow runs any op), the run
+    folder (only the chief writes the run), and refusing a finished run."""
     strategy = make_strategy(config["training"]["distribute"])
     run_dir = os.path.abspath(config["output"])
-    if not is_chief(strategy):  # only the chief writes the run; other workers write to a scratch folder
+    if not is_chief(strategy):  # other workers write to a scratch folder
         run_dir = os.path.join(run_dir, f".worker-{strategy.cluster_resolver.task_id}")
     if os.path.exists(os.path.join(run_dir, RUN_MODEL_DIR)):
         raise FileExistsError(
             f"{run_dir!r} already holds a finished run ({RUN_MODEL_DIR}/ exists); choose another `output` "
             "or delete it."
         )
-    os.makedirs(run_dir, exist_ok=True)
-    data, training = config["data"], config["training"]
-    keras.utils.set_random_seed(training["seed"])
+    keras.utils.set_random_seed(config["training"]["seed"])
+    return _Run(config=config, run_dir=run_dir, strategy=strategy)
 
-    # Data: records checked, label sets completed from the data, one tokenizer pass.
+
+def _read_data(run: _Run) -> None:
+    """Stage 2: records checked (train rows sampled when asked); nothing is written yet."""
+    data, seed = run.config["data"], run.config["training"]["seed"]
     read = dict(label_delimiter=data["label_delimiter"], drop_empty_texts=data["drop_empty_texts"])
-    train_records = read_records(data["train"], config["spec"], **read)
-    validation_records = read_records(data["validation"], config["spec"], **read)
+    run.train_records = read_records(data["train"], run.config["spec"], **read)
+    run.validation_records = read_records(data["validation"], run.config["spec"], **read)
     if data["train_rows"]:
-        random.Random(training["seed"]).shuffle(train_records)
-        train_records = train_records[: data["train_rows"]]
-    spec = fit_target_stats(spec_from_config(config, train_records + validation_records), train_records)
-    first_epoch = resumed_epoch(os.path.join(run_dir, "backup"))
-    if os.path.isdir(os.path.join(run_dir, "backup")):
-        _check_same_task(run_dir, config)
-        logger.warning("%s: resuming an interrupted run from its last finished epoch (next: epoch %d).", run_dir,
-                       first_epoch + 1)
-    write_json(dict(config), os.path.join(run_dir, "config.json"))
-    tokenizer = load_tokenizer(spec.encoder)
-    weights_path = os.path.join(run_dir, "loss_weights.json")
-    if training["suggest_loss_weights_steps"]:
-        if not os.path.exists(weights_path):  # computed once; a resumed run reuses it
-            suggestion = suggest_loss_weights(
-                spec, train_records, validation_records, steps=training["suggest_loss_weights_steps"],
-                batch_size=training["batch_size"], learning_rate=training["learning_rate"],
-                head_lr_multiplier=training["head_lr_multiplier"], seed=training["seed"], tokenizer=tokenizer,
-            )
-            write_json(suggestion, weights_path)
-        with open(weights_path, encoding="utf-8") as handle:
-            spec = spec.with_loss_weights(json.load(handle)["weights"])
-    # Fixed shapes under XLA: it compiles once per distinct batch shape.
-    padding = training["padding"] or ("bucketed_fixed" if training["jit_compile"] else "bucketed")
-    # One endless stream of shuffled passes cut into epochs of a fixed number of steps: bucketing makes
-    # passes differ in batch count, which Keras' epochs cannot follow. A resumed run skips the batches of
-    # the epochs already done, so it trains on exactly the batches the uninterrupted run would have.
-    steps_per_epoch = math.ceil(len(train_records) / training["batch_size"])
-    train_ds = make_dataset(spec, tokenizer, train_records, batch_size=training["batch_size"], shuffle=True,
-                            seed=training["seed"], padding=padding)
-    train_ds = train_ds.repeat().skip(first_epoch * steps_per_epoch)
-    validation_ds = make_dataset(spec, tokenizer, validation_records, batch_size=training["batch_size"],
-                                 padding=padding)
+        random.Random(seed).shuffle(run.train_records)
+        run.train_records = run.train_records[: data["train_rows"]]
 
-    # Model and optimizer schedule: warm-up over a proportion of all steps, then linear decay.
-    model = build_model(spec, mixed_precision=training["mixed_precision"], strategy=strategy)
+
+def _fit_spec(run: _Run) -> None:
+    """Stage 3: the spec, label lists completed from the data, target statistics from the training rows."""
+    run.spec = fit_target_stats(spec_from_config(run.config, run.train_records + run.validation_records),
+                                run.train_records)
+
+
+def _check_resume(run: _Run) -> None:
+    """Stage 4: an interrupted run in the folder is resumed only for the same task and data; then the run
+    folder is created with the config."""
+    backup = os.path.join(run.run_dir, "backup")
+    run.first_epoch = resumed_epoch(backup)
+    if os.path.isdir(backup):
+        _check_same_task(run.run_dir, run.config)
+        logger.warning("%s: resuming an interrupted run from its last finished epoch (next: epoch %d).",
+                       run.run_dir, run.first_epoch + 1)
+    os.makedirs(run.run_dir, exist_ok=True)
+    write_json(dict(run.config), os.path.join(run.run_dir, "config.json"))
+
+
+def _loss_weights(run: _Run) -> None:
+    """Stage 5 (optional): loss weights suggested once and kept in the run, so a resumed run reuses them."""
+    training = run.config["training"]
+    run.tokenizer = load_tokenizer(run.spec.encoder)
+    if not training["suggest_loss_weights_steps"]:
+        return
+    path = os.path.join(run.run_dir, "loss_weights.json")
+    if not os.path.exists(path):
+        suggestion = suggest_loss_weights(
+            run.spec, run.train_records, run.validation_records, steps=training["suggest_loss_weights_steps"],
+            batch_size=training["batch_size"], learning_rate=training["learning_rate"],
+            head_lr_multiplier=training["head_lr_multiplier"], seed=training["seed"], tokenizer=run.tokenizer,
+        )
+        write_json(suggestion, path)
+    with open(path, encoding="utf-8") as handle:
+        run.spec = run.spec.with_loss_weights(json.load(handle)["weights"])
+
+
+def _fit(run: _Run, verbose: int | str) -> None:
+    """Stage 6: build, compile and fit; the best epoch's weights end in ``run.model``.
+
+    One endless stream of shuffled passes is cut into epochs of a fixed number of steps: bucketing makes
+    passes differ in batch count, which Keras' epochs cannot follow. A resumed run skips the batches of the
+    epochs already done, so it trains on exactly the batches the uninterrupted run would have.
+    """
+    training, spec = run.config["training"], run.spec
+    batch_size, padding = training["batch_size"], training["padding"]
+    steps_per_epoch = math.ceil(len(run.train_records) / batch_size)
+    train_ds = make_dataset(spec, run.tokenizer, run.train_records, batch_size=batch_size, shuffle=True,
+                            seed=training["seed"], padding=padding)
+    train_ds = train_ds.repeat().skip(run.first_epoch * steps_per_epoch)
+    validation_ds = make_dataset(spec, run.tokenizer, run.validation_records, batch_size=batch_size, padding=padding)
+
+    # Warm-up over a proportion of all steps, then linear decay.
+    model = build_model(spec, mixed_precision=training["mixed_precision"], strategy=run.strategy)
     steps = training["epochs"] * steps_per_epoch
     warmup = int(training["warmup_proportion"] * steps)
     compile_model(
@@ -157,36 +195,73 @@ def train(config: Mapping[str, Any], *, verbose: int | str = 1) -> str:
         weight_decay=training["weight_decay"], beta_2=training["beta_2"],
         head_lr_multiplier=training["head_lr_multiplier"], jit_compile=training["jit_compile"],
     )
-    callbacks = training_callbacks(spec, run_dir, monitor=training["monitor"], mode=training["monitor_mode"],
+    callbacks = training_callbacks(spec, run.run_dir, monitor=training["monitor"], mode=training["monitor_mode"],
                                    patience=training["early_stopping_patience"])
-    callbacks.append(keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True))
+    callbacks.append(keras.callbacks.CSVLogger(os.path.join(run.run_dir, "history.csv"), append=True))
     model.fit(train_ds, steps_per_epoch=steps_per_epoch, validation_data=validation_ds, epochs=training["epochs"],
-              callbacks=callbacks,
-              verbose=verbose)
-    if strategy is not None:
+              callbacks=callbacks, verbose=verbose)
+    if run.strategy is not None:
         # The rest (thresholds, report, save) runs on one device: a plain model with the best weights. (Loading
         # an .h5 weights file into a strategy's model fails on its sync-on-read metric variables in TF 2.21.)
         model = build_model(spec, mixed_precision=training["mixed_precision"])
         compile_model(model, spec)
-    model.load_weights(os.path.join(run_dir, BEST_WEIGHTS))
-    shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)  # training finished: nothing to resume
+    model.load_weights(os.path.join(run.run_dir, BEST_WEIGHTS))
+    shutil.rmtree(os.path.join(run.run_dir, "backup"), ignore_errors=True)  # training finished: nothing to resume
+    run.model = model
 
-    # Thresholds tuned on validation, then the report (with default and tuned thresholds).
-    probs = Predictor(model, spec, tokenizer).predict_proba([r[spec.text_column] for r in validation_records])
-    targets, weights = encode_targets(spec, validation_records)
-    report = {"validation": evaluation_report(spec, probs, targets, weights)}
+
+def _thresholds_and_report(run: _Run) -> tuple[dict, dict, dict]:
+    """Stage 7: the validation report, with thresholds tuned on validation when the config asks."""
+    spec, config = run.spec, run.config
+    probs = Predictor(run.model, spec, run.tokenizer).predict_proba(
+        [r[spec.text_column] for r in run.validation_records])
+    targets, weights = encode_targets(spec, run.validation_records)
+    run.report = {"validation": evaluation_report(spec, probs, targets, weights)}
     if config["thresholds"]["tune"]:
-        spec = tune_thresholds(spec, probs, targets, weights, floor=config["thresholds"]["floor"],
-                               min_positives=config["thresholds"]["min_positives"])
-        report = {
-            "validation_default_thresholds": report["validation"],
-            "validation": evaluation_report(spec, probs, targets, weights),
+        run.spec = tune_thresholds(spec, probs, targets, weights, floor=config["thresholds"]["floor"],
+                                   min_positives=config["thresholds"]["min_positives"])
+        run.report = {
+            "validation_default_thresholds": run.report["validation"],
+            "validation": evaluation_report(run.spec, probs, targets, weights),
             "note": "`validation` uses thresholds tuned on this same validation data.",
         }
-    with open(os.path.join(run_dir, BEST_WEIGHTS + ".json"), encoding="utf-8") as handle:
-        report["best_epoch"] = json.load(handle)
-    save_model(model, spec, os.path.join(run_dir, RUN_MODEL_DIR), tokenizer)
-    write_json(report, os.path.join(run_dir, "metrics.json"))
-    plot_roc_curves(spec, probs, targets, weights, os.path.join(run_dir, "roc_curves.png"))  # none for regression
-    logger.warning("validation: %s", json.dumps(summary(report["validation"])))
-    return run_dir
+    with open(os.path.join(run.run_dir, BEST_WEIGHTS + ".json"), encoding="utf-8") as handle:
+        run.report["best_epoch"] = json.load(handle)
+    return probs, targets, weights
+
+
+def _save(run: _Run, probs: dict, targets: dict, weights: dict) -> None:
+    """Stage 8: model folder, metrics and ROC curves (none for regression-only runs)."""
+    save_model(run.model, run.spec, os.path.join(run.run_dir, RUN_MODEL_DIR), run.tokenizer)
+    write_json(run.report, os.path.join(run.run_dir, "metrics.json"))
+    plot_roc_curves(run.spec, probs, targets, weights, os.path.join(run.run_dir, "roc_curves.png"))
+    logger.warning("validation: %s", json.dumps(summary(run.report["validation"])))
+
+
+def train(config: Mapping[str, Any], *, verbose: int | str = 1) -> str:
+    """Train as ``config`` says (see :mod:`mtkeras.config`) and return the run folder.
+
+    The run folder holds ``config.json`` (the exact config used), ``model/``
+    (model, spec with tuned thresholds, tokenizer), ``metrics.json`` and
+    ``roc_curves.png`` on the validation data, ``history.csv`` and the best
+    weights. Run the same command again after an interruption: it resumes
+    from the last finished epoch. A run that fails before its first epoch
+    finishes leaves no run folder behind (one it did not create is kept).
+
+    Example:
+        >>> run_dir = train(load_config("examples/debtags.yaml"))
+    """
+    run = _prepare_run(config)
+    _read_data(run)
+    _fit_spec(run)
+    created = not os.path.exists(run.run_dir)
+    try:
+        _check_resume(run)
+        _loss_weights(run)
+        _fit(run, verbose)
+    except BaseException:
+        if created and not os.path.isdir(os.path.join(run.run_dir, "backup")):
+            shutil.rmtree(run.run_dir, ignore_errors=True)  # nothing to resume: leave nothing half-made
+        raise
+    _save(run, *_thresholds_and_report(run))
+    return run.run_dir

@@ -36,14 +36,13 @@ def test_config_errors(config_file, tmp_path):
         mtk.parse_config({**base, "data": {"train": "t.jsonl"}})
     with pytest.raises(ValueError, match=r"Config `spec` is required"):
         mtk.parse_config({k: v for k, v in base.items() if k != "spec"})
-    with pytest.raises(ValueError, match=r"Config `thresholds.floor` must be a number in \[0, 1\], received 1.5"):
+    with pytest.raises(ValueError, match=r"Config `thresholds.floor` must be a number in \[0, 1\), received 1.5"):
         mtk.parse_config({**base, "thresholds": {"floor": 1.5}})
     with pytest.raises(ValueError, match=r"Config `training.epochs` must be an integer >= 1, received 0"):
         mtk.parse_config({**base, "training": {"epochs": 0}})
-    with pytest.raises(ValueError, match=r"`training.warmup_proportion` must be in \[0, 1\), received 1"):
+    with pytest.raises(ValueError, match=r"`training.warmup_proportion` must be a number in \[0, 1\), received 1"):
         mtk.parse_config({**base, "training": {"warmup_proportion": 1}})
-    with pytest.raises(ValueError, match=r"`training.padding` must be null \(bucketed; bucketed_fixed with "
-                                         r"jit_compile\) or one of \['bucketed', 'bucketed_fixed', 'longest', "
+    with pytest.raises(ValueError, match=r"`training.padding` must be one of \['bucketed', 'bucketed_fixed', 'longest', "
                                          r"'max_length'\], received 'dynamic'"):
         mtk.parse_config({**base, "training": {"padding": "dynamic"}})
     with pytest.raises(ValueError, match=r"`training.jit_compile` must be true or false, received 'yes'"):
@@ -51,6 +50,39 @@ def test_config_errors(config_file, tmp_path):
     with pytest.raises(ValueError, match=r"`training.mixed_precision` must be one of \[None, 'mixed_float16', "
                                          r"'mixed_bfloat16'\], received 'bf16'"):
         mtk.parse_config({**base, "training": {"mixed_precision": "bf16"}})
+    with pytest.raises(TypeError, match=r"Config training. must be a mapping, received 3"):
+        mtk.parse_config({**base, "training": 3})
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("training", "epochs", True, r"`training.epochs` must be an integer >= 1, received True"),
+        ("training", "batch_size", 0, r"`training.batch_size` must be an integer >= 1, received 0"),
+        ("training", "batch_size", "eight", r"`training.batch_size` must be an integer >= 1, received 'eight'"),
+        ("training", "batch_size", 1e9, r"`training.batch_size` must be an integer >= 1, received 1000000000.0"),
+        ("training", "learning_rate", float("nan"), r"`training.learning_rate` must be a number > 0, received nan"),
+        ("training", "learning_rate", -0.001, r"`training.learning_rate` must be a number > 0, received -0.001"),
+        ("training", "learning_rate", "fast", r"`training.learning_rate` must be a number > 0, received 'fast'"),
+        ("training", "beta_2", 1.5, r"`training.beta_2` must be a number in \[0, 1\), received 1.5"),
+        ("training", "head_lr_multiplier", 0, r"`training.head_lr_multiplier` must be a number > 0, received 0"),
+        ("training", "seed", -1, r"`training.seed` must be an integer >= 0, received -1"),
+        ("training", "monitor_mode", "up", r"`training.monitor_mode` must be one of \['max', 'min'\], received 'up'"),
+        ("training", "distribute", True, r"`training.distribute` must be one of \[None, 'mirrored', 'multi_worker'\]"),
+        ("data", "drop_empty_texts", "no", r"`data.drop_empty_texts` must be true or false, received 'no'"),
+        ("data", "train_rows", -5, r"`data.train_rows` must be an integer >= 0, received -5"),
+        ("thresholds", "min_positives", 0, r"`thresholds.min_positives` must be an integer >= 1, received 0"),
+        ("thresholds", "tune", 1, r"`thresholds.tune` must be true or false, received 1"),
+    ],
+)
+def test_config_checks_every_value(config_file, section, key, value, message):
+    base = yaml.safe_load(config_file.read_text())
+    with pytest.raises(ValueError, match="Config " + message):
+        mtk.parse_config({**base, section: {**base.get(section, {}), key: value}})
+
+
+def test_config_errors_files(config_file, tmp_path):
+    base = yaml.safe_load(config_file.read_text())
     with pytest.raises(TypeError, match=r"Config training. must be a mapping, received 3"):
         mtk.parse_config({**base, "training": 3})
     with pytest.raises(ValueError, match=r"--set expects key.sub=value, received 'epochs'"):
@@ -97,7 +129,7 @@ def test_mean_over_heads_and_best_checkpoint(tiny_model, tmp_path):
     assert resumed.best == 0.6 and resumed.best_epoch == 0
     with pytest.raises(KeyError, match=r"BestCheckpoint monitors 'val_mean_roc_auc', which is not in the epoch logs"):
         resumed.on_epoch_end(2, {"loss": 1.0})
-    with pytest.raises(ValueError, match=r"`mode` must be 'max' or 'min', received 'up'"):
+    with pytest.raises(ValueError, match=r"`mode` must be one of \['max', 'min'\], received 'up'"):
         mtk.BestCheckpoint(path, mode="up")
     with pytest.raises(ValueError, match=r"`patience` must be an integer >= 1 or None, received 0"):
         mtk.BestCheckpoint(path, patience=0)

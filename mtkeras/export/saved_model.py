@@ -11,9 +11,10 @@ from typing import Any
 
 from mtkeras._compat import keras, tf, transformers
 from mtkeras._io import disk_error, write_json
+from mtkeras.defaults import EXPORT_JIT_COMPILE, XLA_LENGTH_STEP
 from mtkeras.export.text_graph import InGraphTokenizer, tokenizer_settings, write_vocab
 from mtkeras.model import ids_signature
-from mtkeras.predict import XLA_LENGTH_STEP
+from mtkeras.serving import METADATA_FILE
 from mtkeras.spec import TaskSpec
 
 logger = logging.getLogger("mtkeras")
@@ -23,7 +24,6 @@ SIGNATURES: dict[str, str] = {
     "serving_default": "text: string [batch] of raw UTF-8 texts",
     "predict_ids": "input_ids, attention_mask, token_type_ids: int32 [batch, length]",
 }
-METADATA_FILE = os.path.join("assets.extra", "mtkeras.json")
 _STAGING_PREFIX = ".mtkeras-export-"
 
 
@@ -70,15 +70,19 @@ class ServingModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serve_text(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
-        if self.spec.has_token_groups:
+        if self.spec.needs_words:
             inputs, words = self.tokenizer.tokenize_words(text)
         else:
             inputs, words = self.tokenizer(text), None
         values = self._outputs(inputs)
         outputs = {}
         for group in self.spec.groups:
-            for suffix, tensor in group.kind_rules.serve(group, values[group.name], words).items():
-                outputs[f"{group.name}_{suffix}"] = tensor
+            served = group.rules.serve(values[group.name], words)
+            declared = [output.suffix for output in group.rules.outputs]
+            if sorted(served) != sorted(declared):  # the declaration is the contract clients read
+                raise RuntimeError(f"{group.kind} serves {sorted(served)} but declares {declared}.")
+            for output in group.rules.outputs:
+                outputs[f"{group.name}_{output.suffix}"] = served[output.suffix]
         return outputs
 
     @tf.function(input_signature=[ids_signature()])
@@ -92,29 +96,20 @@ class ServingModule(tf.Module):
 
 def raw_outputs(spec: TaskSpec, values: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     """The model's outputs named for ``predict_ids`` and TFLite: ``<group>_<kind's raw output>``."""
-    return {f"{group.name}_{group.kind_rules.raw_output}": values[group.name] for group in spec.groups}
-
-
-_RAW_LAYOUT = {
-    "probabilities": "float32 [batch, n_labels]",
-    "values": "float32 [batch, n_targets], in the targets' units",
-    "token_probabilities": "float32 [batch, length, n_labels]: per token; a word's answer is its first piece's",
-}
+    return {f"{group.name}_{group.rules.raw_output.suffix}": values[group.name] for group in spec.groups}
 
 
 def export_metadata(spec: TaskSpec, jit_compile: bool = False) -> dict[str, Any]:
     """What a client needs to read an export: signatures, outputs per group, labels, thresholds, spec."""
     outputs = {}
     for group in spec.groups:
-        kind = group.kind_rules
+        raw = group.rules.raw_output
         outputs[group.name] = {
             "kind": group.kind,
             "labels": list(group.labels),
             "thresholds": None if group.thresholds is None else list(group.thresholds),
-            "serving_default_outputs": {
-                f"{group.name}_{suffix}": layout for suffix, layout in kind.serving_layout.items()
-            },
-            "predict_ids_output": {f"{group.name}_{kind.raw_output}": _RAW_LAYOUT[kind.raw_output]},
+            "serving_default_outputs": {f"{group.name}_{o.suffix}": o.layout() for o in group.rules.outputs},
+            "predict_ids_output": {f"{group.name}_{raw.suffix}": raw.layout()},
         }
     return {
         "format": "mtkeras-export",
@@ -142,9 +137,14 @@ def check_export_name(name: Any) -> str:
     return name
 
 
+#: TF Serving reads version folders as int64.
+MAX_VERSION = 2**63 - 1
+
+
 def _check_version(version: Any) -> int:
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ValueError(f"`version` must be a positive integer (TF Serving's version folder), received {version!r}.")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= MAX_VERSION:
+        raise ValueError(f"`version` must be a positive integer up to 2**63 - 1 (TF Serving's int64 version "
+                         f"folder), received {version!r}.")
     return version
 
 
@@ -187,7 +187,7 @@ def export_saved_model(
     spec: TaskSpec | None = None,
     tokenizer: Any | None = None,
     overwrite: bool = False,
-    jit_compile: bool = False,
+    jit_compile: bool = EXPORT_JIT_COMPILE,
 ) -> str:
     """Write a TF Serving SavedModel to ``base_dir/<version>/`` and return that path.
 

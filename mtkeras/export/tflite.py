@@ -6,16 +6,16 @@ import logging
 import os
 from typing import Any
 
+from mtkeras._checks import check_option
 from mtkeras._compat import tf
 from mtkeras._io import write_atomic, write_json
+from mtkeras.defaults import QUANTIZE
 from mtkeras.export.saved_model import export_metadata, raw_outputs, resolve_source
 from mtkeras.model import ids_signature
 from mtkeras.spec import TaskSpec
 
 logger = logging.getLogger("mtkeras")
 
-#: Accepted values of ``quantize``: none (float32), float16 weights, dynamic-range int8 weights.
-QUANTIZE: tuple[str | None, ...] = (None, "float16", "dynamic")
 
 
 def export_tflite(
@@ -35,8 +35,7 @@ def export_tflite(
     Example:
         >>> export_tflite("runs/debtags", "saved_models/debtags.tflite", quantize="dynamic")
     """
-    if quantize not in QUANTIZE:
-        raise ValueError(f"`quantize` must be one of {list(QUANTIZE)}, received {quantize!r}.")
+    check_option(quantize, "quantize", QUANTIZE)
     path = os.path.abspath(os.fspath(path))
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path!r} already exists; pass overwrite=True to replace it.")

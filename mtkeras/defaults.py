@@ -1,0 +1,67 @@
+"""One set of defaults and option lists, read by ``compile_model``, the config, ``suggest_loss_weights``,
+``make_dataset``, the ``Predictor`` and the exports (no TensorFlow here).
+
+Why each value is what it is: ``BENCHMARKS.md`` (speed: padding, XLA) and the README's training
+section (learning rates). Change them here and every entry point follows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class TrainingDefaults:
+    """The training recipe every entry point starts from.
+
+    ``learning_rate`` is the encoder's; each head steps ``head_lr_multiplier`` times
+    faster (randomly initialised heads on a pretrained encoder: with x1 and x20 the early
+    Debtags runs stayed at chance level, with 1e-4 and x100 they learned). ``beta_2`` is
+    0.98, not 0.999: RAdam's rectification keeps a run of a few hundred steps below full
+    step size with 0.999. ``padding`` and ``jit_compile``: bucketed batches, no XLA
+    (measured faster for training on CPU, ``BENCHMARKS.md``).
+    """
+
+    learning_rate: float = 1e-4
+    head_lr_multiplier: float = 100.0
+    beta_2: float = 0.98
+    weight_decay: float = 0.01
+    warmup_proportion: float = 0.1
+    epochs: int = 3
+    batch_size: int = 32
+    padding: str = "bucketed"
+    jit_compile: bool = False
+    seed: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+TRAINING = TrainingDefaults()
+
+#: XLA for in-process inference (``Predictor``): measured faster on CPU (``BENCHMARKS.md``).
+PREDICT_JIT_COMPILE = True
+#: XLA in SavedModel exports: off until checked on a TF Serving build with XLA for its device.
+EXPORT_JIT_COMPILE = False
+#: With XLA, batch lengths are rounded up to a multiple of this many tokens (few shapes to compile).
+XLA_LENGTH_STEP = 16
+
+#: How :func:`mtkeras.make_dataset` batches and pads rows; the keys are the accepted ``padding`` values.
+DATASET_PADDINGS: dict[str, str] = {
+    "bucketed": "rows of similar length batched together, each batch padded to its own longest row",
+    "bucketed_fixed": "bucketed, each batch padded to its bucket's upper bound: a few fixed shapes (for XLA)",
+    "longest": "rows in order, each batch padded to its own longest row",
+    "max_length": "rows in order, every row padded to max_length: one shape",
+}
+#: How :func:`mtkeras.tokenize` pads one call's texts.
+TOKENIZE_PADDINGS: tuple[str, ...] = ("longest", "max_length")
+#: Accepted ``mixed_precision`` values: float32 everywhere, or float16 / bfloat16 compute in the encoder.
+MIXED_PRECISION: tuple[str | None, ...] = (None, "mixed_float16", "mixed_bfloat16")
+#: Accepted ``training.distribute`` values: one device, every local GPU (or CPU), or several machines
+#: described by ``TF_CONFIG``.
+DISTRIBUTE: tuple[str | None, ...] = (None, "mirrored", "multi_worker")
+#: Accepted TFLite ``quantize`` values: none (float32), float16 weights, dynamic-range int8 weights.
+QUANTIZE: tuple[str | None, ...] = (None, "float16", "dynamic")
+#: The default model-selection metric: mean validation ROC-AUC over the heads that report it.
+ROC_AUC = "roc_auc"
+DEFAULT_MONITOR = f"val_mean_{ROC_AUC}"

@@ -1,0 +1,106 @@
+"""``multiclass``: exactly one label per text (softmax head, categorical cross-entropy, argmax)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from mtkeras.defaults import ROC_AUC
+from mtkeras.kinds.base import PROBABILITIES, Features, GroupKind, Output, per_label_auc, text
+
+
+class Multiclass(GroupKind):
+    """Exactly one label per text.
+
+    Example:
+        >>> LabelGroup("section", "multiclass", labels=["net", "utils"]).rules.decode(np.array([[0.2, 0.8]]), [""])
+        ['utils']
+    """
+
+    name = "multiclass"
+    description = "exactly one label per text (softmax head, categorical cross-entropy)"
+    min_labels = 2
+    losses = ("categorical_crossentropy",)
+    decision = "decoded by argmax"
+    metric_names = ("accuracy", ROC_AUC)
+    outputs = (PROBABILITIES, Output("labels", "string", ("batch",), "the label with the highest probability"))
+    raw_output = Output("probabilities", "float32", ("batch", "n_labels"), "the head's probabilities")
+
+    # --- head -> loss -> metrics ---------------------------------------------------------
+
+    def head(self, features: Features, initializer: Any) -> Any:
+        return self._dense("softmax", initializer)(features.pooled)
+
+    def loss(self) -> Any:
+        from mtkeras._compat import keras
+
+        return keras.losses.CategoricalCrossentropy()
+
+    def metrics(self) -> list[Any]:
+        from mtkeras._compat import keras
+
+        return [
+            keras.metrics.CategoricalAccuracy(name="accuracy"),
+            # multi_label=True averages one AUC per class: one-vs-rest macro ROC-AUC.
+            keras.metrics.AUC(curve="ROC", multi_label=True, num_labels=len(self.group.labels), name=ROC_AUC),
+        ]
+
+    # --- encode ----------------------------------------------------------------------
+
+    def encode(self, value: Any, row: int, text: str) -> np.ndarray:
+        if isinstance(value, (list, tuple, set, frozenset)) and len(value) != 1:
+            raise ValueError(
+                f"{self.where(row)}: a cell holds exactly one label, received "
+                f"{len(value)} labels {sorted(value)!r}; use a multilabel group for several labels per text."
+            )
+        if isinstance(value, (list, tuple)):
+            value = value[0]
+        if not isinstance(value, str):
+            raise TypeError(
+                f"{self.where(row)}: expected one label as a string, received {value!r} ({type(value).__name__})."
+            )
+        target = np.zeros(len(self.group.labels), dtype=np.float32)
+        target[self.label_index(value, row)] = 1.0
+        return target
+
+    # --- decode ----------------------------------------------------------------------
+
+    def decode(self, outputs: np.ndarray, texts: Sequence[str]) -> list[str]:
+        return [self.group.labels[i] for i in np.argmax(outputs, axis=-1)]
+
+    def indicator(self, outputs: np.ndarray) -> np.ndarray:
+        return np.eye(len(self.group.labels), dtype=np.int8)[np.argmax(outputs, axis=-1)]
+
+    def flatten(self, outputs: np.ndarray) -> np.ndarray:
+        return np.asarray(outputs)
+
+    # --- serve -----------------------------------------------------------------------
+
+    def serve(self, values: Any, words: Any) -> dict[str, Any]:
+        from mtkeras._compat import tf
+
+        labels = tf.gather(tf.constant(list(self.group.labels)), tf.argmax(values, axis=-1, output_type=tf.int32))
+        return {"probabilities": values, "labels": labels}
+
+    def read_served(self, row: Mapping[str, Any]) -> str:
+        return text(self.served(row, "labels"))
+
+    # --- evaluate --------------------------------------------------------------------
+
+    def evaluate(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+        from sklearn.metrics import accuracy_score, f1_score
+
+        true = np.argmax(targets, axis=-1)
+        predicted = np.argmax(outputs, axis=-1)
+        present = sorted(set(true.tolist()) | set(predicted.tolist()))
+        auc, skipped = per_label_auc(targets, outputs)
+        return {
+            "accuracy": float(accuracy_score(true, predicted)),
+            "macro_f1": float(f1_score(true, predicted, labels=present, average="macro", zero_division=0)),
+            "micro_f1": float(f1_score(true, predicted, average="micro", zero_division=0)),
+            "roc_auc_ovr_macro": auc,
+            "roc_auc_labels_skipped": skipped,
+            "per_label": self.label_report(targets, self.indicator(outputs)),
+        }
