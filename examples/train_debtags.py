@@ -64,8 +64,8 @@ def main() -> None:
 
     started = time.perf_counter()
     mtk.keras.utils.set_random_seed(args.seed)
-    train = mtk.read_jsonl(os.path.join(DATA, "train.jsonl"))
-    validation = mtk.read_jsonl(os.path.join(DATA, "validation.jsonl"))
+    train = mtk.data.read_jsonl(os.path.join(DATA, "train.jsonl"))
+    validation = mtk.data.read_jsonl(os.path.join(DATA, "validation.jsonl"))
     spec = make_spec(train + validation, minilm_folder(), args.max_length)
     random.Random(args.seed).shuffle(train)
     if args.train_rows:

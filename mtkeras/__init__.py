@@ -68,11 +68,27 @@ _PUBLIC: dict[str, str] = {
 
 __all__ = sorted(_PUBLIC)
 
+#: Names that were top-level before 0.2 and now live in their modules (``mtkeras.<module>.<name>``).
+_MOVED: dict[str, str] = {
+    "INPUT_NAMES": "spec", "Kind": "kinds (GroupKind)", "BertEncoder": "encoder", "load_encoder": "encoder",
+    "load_bert_config": "encoder", "BestCheckpoint": "training", "MeanOverHeads": "training",
+    "build_losses": "training", "build_loss_weights": "training", "build_metrics": "training",
+    "check_texts": "data", "pad_rows": "data", "read_csv": "data", "read_jsonl": "data", "parse_config": "config",
+    "summary": "evaluate", "plot_roc_curves": "evaluate", "split_words": "words", "MaskedBinaryCrossentropy": "heads",
+    "RegressionHead": "heads", "ScaledRegressionLoss": "heads", "TokenAUC": "heads",
+}
+#: Submodules reachable as attributes (``mtkeras.training.BestCheckpoint``) without importing them first.
+_SUBMODULES = ("config", "data", "defaults", "encoder", "evaluate", "export", "heads", "kinds", "model", "optim",
+               "predict", "saving", "serving", "spec", "training", "words", "workflow")
+
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"mtkeras.{name}")
     module = _PUBLIC.get(name)
     if module is None:
-        raise AttributeError(f"module 'mtkeras' has no attribute {name!r}")
+        moved = f"; it moved to mtkeras.{_MOVED[name]}" if name in _MOVED else ""
+        raise AttributeError(f"module 'mtkeras' has no attribute {name!r}{moved}")
     try:
         value = getattr(importlib.import_module(module), name)
     except ModuleNotFoundError as error:

@@ -55,9 +55,8 @@ def check_number(value: Any, name: str, low: float | None = None, high: float | 
             bounds = f" {'<' if high_open else '<='} {high:g}"
         else:
             bounds = ""
-        raise ValueError(
-            f"`{name}` must be a {'finite ' if not bounds else ''}number{bounds}{' or None' if allow_none else ''}, received {value!r}."
-        )
+        finite, none = "" if bounds else "finite ", " or None" if allow_none else ""
+        raise ValueError(f"`{name}` must be a {finite}number{bounds}{none}, received {value!r}.")
     return float(value)
 
 

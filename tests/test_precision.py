@@ -82,7 +82,7 @@ def test_xla_predictor_pads_to_few_shapes_and_matches_the_plain_one(tiny_model, 
     expected, got = plain.predict_proba(texts), xla.predict_proba(texts)
     for name in tiny_spec.group_names:  # padding is masked: same answers as unpadded batches
         np.testing.assert_allclose(got[name], expected[name], atol=1e-5)
-    assert {length % mtk.predict.XLA_LENGTH_STEP for _, length in shapes} == {0}
+    assert {length % mtk.defaults.XLA_LENGTH_STEP for _, length in shapes} == {0}
     assert {rows for rows, _ in shapes} == {4}  # 7 texts: 4 + 3, the short batch padded to 4 rows
     assert plain.predict(texts) == xla.predict(texts)
 

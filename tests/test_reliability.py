@@ -136,7 +136,7 @@ def test_labels_to_targets_to_answers_round_trip(all_kinds_spec, seed):
             probs[:] = [np.asarray(row, np.float32) for row in values]
         else:
             probs = np.asarray(values, np.float32 if group.kind != "regression" else np.float64)
-        decoded = group.kind_rules.decode(group, probs, texts)
+        decoded = group.rules.decode(probs, texts)
         for record, answer in zip(records, decoded, strict=True):
             expected = record[group.name]
             if group.kind == "multilabel":
@@ -370,7 +370,7 @@ def test_pickled_weights_in_an_encoder_folder_are_never_unpickled(tiny_folder, t
         archive.writestr("archive/data.pkl", pickle.dumps(Evil()))
     shutil.copy(tmp_path / "also.bin", folder / "model.bin")
     with pytest.raises(FileNotFoundError, match=r"has no weights .*one of \['model.safetensors', 'tf_model.h5'\]"):
-        mtk.load_encoder(str(folder))
+        mtk.encoder.load_encoder(str(folder))
     assert not canary.exists()
 
 
@@ -386,7 +386,7 @@ def test_remote_code_in_an_encoder_folder_never_runs(tiny_folder, tmp_path):
         path.write_text(json.dumps(data))
     try:
         mtk.load_tokenizer(str(folder))
-        mtk.load_encoder(str(folder))
+        mtk.encoder.load_encoder(str(folder))
     except (ValueError, OSError):
         pass  # refusing is fine too; running the file is not
     assert not canary.exists()

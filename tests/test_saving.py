@@ -33,7 +33,7 @@ def test_savedmodel_round_trip(tiny_model, tiny_spec, tiny_tokenizer, tmp_path):
     tiny_model.save(path, save_format="tf")
     loaded = mtk.keras.models.load_model(path)
     assert_same(outputs(tiny_model, tiny_tokenizer, tiny_spec), outputs(loaded, tiny_tokenizer, tiny_spec))
-    assert isinstance(loaded.get_layer("encoder"), mtk.BertEncoder)
+    assert isinstance(loaded.get_layer("encoder"), mtk.encoder.BertEncoder)
 
 
 def test_model_folder_round_trip(tiny_model, tiny_spec, tiny_tokenizer, tmp_path):

@@ -8,6 +8,12 @@ import numpy as np
 import pytest
 
 from mtkeras import serving
+from mtkeras.spec import LabelGroup, TaskSpec
+
+SPEC = TaskSpec(encoder="unused", groups=[
+    LabelGroup("section", "multiclass", labels=["net", "utils"]),
+    LabelGroup("use", "multilabel", labels=["converting", "editing", "viewing"]),
+])
 
 # The shapes below are TF Serving's REST API as documented (tensorflow.org/tfx/serving/api_rest):
 # row format {"instances": [...]} -> {"predictions": [...]}, columnar {"inputs": ...} -> {"outputs": ...}.
@@ -41,23 +47,45 @@ def test_rest_request_body_and_url():
 
 
 def test_parse_row_and_columnar_responses():
-    assert serving.parse_rest_response(ROW_RESPONSE) == EXPECTED
-    assert serving.parse_rest_response(COLUMNAR_RESPONSE) == EXPECTED
-    with_probs = serving.parse_rest_response(ROW_RESPONSE, with_probabilities=True)
+    assert serving.parse_rest_response(ROW_RESPONSE, SPEC) == EXPECTED
+    assert serving.parse_rest_response(COLUMNAR_RESPONSE, SPEC) == EXPECTED
+    with_probs = serving.parse_rest_response(ROW_RESPONSE, SPEC, with_probabilities=True)
     assert with_probs[0]["use_probabilities"] == [0.8, 0.2, 0.7]
 
 
 def test_parse_errors():
     with pytest.raises(RuntimeError, match=r"TF Serving answered with an error: Servable not found"):
-        serving.parse_rest_response({"error": "Servable not found for request"})
+        serving.parse_rest_response({"error": "Servable not found for request"}, SPEC)
     with pytest.raises(ValueError, match=r"expected 'predictions' or 'outputs', received keys \['result'\]"):
-        serving.parse_rest_response({"result": []})
-    with pytest.raises(ValueError, match=r"no '<group>_labels' or '<group>_values' output; keys: \['scores'\]"):
-        serving.parse_rest_response({"predictions": [{"scores": [0.1]}]})
+        serving.parse_rest_response({"result": []}, SPEC)
+    with pytest.raises(ValueError, match=r"The served answer has no 'section_labels' for multiclass group 'section'; "
+                                         r"received outputs \['scores'\]. Is the client's spec the one of this export"):
+        serving.parse_rest_response({"predictions": [{"scores": [0.1]}]}, SPEC)
     with pytest.raises(ValueError, match=r"`predictions` hold bare values"):
-        serving.parse_rest_response({"predictions": [[0.1, 0.9]]})
+        serving.parse_rest_response({"predictions": [[0.1, 0.9]]}, SPEC)
     with pytest.raises(ValueError, match=r"`protocol` must be one of \['rest', 'grpc'\], received 'http'"):
-        serving.ServingClient("http://x", "m", protocol="http")
+        serving.ServingClient("http://x", "m", SPEC, protocol="http")
+    with pytest.raises(TypeError, match=r"`spec` must be a TaskSpec, an export's metadata or spec dict, or the path"):
+        serving.ServingClient("http://x", "m", 3)
+
+
+def test_client_spec_from_files(tmp_path):
+    SPEC.save(tmp_path / "spec.json")
+    assert serving.load_client_spec(tmp_path) == SPEC  # a model folder
+    assert serving.load_client_spec(str(tmp_path / "spec.json")) == SPEC
+    export = tmp_path / "export" / "1"
+    (export / "assets.extra").mkdir(parents=True)
+    (export / "assets.extra" / "mtkeras.json").write_text(json.dumps({"format": "mtkeras-export",
+                                                                      "spec": SPEC.to_dict()}))
+    assert serving.load_client_spec(export) == SPEC
+    with pytest.raises(FileNotFoundError, match=r"holds neither assets.extra/mtkeras.json \(an export\) nor spec.json"):
+        serving.load_client_spec(tmp_path / "export")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match=r"bad.json: not valid JSON"):
+        serving.load_client_spec(tmp_path / "bad.json")
+    (tmp_path / "other.json").write_text("[1]")
+    with pytest.raises(ValueError, match=r"other.json: not an mtkeras spec or export metadata"):
+        serving.load_client_spec(tmp_path / "other.json")
 
 
 def test_grpc_request_and_response():
@@ -74,7 +102,7 @@ def test_grpc_request_and_response():
     for name, values in COLUMNAR_RESPONSE["outputs"].items():
         array = np.array(values, dtype=object if "labels" in name else np.float32)
         response.outputs[name].CopyFrom(tf.make_tensor_proto(array))
-    assert serving.parse_grpc_response(response) == EXPECTED
+    assert serving.parse_grpc_response(response, SPEC) == EXPECTED
 
 
 class FakeServing(BaseHTTPRequestHandler):
@@ -108,14 +136,14 @@ def test_client_over_loopback_http():
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        client = serving.ServingClient(url, "debtags", version=1, timeout=10)
+        client = serving.ServingClient(url, "debtags", SPEC, version=1, timeout=10)
         assert client.predict(["x", "y"]) == EXPECTED
         path, body = FakeServing.received[-1]
         assert path == "/v1/models/debtags/versions/1:predict"
         assert body == {"signature_name": "serving_default", "instances": [{"text": "x"}, {"text": "y"}]}
         assert client.predict([]) == []
         with pytest.raises(RuntimeError, match=r"answered HTTP 404: .*Servable not found"):
-            serving.ServingClient(url, "missing", timeout=10).predict(["x"])
+            serving.ServingClient(url, "missing", SPEC, timeout=10).predict(["x"])
     finally:
         server.shutdown()
         server.server_close()

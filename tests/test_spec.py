@@ -39,7 +39,7 @@ def test_groups_are_frozen():
 @pytest.mark.parametrize("kind", sorted(mtk.KINDS))
 def test_every_kind_is_accepted(kind):
     labels = ["a", "b", "c"]
-    assert group(kind=kind, labels=labels).kind_rules is mtk.KINDS[kind]
+    assert type(group(kind=kind, labels=labels).rules) is mtk.KINDS[kind]
 
 
 def test_unknown_kind_names_value_and_accepted_kinds():

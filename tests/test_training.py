@@ -13,9 +13,9 @@ def data(spec, tokenizer, n, seed=0):
 def test_loss_metric_and_weight_dicts_are_keyed_by_output(tiny_model, tiny_spec):
     mtk.compile_model(tiny_model, tiny_spec)
     outputs = set(tiny_model.output_names)
-    assert set(mtk.build_losses(tiny_spec)) == outputs
-    assert mtk.build_loss_weights(tiny_spec) == {"topic": 0.7, "colour": 4.0}
-    assert set(mtk.build_metrics(tiny_spec)) == outputs
+    assert set(mtk.training.build_losses(tiny_spec)) == outputs
+    assert mtk.training.build_loss_weights(tiny_spec) == {"topic": 0.7, "colour": 4.0}
+    assert set(mtk.training.build_metrics(tiny_spec)) == outputs
     assert isinstance(tiny_model.loss["topic"], mtk.keras.losses.CategoricalCrossentropy)
     assert isinstance(tiny_model.loss["colour"], mtk.keras.losses.BinaryCrossentropy)
     assert isinstance(tiny_model.optimizer, mtk.RAdam)

@@ -29,29 +29,29 @@ def test_config_errors(config_file, tmp_path):
     base = yaml.safe_load(config_file.read_text())
     with pytest.raises(ValueError, match=r"Unknown config key\(s\) \['training.epoch'\]; valid keys under training: "
                                          r"\['batch_size', 'beta_2', 'distribute'"):
-        mtk.parse_config({**base, "training": {"epoch": 3}})
+        mtk.config.parse_config({**base, "training": {"epoch": 3}})
     with pytest.raises(ValueError, match=r"Unknown config key\(s\) \['outputs'\]; valid keys: \['data', 'output'"):
-        mtk.parse_config({**base, "outputs": "x"})
+        mtk.config.parse_config({**base, "outputs": "x"})
     with pytest.raises(ValueError, match=r"Config `data.validation` is required: a path, received None"):
-        mtk.parse_config({**base, "data": {"train": "t.jsonl"}})
+        mtk.config.parse_config({**base, "data": {"train": "t.jsonl"}})
     with pytest.raises(ValueError, match=r"Config `spec` is required"):
-        mtk.parse_config({k: v for k, v in base.items() if k != "spec"})
+        mtk.config.parse_config({k: v for k, v in base.items() if k != "spec"})
     with pytest.raises(ValueError, match=r"Config `thresholds.floor` must be a number in \[0, 1\), received 1.5"):
-        mtk.parse_config({**base, "thresholds": {"floor": 1.5}})
+        mtk.config.parse_config({**base, "thresholds": {"floor": 1.5}})
     with pytest.raises(ValueError, match=r"Config `training.epochs` must be an integer >= 1, received 0"):
-        mtk.parse_config({**base, "training": {"epochs": 0}})
+        mtk.config.parse_config({**base, "training": {"epochs": 0}})
     with pytest.raises(ValueError, match=r"`training.warmup_proportion` must be a number in \[0, 1\), received 1"):
-        mtk.parse_config({**base, "training": {"warmup_proportion": 1}})
-    with pytest.raises(ValueError, match=r"`training.padding` must be one of \['bucketed', 'bucketed_fixed', 'longest', "
-                                         r"'max_length'\], received 'dynamic'"):
-        mtk.parse_config({**base, "training": {"padding": "dynamic"}})
+        mtk.config.parse_config({**base, "training": {"warmup_proportion": 1}})
+    with pytest.raises(ValueError, match=r"`training.padding` must be one of \['bucketed', 'bucketed_fixed', "
+                                         r"'longest', 'max_length'\], received 'dynamic'"):
+        mtk.config.parse_config({**base, "training": {"padding": "dynamic"}})
     with pytest.raises(ValueError, match=r"`training.jit_compile` must be true or false, received 'yes'"):
-        mtk.parse_config({**base, "training": {"jit_compile": "yes"}})
+        mtk.config.parse_config({**base, "training": {"jit_compile": "yes"}})
     with pytest.raises(ValueError, match=r"`training.mixed_precision` must be one of \[None, 'mixed_float16', "
                                          r"'mixed_bfloat16'\], received 'bf16'"):
-        mtk.parse_config({**base, "training": {"mixed_precision": "bf16"}})
+        mtk.config.parse_config({**base, "training": {"mixed_precision": "bf16"}})
     with pytest.raises(TypeError, match=r"Config training. must be a mapping, received 3"):
-        mtk.parse_config({**base, "training": 3})
+        mtk.config.parse_config({**base, "training": 3})
 
 
 @pytest.mark.parametrize(
@@ -78,13 +78,13 @@ def test_config_errors(config_file, tmp_path):
 def test_config_checks_every_value(config_file, section, key, value, message):
     base = yaml.safe_load(config_file.read_text())
     with pytest.raises(ValueError, match="Config " + message):
-        mtk.parse_config({**base, section: {**base.get(section, {}), key: value}})
+        mtk.config.parse_config({**base, section: {**base.get(section, {}), key: value}})
 
 
 def test_config_errors_files(config_file, tmp_path):
     base = yaml.safe_load(config_file.read_text())
     with pytest.raises(TypeError, match=r"Config training. must be a mapping, received 3"):
-        mtk.parse_config({**base, "training": 3})
+        mtk.config.parse_config({**base, "training": 3})
     with pytest.raises(ValueError, match=r"--set expects key.sub=value, received 'epochs'"):
         mtk.load_config(config_file, ["epochs"])
     bad = tmp_path / "bad.yaml"
@@ -99,7 +99,7 @@ def test_thresholds_outside_unit_interval_in_a_spec(config_file):
     base = yaml.safe_load(config_file.read_text())
     base["spec"]["groups"][1]["labels"] = ["red", "blue", "green", "yellow"]
     base["spec"]["groups"][1]["thresholds"] = [0.5, 1.2, 0.5, 0.5]
-    config = mtk.parse_config(base)
+    config = mtk.config.parse_config(base)
     with pytest.raises(ValueError, match=r"threshold for label 'blue' must be a number in \(0, 1\), received 1.2"):
         mtk.workflow.spec_from_config(config, [{"topic": "alpha"}, {"topic": "beta"}])
 
@@ -109,41 +109,41 @@ def test_thresholds_outside_unit_interval_in_a_spec(config_file):
 
 def test_mean_over_heads_and_best_checkpoint(tiny_model, tmp_path):
     logs = {"topic_roc_auc": 0.6, "colour_roc_auc": 0.8, "val_topic_roc_auc": 0.5, "val_colour_roc_auc": 0.7}
-    mtk.MeanOverHeads(["topic", "colour"]).on_epoch_end(0, logs)
+    mtk.training.MeanOverHeads(["topic", "colour"]).on_epoch_end(0, logs)
     assert logs["mean_roc_auc"] == pytest.approx(0.7) and logs["val_mean_roc_auc"] == pytest.approx(0.6)
 
     single = {"roc_auc": 0.9, "val_roc_auc": 0.8}  # Keras does not prefix a single output's metrics
-    mtk.MeanOverHeads(["topic"]).on_epoch_end(0, single)
+    mtk.training.MeanOverHeads(["topic"]).on_epoch_end(0, single)
     assert single["val_mean_roc_auc"] == 0.8 and single["mean_roc_auc"] == 0.9
 
     path = str(tmp_path / "best.weights.h5")
-    checkpoint = mtk.BestCheckpoint(path)
+    checkpoint = mtk.training.BestCheckpoint(path)
     checkpoint.set_model(tiny_model)
     checkpoint.on_train_begin()
     checkpoint.on_epoch_end(0, {"val_mean_roc_auc": 0.6})
     checkpoint.on_epoch_end(1, {"val_mean_roc_auc": 0.55})
     assert checkpoint.best == 0.6 and checkpoint.best_epoch == 0
-    resumed = mtk.BestCheckpoint(path)  # a restarted run remembers the best so far
+    resumed = mtk.training.BestCheckpoint(path)  # a restarted run remembers the best so far
     resumed.set_model(tiny_model)
     resumed.on_train_begin()
     assert resumed.best == 0.6 and resumed.best_epoch == 0
     with pytest.raises(KeyError, match=r"BestCheckpoint monitors 'val_mean_roc_auc', which is not in the epoch logs"):
         resumed.on_epoch_end(2, {"loss": 1.0})
     with pytest.raises(ValueError, match=r"`mode` must be one of \['max', 'min'\], received 'up'"):
-        mtk.BestCheckpoint(path, mode="up")
+        mtk.training.BestCheckpoint(path, mode="up")
     with pytest.raises(ValueError, match=r"`patience` must be an integer >= 1 or None, received 0"):
-        mtk.BestCheckpoint(path, patience=0)
+        mtk.training.BestCheckpoint(path, patience=0)
 
 
 def test_early_stopping_counts_from_the_best_epoch_across_restarts(tiny_model, tmp_path):
     path = str(tmp_path / "best.weights.h5")
-    first = mtk.BestCheckpoint(path, patience=2)
+    first = mtk.training.BestCheckpoint(path, patience=2)
     first.set_model(tiny_model)
     first.on_train_begin()
     first.on_epoch_end(0, {"val_mean_roc_auc": 0.7})
     first.on_epoch_end(1, {"val_mean_roc_auc": 0.6})
     assert not tiny_model.stop_training  # one epoch without improvement
-    restarted = mtk.BestCheckpoint(path, patience=2)  # the process died here and was restarted
+    restarted = mtk.training.BestCheckpoint(path, patience=2)  # the process died here and was restarted
     restarted.set_model(tiny_model)
     restarted.on_train_begin()
     restarted.on_epoch_end(2, {"val_mean_roc_auc": 0.65})

@@ -102,11 +102,18 @@ class GroupKind:
     @classmethod
     def _checked_standardisation(cls, group: LabelGroup) -> dict[str, Any]:
         """``normalize`` and ``target_stats``: only kinds that learn standardised targets take them."""
-        if cls._normalize_flag(group) or group.target_stats is not None:
-            field, value = ("normalize", group.normalize) if group.normalize else ("target_stats", group.target_stats)
+        if cls._normalize_flag(group):
+            from mtkeras.kinds import KINDS
+
+            takers = [kind.name for kind in KINDS.values()
+                      if kind._checked_standardisation.__func__ is not GroupKind._checked_standardisation.__func__]
             raise ValueError(
-                f"LabelGroup {group.name!r}: a {cls.name} group takes no `{field}` (it applies to regression "
-                f"groups), received {value!r:.80}."
+                f"LabelGroup {group.name!r}: `normalize` applies to kinds {takers}, not to a {cls.name} group."
+            )
+        if group.target_stats is not None:
+            raise ValueError(
+                f"LabelGroup {group.name!r}: a {cls.name} group takes no `target_stats`, received "
+                f"{group.target_stats!r:.80}."
             )
         return {}
 

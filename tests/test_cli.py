@@ -1,0 +1,35 @@
+"""The CLI's error contract: the user's mistakes exit 2, the machine's (full or read-only disk) exit 1,
+each on one line without a traceback."""
+
+import errno
+
+import pytest
+
+from mtkeras._io import disk_error
+from mtkeras.cli import main
+
+
+@pytest.mark.parametrize("reason", [errno.ENOSPC, errno.EROFS])
+def test_disk_errors_end_in_one_line(monkeypatch, capsys, tmp_path, reason):
+    import mtkeras.export
+    import mtkeras.workflow
+
+    def full_disk(*args, **kwargs):
+        raise disk_error(OSError(reason, {errno.ENOSPC: "No space left on device",
+                                          errno.EROFS: "Read-only file system"}[reason]), "the run", str(tmp_path))
+
+    monkeypatch.setattr(mtkeras.export, "export_saved_model", full_disk)
+    monkeypatch.setattr(mtkeras.workflow, "train", full_disk)
+    monkeypatch.setattr("mtkeras.config.load_config", lambda *args, **kwargs: {})
+    for argv in (["export", str(tmp_path), "--name", "m"], ["train", "config.yaml"]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert err.startswith(f"mtkeras {argv[0]}: error: Could not write the run under")
+        assert ("No space left on device" if reason == errno.ENOSPC else "Read-only file system") in err
+
+
+def test_missing_config_exits_2(capsys, tmp_path):
+    assert main(["train", str(tmp_path / "missing.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mtkeras train: error: [Errno 2] No such file or directory") and err.count("\n") == 1
