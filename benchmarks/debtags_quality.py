@@ -112,8 +112,8 @@ def record(name: str, seconds: float, metrics_path: str, command: str) -> None:
     entry = {"name": name, "seconds": round(seconds), "command": command, "machine": machine(),
              "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                       cwd=ROOT).stdout.strip(),
-             "summary": mtk.evaluate.summary(report["validation"]),
-             "summary_default_thresholds": mtk.evaluate.summary(report["validation_default_thresholds"])}
+             "summary": mtk.evaluation.summary(report["validation"]),
+             "summary_default_thresholds": mtk.evaluation.summary(report["validation_default_thresholds"])}
     with open(os.path.join(OUT, "results.jsonl"), "a") as handle:
         handle.write(json.dumps(entry) + "\n")
     print(json.dumps(entry, indent=2))
@@ -159,7 +159,7 @@ def singles_summary() -> dict[str, float]:
         probs[name] = predictor.predict_proba([r["text"] for r in validation])[name]
     spec = mtk.TaskSpec(encoder=minilm(), groups=groups, max_length=128)
     targets, weights = mtk.encode_targets(spec, validation)
-    result = mtk.evaluate.summary(mtk.evaluation_report(spec, probs, targets, weights))
+    result = mtk.evaluation.summary(mtk.evaluation_report(spec, probs, targets, weights))
     write_json(result, cache)
     return result
 

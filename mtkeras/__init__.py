@@ -55,9 +55,9 @@ _PUBLIC: dict[str, str] = {
     "train": "mtkeras.workflow",
     # answers
     "Predictor": "mtkeras.predict",
-    "evaluate": "mtkeras.evaluate",
-    "evaluation_report": "mtkeras.evaluate",
-    "tune_thresholds": "mtkeras.evaluate",
+    "evaluate": "mtkeras.evaluation",
+    "evaluation_report": "mtkeras.evaluation",
+    "tune_thresholds": "mtkeras.evaluation",
     # artefacts
     "save_model": "mtkeras.saving",
     "load_model": "mtkeras.saving",
@@ -74,11 +74,12 @@ _MOVED: dict[str, str] = {
     "load_bert_config": "encoder", "BestCheckpoint": "training", "MeanOverHeads": "training",
     "build_losses": "training", "build_loss_weights": "training", "build_metrics": "training",
     "check_texts": "data", "pad_rows": "data", "read_csv": "data", "read_jsonl": "data", "parse_config": "config",
-    "summary": "evaluate", "plot_roc_curves": "evaluate", "split_words": "words", "MaskedBinaryCrossentropy": "heads",
-    "RegressionHead": "heads", "ScaledRegressionLoss": "heads", "TokenAUC": "heads",
+    "summary": "evaluation", "plot_roc_curves": "evaluation", "split_words": "words",
+    "MaskedBinaryCrossentropy": "heads", "RegressionHead": "heads", "ScaledRegressionLoss": "heads",
+    "TokenAUC": "heads",
 }
 #: Submodules reachable as attributes (``mtkeras.training.BestCheckpoint``) without importing them first.
-_SUBMODULES = ("config", "data", "defaults", "encoder", "evaluate", "export", "heads", "kinds", "model", "optim",
+_SUBMODULES = ("config", "data", "defaults", "encoder", "evaluation", "export", "heads", "kinds", "model", "optim",
                "predict", "saving", "serving", "spec", "training", "words", "workflow")
 
 

@@ -23,7 +23,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from mtkeras.data import read_records
-    from mtkeras.evaluate import evaluate, summary
+    from mtkeras.evaluation import evaluate, summary
     from mtkeras.predict import Predictor
 
     predictor = Predictor.from_folder(args.run, batch_size=args.batch_size)

@@ -133,8 +133,8 @@ class Predictor:
         return [{name: values[i] for name, values in decoded.items()} for i in range(rows)]
 
     def evaluate(self, records: Sequence[dict[str, Any]], output_dir: str | None = None) -> dict[str, Any]:
-        """The evaluation report on labelled records (see :func:`mtkeras.evaluate`)."""
-        from mtkeras.evaluate import evaluate
+        """The evaluation report on labelled records (see :func:`mtkeras.evaluation`)."""
+        from mtkeras.evaluation import evaluate
 
         return evaluate(self, records, output_dir=output_dir)
 

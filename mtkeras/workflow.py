@@ -16,7 +16,7 @@ from mtkeras._compat import keras
 from mtkeras._io import write_json
 from mtkeras.data import encode_targets, fit_target_stats, make_dataset, read_records
 from mtkeras.encoder import load_tokenizer
-from mtkeras.evaluate import evaluation_report, plot_roc_curves, summary, tune_thresholds
+from mtkeras.evaluation import evaluation_report, plot_roc_curves, summary, tune_thresholds
 from mtkeras.kinds import KINDS
 from mtkeras.model import build_model
 from mtkeras.predict import Predictor

@@ -81,7 +81,7 @@ def test_report_values_on_a_constructed_case(spec):
     overall = report["overall"]
     # All (group, label) pairs together: topic tp=3 fp=1 fn=1, colour tp=3 fp=0 fn=1.
     assert overall["micro_f1"] == pytest.approx(2 * 6 / (2 * 6 + 1 + 2))
-    assert set(mtk.evaluate.summary(report)) >= {"topic/accuracy", "colour/micro_f1", "overall/micro_f1"}
+    assert set(mtk.evaluation.summary(report)) >= {"topic/accuracy", "colour/micro_f1", "overall/micro_f1"}
 
 
 def test_report_uses_only_annotated_rows(spec):

@@ -84,7 +84,7 @@ def kill_and_resume(config_file, run, rng):
 
 def assert_same_run(run, reference, texts):
     ours, theirs = (json.loads((r / "metrics.json").read_text())["validation"] for r in (run, reference))
-    assert mtk.evaluate.summary(ours) == pytest.approx(mtk.evaluate.summary(theirs), abs=1e-4)
+    assert mtk.evaluation.summary(ours) == pytest.approx(mtk.evaluation.summary(theirs), abs=1e-4)
     a, b = (mtk.Predictor.from_folder(str(r / "model")) for r in (run, reference))
     pa, pb = a.predict_proba(texts), b.predict_proba(texts)
     for name in pa:

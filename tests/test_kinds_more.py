@@ -368,7 +368,7 @@ def test_token_predictions_do_not_depend_on_batch_padding(mixed_trained, tiny_to
 
 
 def test_evaluation_numbers_of_the_new_kinds(mixed_spec):
-    from mtkeras.evaluate import evaluation_report
+    from mtkeras.evaluation import evaluation_report
 
     probs = {
         "topic": np.eye(3)[[0, 1]], "colour": np.array([[0.9, 0, 0, 0], [0, 0.9, 0, 0]]),

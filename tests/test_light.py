@@ -90,3 +90,6 @@ def test_moved_names_say_where_they_went():
     with pytest.raises(AttributeError, match=r"no attribute 'BestCheckpoint'; it moved to mtkeras.training"):
         mtkeras.BestCheckpoint  # noqa: B018
     assert len(mtkeras.__all__) <= 30
+    import mtkeras.evaluation  # a submodule import must not shadow the function of the same public name
+
+    assert callable(mtkeras.evaluate) and mtkeras.evaluate.__module__ == "mtkeras.evaluation"
