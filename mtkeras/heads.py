@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from mtkeras._checks import check_option
 from mtkeras._compat import keras, tf
+from mtkeras.kinds.regression import REGRESSION_LOSSES
 
 #: Target value of a token that carries no loss and no metric.
 IGNORED_TOKEN = -1.0
-#: Accepted ``loss`` values of a regression group (the first is the default).
-REGRESSION_LOSSES: tuple[str, ...] = ("mse", "huber")
 
 
 @keras.saving.register_keras_serializable(package="mtkeras")
@@ -66,8 +66,7 @@ class ScaledRegressionLoss(keras.losses.Loss):
 
     def __init__(self, loss: str = "mse", scale: Sequence[float] = (1.0,), delta: float = 1.0,
                  name: str | None = None, **kwargs: Any) -> None:
-        if loss not in REGRESSION_LOSSES:
-            raise ValueError(f"`loss` must be one of {list(REGRESSION_LOSSES)}, received {loss!r}.")
+        check_option(loss, "loss", REGRESSION_LOSSES)
         super().__init__(name=name or loss, **kwargs)
         self.loss, self.scale, self.delta = loss, [float(s) for s in scale], float(delta)
 

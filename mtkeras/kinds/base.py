@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from mtkeras._checks import preview
+from mtkeras._checks import is_number, preview
 
 if TYPE_CHECKING:  # pragma: no cover
     from mtkeras.spec import LabelGroup
@@ -127,8 +127,6 @@ class GroupKind:
 
     @classmethod
     def _checked_thresholds(cls, group: LabelGroup) -> tuple[float, ...] | None:
-        from mtkeras._checks import is_number
-
         if not cls.thresholded:
             if group.thresholds is not None:
                 raise ValueError(
