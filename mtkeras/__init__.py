@@ -58,6 +58,7 @@ _PUBLIC: dict[str, str] = {
     "evaluate": "mtkeras.evaluation",
     "evaluation_report": "mtkeras.evaluation",
     "tune_thresholds": "mtkeras.evaluation",
+    "cross_fitted_report": "mtkeras.evaluation",
     # artefacts
     "save_model": "mtkeras.saving",
     "load_model": "mtkeras.saving",

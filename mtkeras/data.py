@@ -60,19 +60,15 @@ def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int, padding: str
     return {name: np.asarray(encoded[name], dtype=np.int32) for name in INPUT_NAMES}
 
 
-def encode_unpadded(tokenizer: Any, texts: Sequence[str], max_length: int, offsets: bool = False) -> Any:
-    """Tokenizer output for ``texts``, truncated to ``max_length`` and not padded (lists of ids per row).
+def encode_unpadded(tokenizer: Any, texts: Sequence[str], spec: TaskSpec, offsets: bool = False) -> dict[str, list]:
+    """Model-input rows for ``texts``, not padded (lists of ids per row): one window of ``spec.max_length``
+    tokens, or up to ``spec.max_windows`` end to end (:mod:`mtkeras.windows`).
 
     With ``offsets``, also each token's character offsets (``offset_mapping``; fast tokenizers only).
     """
-    return tokenizer(
-        list(texts),
-        truncation=True,
-        max_length=max_length,
-        return_token_type_ids=True,
-        return_attention_mask=True,
-        return_offsets_mapping=offsets,
-    )
+    from mtkeras.windows import window_rows
+
+    return window_rows(tokenizer, texts, spec, offsets=offsets)
 
 
 def check_word_tokenizer(spec: TaskSpec, tokenizer: Any) -> None:
@@ -92,12 +88,15 @@ def token_word_starts(encoded: Any, texts: Sequence[str]) -> list[np.ndarray]:
 
 
 def pad_rows(
-    encoded: Mapping[str, Sequence[Sequence[int]]], rows: Sequence[int], pad_id: int, multiple: int = 1
+    encoded: Mapping[str, Sequence[Sequence[int]]], rows: Sequence[int], pad_id: int, multiple: int = 1,
+    window: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Rows ``rows`` of unpadded tokenizer output, padded to their own longest row rounded up to
-    ``multiple`` (int32)."""
+    ``multiple`` (int32); beyond one ``window`` (``max_length``) of tokens, to whole windows."""
+    from mtkeras.windows import round_length
+
     length = max(len(encoded["input_ids"][i]) for i in rows)
-    length = -(-length // multiple) * multiple
+    length = round_length(length, window, multiple) if window else -(-length // multiple) * multiple
     batch = {}
     for name in INPUT_NAMES:
         fill = pad_id if name == "input_ids" else 0
@@ -390,14 +389,17 @@ def _checked_texts(
 PADDINGS = DATASET_PADDINGS
 
 
-def default_buckets(max_length: int) -> list[int]:
-    """Length-bucket boundaries: eighths of ``max_length``."""
-    return sorted({max(2, max_length * k // 8) for k in range(1, 8)})
+def default_buckets(max_length: int, max_windows: int = 1) -> list[int]:
+    """Length-bucket boundaries: eighths of ``max_length``, then one bucket per number of windows."""
+    return sorted({max(2, max_length * k // 8) for k in range(1, 8)}
+                  | {max_length * k + 1 for k in range(1, max_windows)})
 
 
-def _fixed_buckets(boundaries: Sequence[int], max_length: int) -> list[int]:
-    """Boundaries for ``pad_to_bucket_boundary``: a bucket ``[a, b)`` pads to ``b - 1``, the last to max_length."""
-    return sorted({b + 1 for b in boundaries if b < max_length} | {max_length + 1})
+def _fixed_buckets(boundaries: Sequence[int], max_length: int, max_windows: int = 1) -> list[int]:
+    """Boundaries for ``pad_to_bucket_boundary``: a bucket ``[a, b)`` pads to ``b - 1``; the buckets beyond the
+    given boundaries pad to whole windows (``max_length``, ``2 * max_length``, ...)."""
+    return sorted({b + 1 for b in boundaries if b < max_length}
+                  | {max_length * k + 1 for k in range(1, max_windows + 1)})
 
 
 def make_dataset(
@@ -438,7 +440,7 @@ def make_dataset(
     check_option(padding, "padding", PADDINGS)
     texts = check_texts([record[spec.text_column] for record in records], arg=f"records[*][{spec.text_column!r}]")
     check_word_tokenizer(spec, tokenizer)
-    encoded = encode_unpadded(tokenizer, texts, spec.max_length, offsets=spec.needs_words)
+    encoded = encode_unpadded(tokenizer, texts, spec, offsets=spec.needs_words)
     lengths = np.array([len(ids) for ids in encoded["input_ids"]], dtype=np.int64)
     inputs = {
         name: tf.RaggedTensor.from_row_lengths(
@@ -470,10 +472,10 @@ def make_dataset(
         dataset = dataset.shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.map(row, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if padding.startswith("bucketed"):
-        boundaries = list(bucket_boundaries) or default_buckets(spec.max_length)
+        boundaries = list(bucket_boundaries) or default_buckets(spec.max_length, spec.max_windows)
         fixed = padding == "bucketed_fixed"
         if fixed:
-            boundaries = _fixed_buckets(boundaries, spec.max_length)
+            boundaries = _fixed_buckets(boundaries, spec.max_length, spec.max_windows)
         dataset = dataset.bucket_by_sequence_length(
             lambda x, *rest: tf.shape(x["input_ids"])[0],
             bucket_boundaries=boundaries,
@@ -482,10 +484,10 @@ def make_dataset(
             pad_to_bucket_boundary=fixed,
         )
     elif padding == "max_length":
-        # Every per-token dimension (inputs, token-level targets) becomes max_length long.
+        # Every per-token dimension (inputs, token-level targets) becomes max_tokens long (all windows).
         def full_length(element: tf.TensorSpec) -> list[int | None]:
             dims = element.shape.as_list()
-            return [spec.max_length, *dims[1:]] if dims and dims[0] is None else dims
+            return [spec.max_tokens, *dims[1:]] if dims and dims[0] is None else dims
 
         shapes = tf.nest.map_structure(full_length, dataset.element_spec)
         dataset = dataset.padded_batch(batch_size, padded_shapes=shapes, padding_values=padding_values)

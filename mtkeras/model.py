@@ -9,7 +9,17 @@ from mtkeras._compat import BertConfig, keras, tf
 from mtkeras.defaults import MIXED_PRECISION
 from mtkeras.encoder import BertEncoder, check_spec_fits, load_bert_config, load_encoder
 from mtkeras.kinds import Features
-from mtkeras.spec import DROPOUT_LAYER, ENCODER_LAYER, INPUT_NAMES, POOLING_LAYER, TOKEN_DROPOUT_LAYER, TaskSpec
+from mtkeras.spec import (
+    DROPOUT_LAYER,
+    ENCODER_LAYER,
+    INPUT_NAMES,
+    MERGE_WINDOWS_LAYER,
+    POOLING_LAYER,
+    SPLIT_WINDOWS_LAYER,
+    TOKEN_DROPOUT_LAYER,
+    TaskSpec,
+)
+from mtkeras.windows import MergeWindows, SplitWindows
 
 
 def ids_signature() -> dict[str, tf.TensorSpec]:
@@ -44,7 +54,7 @@ def build_model(
     Returns:
         A ``tf_keras.Model`` taking ``input_ids``, ``attention_mask`` and
         ``token_type_ids`` (int32 ``[batch, length]``, any length up to
-        ``spec.max_length``) and returning ``{group name: output}``: probabilities
+        ``spec.max_tokens``: beyond ``max_length``, windows end to end) and returning ``{group name: output}``: probabilities
         ``[batch, labels]`` (multiclass, multilabel), values ``[batch, targets]``
         (regression) or per-token probabilities ``[batch, length, labels]`` (token_multilabel).
 
@@ -84,8 +94,15 @@ def _build(spec: TaskSpec, bert_config: BertConfig | None, mixed_precision: str 
     # Inputs: named like the Hugging Face keyword arguments, any length.
     inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in INPUT_NAMES}
 
-    # Encoder and pooling: mean over real tokens only (the mask keeps padding out).
-    hidden = encoder(inputs)
+    # Encoder: a row longer than max_length holds windows end to end (mtkeras.windows); each window is
+    # encoded on its own, then the windows' tokens are laid end to end again.
+    if spec.max_windows > 1:
+        windows = SplitWindows(spec.max_length, name=SPLIT_WINDOWS_LAYER)(inputs)
+        hidden = MergeWindows(name=MERGE_WINDOWS_LAYER, dtype=policy)(encoder(windows), inputs["input_ids"])
+    else:
+        hidden = encoder(inputs)
+
+    # Pooling: mean over real tokens only, of every window (the mask keeps padding out).
     token_mask = tf.cast(inputs["attention_mask"], tf.bool)
     pooled = keras.layers.GlobalAveragePooling1D(name=POOLING_LAYER, dtype=policy)(hidden, mask=token_mask)
     pooled = keras.layers.Dropout(spec.head_dropout, name=DROPOUT_LAYER, dtype="float32")(pooled)

@@ -98,7 +98,7 @@ class Predictor:
         for chunk_start in range(0, len(texts), self.chunk_size):
             chunk = texts[chunk_start : chunk_start + self.chunk_size]
             with self._tokenizer_lock:
-                encoded = encode_unpadded(self.tokenizer, chunk, self.spec.max_length, offsets=words)
+                encoded = encode_unpadded(self.tokenizer, chunk, self.spec, offsets=words)
             starts = token_word_starts(encoded, chunk) if words else None
             order = np.argsort([len(ids) for ids in encoded["input_ids"]], kind="stable")
             for start in range(0, len(chunk), self.batch_size):
@@ -107,7 +107,8 @@ class Predictor:
                 if self.jit_compile and len(rows) < self.batch_size:  # a power of two rows: few shapes
                     size = min(self.batch_size, 1 << (len(rows) - 1).bit_length())
                     shown = np.concatenate([rows, np.repeat(rows[:1], size - len(rows))])
-                batch = pad_rows(encoded, shown, self.tokenizer.pad_token_id, self._length_multiple)
+                batch = pad_rows(encoded, shown, self.tokenizer.pad_token_id, self._length_multiple,
+                                 window=self.spec.max_length)
                 outputs = self._forward(batch)
                 row_starts = [starts[row] for row in rows] if words else None
                 for group in self.spec.groups:

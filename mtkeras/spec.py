@@ -19,7 +19,9 @@ INPUT_NAMES: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
 #: Names of the model's own layers (see model.py); a group may not take them.
 ENCODER_LAYER, BERT_LAYER, POOLING_LAYER, DROPOUT_LAYER = "encoder", "bert_model", "mean_pooling", "head_dropout"
 TOKEN_DROPOUT_LAYER = "token_dropout"
-LAYER_NAMES: tuple[str, ...] = (ENCODER_LAYER, BERT_LAYER, POOLING_LAYER, DROPOUT_LAYER, TOKEN_DROPOUT_LAYER)
+SPLIT_WINDOWS_LAYER, MERGE_WINDOWS_LAYER = "split_windows", "merge_windows"
+LAYER_NAMES: tuple[str, ...] = (ENCODER_LAYER, BERT_LAYER, POOLING_LAYER, DROPOUT_LAYER, TOKEN_DROPOUT_LAYER,
+                                SPLIT_WINDOWS_LAYER, MERGE_WINDOWS_LAYER)
 
 _NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 SPEC_FORMAT_VERSION = 1
@@ -153,7 +155,11 @@ class TaskSpec:
         encoder: path of a local Hugging Face BERT folder (``config.json``,
             ``model.safetensors`` or ``tf_model.h5``, and the tokenizer files).
         groups: the label groups, one output head each.
-        max_length: tokens per text after truncation, [CLS] and [SEP] included.
+        max_length: tokens per window, [CLS] and [SEP] included (at most the encoder's positions).
+        max_windows: windows per text: a text longer than ``max_length`` is read in up to this many
+            windows of ``max_length`` tokens (see :mod:`mtkeras.windows`); 1 cuts it at ``max_length``.
+        stride: word pieces shared by consecutive windows (Hugging Face's ``stride``), in
+            ``[0, max_length - 3]``.
         text_column: the data field holding the text.
         head_dropout: dropout on the pooled vector before the heads, in [0, 1).
 
@@ -173,6 +179,8 @@ class TaskSpec:
     encoder: str
     groups: tuple[LabelGroup, ...]
     max_length: int = 128
+    max_windows: int = 1
+    stride: int = 0
     text_column: str = "text"
     head_dropout: float = 0.1
     _by_name: dict[str, LabelGroup] = field(init=False, repr=False, compare=False)
@@ -208,6 +216,9 @@ class TaskSpec:
         object.__setattr__(self, "_by_name", {group.name: group for group in groups})
 
         check_int(self.max_length, "max_length", 3, why=" ([CLS], one token, [SEP])")
+        check_int(self.max_windows, "max_windows", 1)
+        check_int(self.stride, "stride", 0, maximum=self.max_length - 3,
+                  why=" (word pieces shared by consecutive windows: fewer than the max_length - 2 a window holds)")
         if not isinstance(self.text_column, str) or not self.text_column:
             raise TypeError(
                 f"TaskSpec `text_column` must be a non-empty string, received {self.text_column!r}."
@@ -222,6 +233,11 @@ class TaskSpec:
     @property
     def group_names(self) -> tuple[str, ...]:
         return tuple(group.name for group in self.groups)
+
+    @property
+    def max_tokens(self) -> int:
+        """The longest model-input row: ``max_windows`` windows of ``max_length`` tokens."""
+        return self.max_length * self.max_windows
 
     @property
     def needs_words(self) -> bool:
@@ -262,6 +278,8 @@ class TaskSpec:
             "format_version": SPEC_FORMAT_VERSION,
             "encoder": self.encoder,
             "max_length": self.max_length,
+            "max_windows": self.max_windows,
+            "stride": self.stride,
             "text_column": self.text_column,
             "head_dropout": self.head_dropout,
             "groups": [group.to_dict() for group in self.groups],
@@ -272,6 +290,8 @@ class TaskSpec:
         if not isinstance(data, Mapping):
             raise TypeError(f"A task spec must be a JSON object, received {data!r}.")
         data = dict(data)
+        if "format_version" in data:  # a saved spec: one written before windows existed has none
+            data.setdefault("max_windows", 1)
         version = data.pop("format_version", SPEC_FORMAT_VERSION)
         if version != SPEC_FORMAT_VERSION:
             raise ValueError(

@@ -6,8 +6,10 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from mtkeras._checks import check_int, check_number, check_option
 from mtkeras._compat import keras, tf
@@ -223,6 +225,36 @@ class BestCheckpoint(keras.callbacks.Callback):
             write_json({"best": self.best, "epoch": self.best_epoch, "monitor": self.monitor}, self.state_path)
         elif self.patience is not None and epoch - self.best_epoch >= self.patience:
             self.model.stop_training = True
+
+
+class EpochPredictions(keras.callbacks.Callback):
+    """Keeps every epoch's validation probabilities (``<folder>/epoch_<n>.npz``, n from 1), so the epochs
+    can be compared on any rows afterwards (:func:`mtkeras.cross_fitted_report`) without keeping their weights.
+
+    ``predict`` returns ``{group: probabilities}`` for the validation texts with the model's current weights.
+    """
+
+    def __init__(self, folder: str, predict: Callable[[], Mapping[str, np.ndarray]]) -> None:
+        super().__init__()
+        self.folder, self.predict = folder, predict
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        os.makedirs(self.folder, exist_ok=True)
+        path = os.path.join(self.folder, f"epoch_{epoch + 1}.npz")
+        with open(path + ".tmp", "wb") as handle:
+            np.savez(handle, **{name: np.asarray(values) for name, values in self.predict().items()})
+        os.replace(path + ".tmp", path)
+
+
+def load_epoch_predictions(folder: str) -> dict[int, dict[str, np.ndarray]]:
+    """``{epoch: {group: probabilities}}`` as :class:`EpochPredictions` wrote them (epochs from 1)."""
+    found = {}
+    for name in os.listdir(folder) if os.path.isdir(folder) else ():
+        match = re.fullmatch(r"epoch_(\d+)\.npz", name)
+        if match:
+            with np.load(os.path.join(folder, name), allow_pickle=True) as arrays:  # token groups: object arrays
+                found[int(match.group(1))] = {key: arrays[key] for key in arrays.files}
+    return dict(sorted(found.items()))
 
 
 #: Where ``BackupAndRestore`` (tf-keras) keeps the last finished epoch, inside its checkpoint.

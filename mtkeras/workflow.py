@@ -16,7 +16,7 @@ from mtkeras._compat import keras
 from mtkeras._io import write_json
 from mtkeras.data import encode_targets, fit_target_stats, make_dataset, read_records
 from mtkeras.encoder import load_tokenizer
-from mtkeras.evaluation import evaluation_report, plot_roc_curves, summary, tune_thresholds
+from mtkeras.evaluation import cross_fitted_report, evaluation_report, plot_roc_curves, summary, tune_thresholds
 from mtkeras.kinds import KINDS
 from mtkeras.model import build_model
 from mtkeras.predict import Predictor
@@ -24,8 +24,10 @@ from mtkeras.saving import RUN_MODEL_DIR, save_model
 from mtkeras.spec import TaskSpec
 from mtkeras.training import (
     BEST_WEIGHTS,
+    EpochPredictions,
     compile_model,
     is_chief,
+    load_epoch_predictions,
     make_strategy,
     resumed_epoch,
     suggest_loss_weights,
@@ -34,6 +36,8 @@ from mtkeras.training import (
 
 logger = logging.getLogger("mtkeras")
 
+#: The run folder's sub-folder with every epoch's validation probabilities.
+EPOCH_PREDICTIONS = "validation_predictions"
 
 
 def labels_from_data(groups: Sequence[Mapping[str, Any]], records: Sequence[Mapping[str, Any]]) -> list[dict]:
@@ -198,6 +202,11 @@ def _fit(run: _Run, verbose: int | str) -> None:
     callbacks = training_callbacks(spec, run.run_dir, monitor=training["monitor"], mode=training["monitor_mode"],
                                    patience=training["early_stopping_patience"])
     callbacks.append(keras.callbacks.CSVLogger(os.path.join(run.run_dir, "history.csv"), append=True))
+    # Every epoch's validation probabilities, for the cross-fitted report (epochs compared on other rows).
+    texts = [r[spec.text_column] for r in run.validation_records]
+    predictor = Predictor(model, spec, run.tokenizer, jit_compile=False)
+    callbacks.append(EpochPredictions(os.path.join(run.run_dir, EPOCH_PREDICTIONS),
+                                      lambda: predictor.predict_proba(texts)))
     model.fit(train_ds, steps_per_epoch=steps_per_epoch, validation_data=validation_ds, epochs=training["epochs"],
               callbacks=callbacks, verbose=verbose)
     if run.strategy is not None:
@@ -211,11 +220,22 @@ def _fit(run: _Run, verbose: int | str) -> None:
 
 
 def _thresholds_and_report(run: _Run) -> tuple[dict, dict, dict]:
-    """Stage 7: the validation report, with thresholds tuned on validation when the config asks."""
+    """Stage 7: the validation reports: the deployed model's (thresholds tuned on validation when the config
+    asks: optimistic) and the cross-fitted one (epoch and thresholds chosen on other rows: honest)."""
     spec, config = run.spec, run.config
-    probs = Predictor(run.model, spec, run.tokenizer).predict_proba(
-        [r[spec.text_column] for r in run.validation_records])
+    with open(os.path.join(run.run_dir, BEST_WEIGHTS + ".json"), encoding="utf-8") as handle:
+        best = json.load(handle)
+    epochs = load_epoch_predictions(os.path.join(run.run_dir, EPOCH_PREDICTIONS))
+    probs = epochs.get(best["epoch"] + 1)
+    if probs is None:
+        probs = Predictor(run.model, spec, run.tokenizer).predict_proba(
+            [r[spec.text_column] for r in run.validation_records])
     targets, weights = encode_targets(spec, run.validation_records)
+    thresholds = config["thresholds"]
+    cross_fitted = cross_fitted_report(
+        spec, list(epochs.values()) or [probs], targets, weights, seed=config["training"]["seed"],
+        tune=thresholds["tune"], floor=thresholds["floor"], min_positives=thresholds["min_positives"])
+    cross_fitted["candidates"] = [f"epoch {epoch}" for epoch in epochs] or ["the best epoch"]
     run.report = {"validation": evaluation_report(spec, probs, targets, weights)}
     if config["thresholds"]["tune"]:
         run.spec = tune_thresholds(spec, probs, targets, weights, floor=config["thresholds"]["floor"],
@@ -223,10 +243,11 @@ def _thresholds_and_report(run: _Run) -> tuple[dict, dict, dict]:
         run.report = {
             "validation_default_thresholds": run.report["validation"],
             "validation": evaluation_report(run.spec, probs, targets, weights),
-            "note": "`validation` uses thresholds tuned on this same validation data.",
+            "note": "`validation` uses thresholds tuned on this same validation data (optimistic); "
+                    "`cross_fitted` chooses the epoch and thresholds on other rows than it scores (honest).",
         }
-    with open(os.path.join(run.run_dir, BEST_WEIGHTS + ".json"), encoding="utf-8") as handle:
-        run.report["best_epoch"] = json.load(handle)
+    run.report["cross_fitted"] = cross_fitted
+    run.report["best_epoch"] = best
     return probs, targets, weights
 
 
@@ -236,6 +257,7 @@ def _save(run: _Run, probs: dict, targets: dict, weights: dict) -> None:
     write_json(run.report, os.path.join(run.run_dir, "metrics.json"))
     plot_roc_curves(run.spec, probs, targets, weights, os.path.join(run.run_dir, "roc_curves.png"))
     logger.warning("validation: %s", json.dumps(summary(run.report["validation"])))
+    logger.warning("validation, cross-fitted (honest): %s", json.dumps(run.report["cross_fitted"]["summary"]))
 
 
 def train(config: Mapping[str, Any], *, verbose: int | str = 1) -> str:

@@ -60,7 +60,8 @@ class ServingModule(tf.Module):
         self.spec = spec
         # With XLA, texts are padded to a multiple of XLA_LENGTH_STEP tokens: a few shapes to compile.
         self.tokenizer = InGraphTokenizer(vocab_path, tokenizer_settings(tokenizer), spec.max_length,
-                                          length_multiple=XLA_LENGTH_STEP if jit_compile else 1)
+                                          length_multiple=XLA_LENGTH_STEP if jit_compile else 1,
+                                          max_windows=spec.max_windows, stride=spec.stride)
         self._forward = tf.function(lambda inputs: model(inputs, training=False), jit_compile=jit_compile)
         self.spec_asset = tf.saved_model.Asset(os.path.join(os.path.dirname(vocab_path), "spec.json"))
 
@@ -117,6 +118,8 @@ def export_metadata(spec: TaskSpec, jit_compile: bool = False) -> dict[str, Any]
         "signatures": SIGNATURES,
         "groups": outputs,
         "max_length": spec.max_length,
+        "max_windows": spec.max_windows,
+        "stride": spec.stride,
         "jit_compile": bool(jit_compile),
         "invalid_utf8": "bytes that are not valid UTF-8 are replaced by U+FFFD, which is then dropped",
         "spec": spec.to_dict(),

@@ -16,8 +16,9 @@ The steps mirror ``tokenizers``' BertNormalizer + BertPreTokenizer + WordPiece:
 5. split on whitespace and punctuation (ASCII symbols and Unicode P*) and
    around CJK ideographs; words over 100 characters become [UNK] (characters,
    as HF counts, not bytes); WordPiece with the model's vocab;
-6. truncate to ``max_length - 2`` pieces, add [CLS]/[SEP], pad to the longest row
-   (rounded up to ``length_multiple``, at most ``max_length``: few shapes for XLA).
+6. truncate to ``max_length - 2`` pieces, add [CLS]/[SEP] (or, with ``max_windows`` > 1, up to that
+   many such windows end to end, :mod:`mtkeras.windows`), pad to the longest row (rounded up to
+   ``length_multiple``, at most ``max_length``, or to whole windows: few shapes for XLA).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import os
 from typing import Any
 
 from mtkeras._compat import tf
+from mtkeras.windows import graph_token_positions, graph_window_rows, max_pieces
 from mtkeras.words import WORD_SEPARATOR_RE2
 
 # Unicode category C minus tab/newline/CR, and U+FFFD: removed (HF `_clean_text`).
@@ -91,12 +93,14 @@ class InGraphTokenizer(tf.Module):
         >>> ids = InGraphTokenizer("vocab.txt", settings, max_length=128)(tf.constant(["a text"]))
     """
 
-    def __init__(self, vocab_path: str, settings: dict[str, Any], max_length: int, length_multiple: int = 1) -> None:
+    def __init__(self, vocab_path: str, settings: dict[str, Any], max_length: int, length_multiple: int = 1,
+                 max_windows: int = 1, stride: int = 0) -> None:
         super().__init__(name="tokenizer")
         import tensorflow_text as tf_text
 
         self.settings = dict(settings)
         self.max_length = int(max_length)
+        self.max_windows, self.stride = int(max_windows), int(stride)
         self.length_multiple = int(length_multiple)
         self.vocab_asset = tf.saved_model.Asset(os.path.abspath(vocab_path))
         initializer = tf.lookup.TextFileInitializer(
@@ -143,16 +147,16 @@ class InGraphTokenizer(tf.Module):
         return self._wordpiece.tokenize(words).merge_dims(-2, -1)  # [n, (pieces)]
 
     def _model_inputs(self, pieces: tf.RaggedTensor) -> dict[str, tf.Tensor]:
-        """[CLS] pieces (truncated) [SEP], padded to the longest row."""
-        pieces = pieces[:, : self.max_length - 2]
+        """[CLS] pieces (truncated) [SEP], or up to ``max_windows`` such windows end to end
+        (:mod:`mtkeras.windows`), padded to the longest row."""
         batch = pieces.nrows(out_type=tf.int32)
-        cls = tf.fill([batch, 1], tf.constant(self.settings["cls_id"], tf.int64))
-        sep = tf.fill([batch, 1], tf.constant(self.settings["sep_id"], tf.int64))
-        ids = tf.concat([cls, pieces, sep], axis=1)  # ragged [batch, (length)]
+        ids = graph_window_rows(pieces, self.max_length, self.max_windows, self.stride, self.settings["cls_id"],
+                                self.settings["sep_id"])  # ragged [batch, (length)]
         # Every row holds at least [CLS] [SEP]; the explicit width keeps an empty batch [0, 2], not [0, 0].
         width = tf.maximum(tf.cast(ids.bounding_shape(axis=1), tf.int32), 2)
-        if self.length_multiple > 1:
-            width = tf.minimum(-(-width // self.length_multiple) * self.length_multiple, max(self.max_length, 2))
+        window = max(self.max_length, 2)
+        rounded = tf.minimum(-(-width // self.length_multiple) * self.length_multiple, window)
+        width = tf.where(width > window, -(-width // window) * window, rounded)  # as windows.round_length
         shape = tf.stack([batch, width])
         input_ids = ids.to_tensor(default_value=self.settings["pad_id"], shape=shape)
         attention_mask = tf.ones_like(ids).to_tensor(default_value=0, shape=shape)
@@ -211,11 +215,13 @@ class InGraphTokenizer(tf.Module):
         per_text = tf.reduce_sum(tf.RaggedTensor.from_row_splits(counts, words.row_splits), axis=1)
         inputs = self._model_inputs(tf.RaggedTensor.from_row_lengths(word_pieces.flat_values, per_text))
 
-        # Token index of each word's first piece: 1 ([CLS]) + pieces of the words before it in its text.
+        # Token index of each word's first piece: where the first copy of its piece (0-based: the pieces of the
+        # words before it in its text) lies in the row of windows.
         before = tf.cumsum(counts, exclusive=True)
         text_base = tf.gather(tf.concat([before, [tf.reduce_sum(counts)]], 0), words.row_starts())
-        first = 1 + before - tf.repeat(text_base, words.row_lengths())
-        kept = (counts > 0) & (first <= self.max_length - 2)
+        piece = before - tf.repeat(text_base, words.row_lengths())
+        first = graph_token_positions(piece, self.max_length, self.stride)
+        kept = (counts > 0) & (piece < max_pieces(self.max_length, self.max_windows, self.stride))
         starts = words.with_flat_values(tf.cast(tf.where(kept, first, -1), tf.int32))
 
         # Words returned per text: up to its last word that got a piece within max_length (later words
@@ -225,7 +231,7 @@ class InGraphTokenizer(tf.Module):
         batch = tf.shape(texts, out_type=tf.int64)[0]
         numbered = tf.where(kept, index + 1, tf.zeros_like(index))  # 1-based index of words with a piece, else 0
         last = tf.math.unsorted_segment_max(numbered, words.value_rowids(), batch)
-        shown = tf.minimum(tf.maximum(last, 0), MAX_WORDS_PER_LENGTH * self.max_length)
+        shown = tf.minimum(tf.maximum(last, 0), MAX_WORDS_PER_LENGTH * self.max_length * self.max_windows)
         mask = words.with_flat_values(index < tf.repeat(shown, words.row_lengths()))
         local = tf.cast(tf.gather(char_base, words.value_rowids()), tf.int64)
         begin, end = (words.with_flat_values(tf.cast(c - local, tf.int32)) for c in (char_begin, char_end))

@@ -73,6 +73,9 @@ class GroupKind:
     per_word: ClassVar[bool] = False
     #: names of the compiled metrics (``metrics()`` builds exactly these).
     metric_names: ClassVar[tuple[str, ...]]
+    #: the key of :meth:`evaluate` that picks among candidate models (epochs) in a cross-fitted
+    #: report: higher is better; threshold-free, so it can be compared before thresholds are tuned.
+    selection_metric: ClassVar[str]
     #: ``serving_default`` outputs.
     outputs: ClassVar[tuple[Output, ...]]
     #: the model's own output, as ``predict_ids`` and TFLite name it.

@@ -25,6 +25,7 @@ class Multiclass(GroupKind):
     losses = ("categorical_crossentropy",)
     decision = "decoded by argmax"
     metric_names = ("accuracy", ROC_AUC)
+    selection_metric = "roc_auc_ovr_macro"
     outputs = (PROBABILITIES, Output("labels", "string", ("batch",), "the label with the highest probability"))
     raw_output = Output("probabilities", "float32", ("batch", "n_labels"), "the head's probabilities")
 

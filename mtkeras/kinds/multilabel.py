@@ -33,6 +33,7 @@ class Multilabel(GroupKind):
     losses = ("binary_crossentropy",)
     thresholded = True
     metric_names = ("accuracy", ROC_AUC)
+    selection_metric = "roc_auc_macro"
     outputs = (
         PROBABILITIES,
         Output("labels", "string", ("batch", "n_labels"),

@@ -35,6 +35,7 @@ class Regression(GroupKind):
     losses = REGRESSION_LOSSES
     decision = "a linear output"
     metric_names = ("mae", "rmse")
+    selection_metric = "r2"
     outputs = (Output("values", "float32", ("batch", "n_labels"), "the predicted values, in the targets' units"),)
     raw_output = Output("values", "float32", ("batch", "n_labels"), "the predicted values, in the targets' units")
 

@@ -46,6 +46,7 @@ class TokenMultilabel(GroupKind):
     thresholded = True
     per_word = True
     metric_names = (ROC_AUC,)
+    selection_metric = "roc_auc_micro"
     outputs = (
         Output("probabilities", "float32", ("batch", "words", "n_labels"),
                "per word, its first piece's probabilities (0 for padding and for words cut off by max_length)"),
