@@ -159,7 +159,8 @@ def encode_targets(
 
 
 def fit_target_stats(spec: TaskSpec, records: Sequence[Mapping[str, Any]]) -> TaskSpec:
-    """A copy of ``spec`` whose ``normalize=True`` groups carry ``(mean, std)`` per target from ``records``.
+    """A copy of ``spec`` with what it learns from the training data: ``(mean, std)`` per target of its
+    ``normalize=True`` groups, and the weights of groups whose ``class_weight`` names a strategy.
 
     Learn them on the training data only; the model then outputs real values
     (``standardised * std + mean``) and its exports too. A constant target gets std 1.
@@ -167,12 +168,13 @@ def fit_target_stats(spec: TaskSpec, records: Sequence[Mapping[str, Any]]) -> Ta
     Example:
         >>> spec = fit_target_stats(spec, train_records)
     """
-    groups = [group for group in spec.groups if group.normalize]
-    if not groups:
+    normalized = [group for group in spec.groups if group.normalize]
+    weighted = [group for group in spec.groups if isinstance(group.class_weight, str)]
+    if not normalized and not weighted:
         return spec
     targets, weights = encode_targets(spec, records)
     stats = {}
-    for group in groups:
+    for group in normalized:
         annotated = targets[group.name][weights[group.name] > 0]
         if len(annotated) == 0:
             raise ValueError(f"No row is annotated for regression group {group.name!r}; cannot learn its mean and std.")
@@ -181,7 +183,13 @@ def fit_target_stats(spec: TaskSpec, records: Sequence[Mapping[str, Any]]) -> Ta
             (float(m), float(s) if s > 0 else 1.0)
             for m, s in zip(annotated.mean(axis=0, dtype=np.float64), std, strict=True)
         ]
-    return spec.with_target_stats(stats)
+    class_weights = {}
+    for group in weighted:
+        annotated = targets[group.name][weights[group.name] > 0]
+        if len(annotated) == 0:
+            raise ValueError(f"No row is annotated for group {group.name!r}; cannot learn its class weights.")
+        class_weights[group.name] = group.rules.fit_class_weights(annotated)
+    return spec.with_target_stats(stats).with_class_weights(class_weights)
 
 
 # --- reading records ---------------------------------------------------------------

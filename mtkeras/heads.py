@@ -84,6 +84,45 @@ class ScaledRegressionLoss(keras.losses.Loss):
         return {**super().get_config(), "loss": self.loss, "scale": self.scale, "delta": self.delta}
 
 
+@keras.saving.register_keras_serializable(package="mtkeras")
+class WeightedCrossentropy(keras.losses.Loss):
+    """Cross-entropy on probabilities with per-label weights and a focal term (Lin et al. 2017).
+
+    ``mode="categorical"`` (softmax heads): ``-sum_j w_j y_j (1 - p_j)^gamma log p_j``: a row weighs
+    its true class's weight. ``mode="binary"`` (sigmoid heads): the mean over labels of
+    ``-(w_j y_j (1 - p_j)^gamma log p_j + (1 - y_j) p_j^gamma log(1 - p_j))``: ``w_j`` weighs the
+    label's positives. Weights 1 and ``gamma`` 0 give Keras' own cross-entropies.
+
+    Example:
+        >>> WeightedCrossentropy("binary", label_weights=[1.0, 7.5], gamma=2.0)
+    """
+
+    def __init__(self, mode: str = "binary", label_weights: Sequence[float] | None = None, gamma: float = 0.0,
+                 name: str | None = None, **kwargs: Any) -> None:
+        check_option(mode, "mode", ("binary", "categorical"))
+        super().__init__(name=name or f"weighted_{mode}_crossentropy", **kwargs)
+        self.mode, self.gamma = mode, float(gamma)
+        self.label_weights = None if label_weights is None else [float(w) for w in label_weights]
+
+    def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        epsilon = keras.backend.epsilon()
+        y_true = tf.cast(y_true, tf.float32)
+        p = tf.clip_by_value(tf.cast(y_pred, tf.float32), epsilon, 1.0 - epsilon)
+        weights = 1.0 if self.label_weights is None else tf.constant(self.label_weights, tf.float32)
+        positive = weights * y_true * tf.math.log(p)
+        if self.gamma:
+            positive *= tf.pow(1.0 - p, self.gamma)
+        if self.mode == "categorical":
+            return -tf.reduce_sum(positive, axis=-1)
+        negative = (1.0 - y_true) * tf.math.log(1.0 - p)
+        if self.gamma:
+            negative *= tf.pow(p, self.gamma)
+        return -tf.reduce_mean(positive + negative, axis=-1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "mode": self.mode, "label_weights": self.label_weights, "gamma": self.gamma}
+
+
 def token_weights(y_true: tf.Tensor, sample_weight: tf.Tensor | None) -> tf.Tensor:
     """float32 ``[batch, length]``: 1 on tokens that carry a target, times the row's sample weight."""
     weights = tf.cast(y_true[..., 0] > IGNORED_TOKEN / 2, tf.float32)

@@ -54,7 +54,8 @@ def build_model(
     Returns:
         A ``tf_keras.Model`` taking ``input_ids``, ``attention_mask`` and
         ``token_type_ids`` (int32 ``[batch, length]``, any length up to
-        ``spec.max_tokens``: beyond ``max_length``, windows end to end) and returning ``{group name: output}``: probabilities
+        ``spec.max_tokens``: beyond ``max_length``, windows end to end) and returning
+        ``{group name: output}``: probabilities
         ``[batch, labels]`` (multiclass, multilabel), values ``[batch, targets]``
         (regression) or per-token probabilities ``[batch, length, labels]`` (token_multilabel).
 

@@ -47,6 +47,11 @@ class LabelGroup:
             ``target_stats`` (see :func:`mtkeras.fit_target_stats`) before a model is built.
         target_stats: regression only: ``(mean, std)`` per target, from the
             training data; the model outputs ``standardised * std + mean``.
+        class_weight: multiclass and multilabel: weigh rare labels up in the loss, by a strategy of
+            :data:`mtkeras.kinds.CLASS_WEIGHTINGS` (``"balanced"``, ``"sqrt_balanced"``; learned from the
+            training data by :func:`mtkeras.fit_target_stats`) or one weight per label (a multiclass
+            group's per class, a multilabel group's on each label's positives).
+        focal_gamma: with ``loss="focal"``: the focusing exponent (default 2.0; 0 is cross-entropy).
 
     Example:
         >>> LabelGroup("use", "multilabel", labels=["editing", "viewing"], loss_weight=4.0)
@@ -62,6 +67,8 @@ class LabelGroup:
     loss: str | None = None
     normalize: bool = False
     target_stats: tuple[tuple[float, float], ...] | None = None
+    class_weight: str | tuple[float, ...] | None = None
+    focal_gamma: float | None = None
     _rules: GroupKind = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -140,6 +147,8 @@ class LabelGroup:
             "loss": self.loss,
             "normalize": self.normalize,
             "target_stats": None if self.target_stats is None else [list(pair) for pair in self.target_stats],
+            "class_weight": self.class_weight if not isinstance(self.class_weight, tuple) else list(self.class_weight),
+            "focal_gamma": self.focal_gamma,
         }
 
     @classmethod
@@ -260,6 +269,10 @@ class TaskSpec:
     def with_target_stats(self, stats: Mapping[str, Sequence[Sequence[float]]]) -> TaskSpec:
         """A copy with new ``(mean, std)`` target statistics for the named regression groups."""
         return self._with_group_field("target_stats", {name: tuple(map(tuple, pairs)) for name, pairs in stats.items()})
+
+    def with_class_weights(self, class_weights: Mapping[str, Sequence[float]]) -> TaskSpec:
+        """A copy with per-label class weights for the named groups."""
+        return self._with_group_field("class_weight", {name: tuple(values) for name, values in class_weights.items()})
 
     def with_loss_weights(self, loss_weights: Mapping[str, float]) -> TaskSpec:
         """A copy with new loss weights for the named groups."""

@@ -6,7 +6,7 @@ Nothing outside this package branches on a kind's name.
 
 from __future__ import annotations
 
-from mtkeras.kinds.base import Features, GroupKind, Output
+from mtkeras.kinds.base import CLASS_WEIGHTINGS, FOCAL_GAMMA, Features, GroupKind, Output
 from mtkeras.kinds.multiclass import Multiclass
 from mtkeras.kinds.multilabel import Multilabel
 from mtkeras.kinds.regression import Regression
@@ -36,4 +36,4 @@ def outputs_table() -> str:
     return "\n".join(lines)
 
 
-__all__ = ["KINDS", "Features", "GroupKind", "Output", "outputs_table"]
+__all__ = ["CLASS_WEIGHTINGS", "FOCAL_GAMMA", "KINDS", "Features", "GroupKind", "Output", "outputs_table"]

@@ -12,6 +12,7 @@ build Keras or graph pieces import it when called.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -22,6 +23,15 @@ from mtkeras._checks import is_number, preview
 
 if TYPE_CHECKING:  # pragma: no cover
     from mtkeras.spec import LabelGroup
+
+
+#: ``class_weight`` strategies, learned from the training data (:func:`mtkeras.fit_target_stats`).
+CLASS_WEIGHTINGS: dict[str, str] = {
+    "balanced": "multiclass: rows / (classes x rows of the class); multilabel: negatives / positives of the label",
+    "sqrt_balanced": "the square root of 'balanced': rare labels weigh more, less extremely",
+}
+#: ``focal_gamma`` of a focal loss when the group gives none (Lin et al. 2017).
+FOCAL_GAMMA = 2.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,10 @@ class GroupKind:
     per_word: ClassVar[bool] = False
     #: names of the compiled metrics (``metrics()`` builds exactly these).
     metric_names: ClassVar[tuple[str, ...]]
+    #: losses of ``losses`` that take ``focal_gamma``.
+    focal_losses: ClassVar[tuple[str, ...]] = ()
+    #: whether ``class_weight`` applies (then :meth:`fit_class_weights` learns it from the training data).
+    weighs_classes: ClassVar[bool] = False
     #: the key of :meth:`evaluate` that picks among candidate models (epochs) in a cross-fitted
     #: report: higher is better; threshold-free, so it can be compared before thresholds are tuned.
     selection_metric: ClassVar[str]
@@ -100,7 +114,74 @@ class GroupKind:
                 f"LabelGroup {group.name!r}: a {cls.name} group takes `loss` in {list(cls.losses)}, "
                 f"received {group.loss!r}."
             )
-        return {"loss": loss, "thresholds": cls._checked_thresholds(group), **cls._checked_standardisation(group)}
+        return {"loss": loss, "thresholds": cls._checked_thresholds(group), **cls._checked_standardisation(group),
+                "class_weight": cls._checked_class_weight(group), "focal_gamma": cls._checked_focal_gamma(group, loss)}
+
+    @classmethod
+    def _checked_class_weight(cls, group: LabelGroup) -> str | tuple[float, ...] | None:
+        value = group.class_weight
+        if value is None:
+            return None
+        if not cls.weighs_classes:
+            from mtkeras.kinds import KINDS
+
+            takers = [kind.name for kind in KINDS.values() if kind.weighs_classes]
+            raise ValueError(
+                f"LabelGroup {group.name!r}: `class_weight` applies to kinds {takers}, not to a {cls.name} group, "
+                f"received {value!r:.80}."
+            )
+        if isinstance(value, str):
+            if value not in CLASS_WEIGHTINGS:
+                raise ValueError(
+                    f"LabelGroup {group.name!r}: `class_weight` must be one of {list(CLASS_WEIGHTINGS)} or one "
+                    f"number > 0 per label, received {value!r}."
+                )
+            return value
+        if not isinstance(value, Sequence) or len(value) != len(group.labels) or not all(
+            is_number(v) and math.isfinite(v) and v > 0 for v in value
+        ):
+            raise ValueError(
+                f"LabelGroup {group.name!r}: `class_weight` must be one of {list(CLASS_WEIGHTINGS)} or one finite "
+                f"number > 0 per label ({len(group.labels)}), received {value!r:.80}."
+            )
+        return tuple(float(v) for v in value)
+
+    @classmethod
+    def _checked_focal_gamma(cls, group: LabelGroup, loss: str) -> float | None:
+        if loss not in cls.focal_losses:
+            if group.focal_gamma is not None:
+                raise ValueError(
+                    f"LabelGroup {group.name!r}: `focal_gamma` applies only with a focal `loss` "
+                    f"({list(cls.focal_losses) or 'none for a ' + cls.name + ' group'}), received "
+                    f"{group.focal_gamma!r} with loss {loss!r}."
+                )
+            return None
+        gamma = FOCAL_GAMMA if group.focal_gamma is None else group.focal_gamma
+        if not is_number(gamma) or not math.isfinite(gamma) or gamma < 0:
+            raise ValueError(
+                f"LabelGroup {group.name!r}: `focal_gamma` must be a finite number >= 0, received {gamma!r}."
+            )
+        return float(gamma)
+
+    def fit_class_weights(self, targets: np.ndarray) -> tuple[float, ...]:
+        """Per-label weights from the annotated training targets ``[rows, labels]``, by the group's strategy."""
+        raise NotImplementedError
+
+    def _weighted_loss(self, mode: str) -> Any:
+        """The kind's cross-entropy with the group's class weights and focal term (heads.WeightedCrossentropy),
+        or None when the group asks for neither (the stock Keras loss then)."""
+        group = self.group
+        if group.class_weight is None and group.focal_gamma is None:
+            return None
+        if isinstance(group.class_weight, str):
+            raise ValueError(
+                f"LabelGroup {group.name!r} has class_weight={group.class_weight!r} but no weights yet; learn them "
+                "from the training data first: spec = mtkeras.fit_target_stats(spec, train_records)."
+            )
+        from mtkeras.heads import WeightedCrossentropy
+
+        return WeightedCrossentropy(mode, label_weights=group.class_weight, gamma=group.focal_gamma or 0.0,
+                                    name=group.loss)
 
     @classmethod
     def _checked_standardisation(cls, group: LabelGroup) -> dict[str, Any]:

@@ -22,7 +22,9 @@ class Multiclass(GroupKind):
     name = "multiclass"
     description = "exactly one label per text (softmax head, categorical cross-entropy)"
     min_labels = 2
-    losses = ("categorical_crossentropy",)
+    losses = ("categorical_crossentropy", "focal")
+    focal_losses = ("focal",)
+    weighs_classes = True
     decision = "decoded by argmax"
     metric_names = ("accuracy", ROC_AUC)
     selection_metric = "roc_auc_ovr_macro"
@@ -37,7 +39,7 @@ class Multiclass(GroupKind):
     def loss(self) -> Any:
         from mtkeras._compat import keras
 
-        return keras.losses.CategoricalCrossentropy()
+        return self._weighted_loss("categorical") or keras.losses.CategoricalCrossentropy()
 
     def metrics(self) -> list[Any]:
         from mtkeras._compat import keras
@@ -47,6 +49,11 @@ class Multiclass(GroupKind):
             # multi_label=True averages one AUC per class: one-vs-rest macro ROC-AUC.
             keras.metrics.AUC(curve="ROC", multi_label=True, num_labels=len(self.group.labels), name=ROC_AUC),
         ]
+
+    def fit_class_weights(self, targets: np.ndarray) -> tuple[float, ...]:
+        counts = targets.sum(axis=0, dtype=np.float64)
+        balanced = np.where(counts > 0, len(targets) / (len(counts) * np.maximum(counts, 1)), 1.0)
+        return tuple(float(w) for w in (np.sqrt(balanced) if self.group.class_weight == "sqrt_balanced" else balanced))
 
     # --- encode ----------------------------------------------------------------------
 

@@ -30,7 +30,9 @@ class Multilabel(GroupKind):
 
     name = "multilabel"
     description = "any number of labels per text (sigmoid head, binary cross-entropy)"
-    losses = ("binary_crossentropy",)
+    losses = ("binary_crossentropy", "focal")
+    focal_losses = ("focal",)
+    weighs_classes = True
     thresholded = True
     metric_names = ("accuracy", ROC_AUC)
     selection_metric = "roc_auc_macro"
@@ -49,7 +51,7 @@ class Multilabel(GroupKind):
     def loss(self) -> Any:
         from mtkeras._compat import keras
 
-        return keras.losses.BinaryCrossentropy()
+        return self._weighted_loss("binary") or keras.losses.BinaryCrossentropy()
 
     def metrics(self) -> list[Any]:
         from mtkeras._compat import keras
@@ -58,6 +60,13 @@ class Multilabel(GroupKind):
             keras.metrics.BinaryAccuracy(name="accuracy"),
             keras.metrics.AUC(curve="ROC", multi_label=True, num_labels=len(self.group.labels), name=ROC_AUC),
         ]
+
+    def fit_class_weights(self, targets: np.ndarray) -> tuple[float, ...]:
+        """Weights on each label's positives: negatives / positives ('balanced'), or its square root."""
+        positives = targets.sum(axis=0, dtype=np.float64)
+        balanced = np.where(positives > 0, (len(targets) - positives) / np.maximum(positives, 1), 1.0)
+        balanced = np.maximum(balanced, 1e-3)  # a label on every row still weighs > 0
+        return tuple(float(w) for w in (np.sqrt(balanced) if self.group.class_weight == "sqrt_balanced" else balanced))
 
     # --- encode ----------------------------------------------------------------------
 
