@@ -10,8 +10,8 @@
 
 Every row is evaluated on the 1,425 validation descriptions with the same code and the
 same honest protocol (mtkeras.cross_fitted_report): the validation rows are split in two
-seeded halves; each half is scored with the epoch (fine-tuned rows) and the multilabel
-thresholds chosen on the other half; the table shows the mean of the two halves. Nothing
+seeded halves; each half is scored with the epoch (fine-tuned rows), the temperatures and the
+multilabel thresholds chosen on the other half; the table shows the mean of the two halves. Nothing
 reported is chosen on the rows it is reported on. Section is decided by argmax.
 """
 
@@ -107,7 +107,7 @@ def save_linear_report(name: str, spec: mtk.TaskSpec, probs: dict, y_val: dict, 
     report = {
         "validation_default_thresholds": mtk.evaluation_report(spec, probs, y_val, w_val),
         "validation": mtk.evaluation_report(tuned, probs, y_val, w_val),
-        "cross_fitted": mtk.cross_fitted_report(spec, [probs], y_val, w_val, seed=0),
+        "cross_fitted": mtk.cross_fitted_report(spec, [probs], y_val, w_val, seed=0, calibrate=True),
     }
     os.makedirs(os.path.join(OUT, name), exist_ok=True)
     path = os.path.join(OUT, name, "metrics.json")

@@ -44,7 +44,7 @@ DEFAULTS: dict[str, Any] = {
         "suggest_loss_weights_steps": 0,
         "distribute": None,
     },
-    "thresholds": {"tune": True, "floor": 0.1, "min_positives": 5},
+    "thresholds": {"tune": True, "calibrate": True, "floor": 0.1, "min_positives": 5},
     "output": None,
 }
 _PATH_KEYS = (("data", "train"), ("data", "validation"), ("output",), ("spec", "encoder"))
@@ -129,6 +129,7 @@ _CHECKS: dict[str, dict[str, _Check]] = {
     },
     "thresholds": {
         "tune": check_bool,
+        "calibrate": check_bool,
         "floor": partial(check_number, low=0.0, high=1.0, high_open=True),
         "min_positives": partial(check_int, minimum=1),
     },

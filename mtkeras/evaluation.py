@@ -140,6 +140,7 @@ def cross_fitted_report(
     folds: int = 2,
     seed: int = 0,
     tune: bool = True,
+    calibrate: bool = False,
     floor: float = 0.1,
     min_positives: int = 5,
 ) -> dict[str, Any]:
@@ -147,9 +148,11 @@ def cross_fitted_report(
 
     The rows are split into ``folds`` parts (seeded). For each part, the other parts pick the
     candidate (e.g. one set of validation probabilities per epoch) with the best
-    :func:`selection_score` and tune the thresholds (with ``tune``); the part is then scored with
-    that candidate and those thresholds. ``summary`` is the mean over parts of each headline
-    number; ``folds`` keeps each part's report and choice.
+    :func:`selection_score`, fit the temperatures (with ``calibrate``; candidates are then the heads'
+    own probabilities) and tune the thresholds on the calibrated probabilities (with ``tune``); the
+    part is then scored with those choices. ``summary`` is the mean over parts of each headline
+    number (with ``calibrate``, ``<group>/ece_uncalibrated`` too); ``folds`` keeps each part's
+    report and choices.
 
     Example:
         >>> report = cross_fitted_report(spec, [probs_epoch_1, probs_epoch_2], *encode_targets(spec, records))
@@ -171,19 +174,27 @@ def cross_fitted_report(
         scores = [selection_score(spec, evaluation_report(spec, _rows(probs, choose), chosen_targets, chosen_weights))
                   for probs in candidates]
         best = int(np.argmax(scores))  # ties: the earliest candidate
-        chosen_spec = spec
+        chosen_spec, probs, before = spec, candidates[best], {}
+        if calibrate:
+            from mtkeras.calibration import calibrate_arrays, fit_temperatures
+
+            raw_report = evaluation_report(spec, _rows(probs, scored), _rows(targets, scored), _rows(weights, scored))
+            before = {f"{name}/ece_uncalibrated": entry["ece"] for name, entry in raw_report["groups"].items()
+                      if entry.get("ece") is not None}
+            chosen_spec = fit_temperatures(spec, _rows(probs, choose), chosen_targets, chosen_weights)
+            probs = calibrate_arrays(chosen_spec, probs)
         if tune:
-            chosen_spec = tune_thresholds(spec, _rows(candidates[best], choose), chosen_targets, chosen_weights,
+            chosen_spec = tune_thresholds(chosen_spec, _rows(probs, choose), chosen_targets, chosen_weights,
                                           floor=floor, min_positives=min_positives)
-        report = evaluation_report(chosen_spec, _rows(candidates[best], scored), _rows(targets, scored),
-                                   _rows(weights, scored))
+        report = evaluation_report(chosen_spec, _rows(probs, scored), _rows(targets, scored), _rows(weights, scored))
         reports.append({"rows": int(scored.sum()), "candidate": best, "selection_score": scores[best],
-                        "summary": summary(report), "report": report})
+                        "temperatures": {g.name: g.temperature for g in chosen_spec.groups if g.rules.calibrates},
+                        "summary": {**summary(report), **before}, "report": report})
     keys = set.intersection(*(set(entry["summary"]) for entry in reports))
     return {
         "protocol": (f"cross-fitted over {folds} seeded parts of these rows (seed {seed}): each part is scored "
-                     "with the candidate and thresholds chosen on the other parts"
-                     + ("" if tune else " (thresholds not tuned)")),
+                     "with the candidate, temperatures and thresholds chosen on the other parts"
+                     + ("" if tune else " (thresholds not tuned)") + ("" if calibrate else " (not calibrated)")),
         "summary": {key: round(float(np.mean([entry["summary"][key] for entry in reports])), 4)
                     for key in sorted(keys)},
         "folds": reports,

@@ -11,6 +11,7 @@ import numpy as np
 
 from mtkeras._checks import check_int, check_texts
 from mtkeras._compat import keras, tf
+from mtkeras.calibration import calibrated
 from mtkeras.data import check_word_tokenizer, encode_unpadded, pad_rows, token_word_starts
 from mtkeras.defaults import PREDICT_JIT_COMPILE, XLA_LENGTH_STEP
 from mtkeras.encoder import load_tokenizer
@@ -72,8 +73,10 @@ class Predictor:
         self.jit_compile = bool(jit_compile)
         self._length_multiple = XLA_LENGTH_STEP if jit_compile else 1
         # One trace for every batch shape: [batch, length] are both dynamic (XLA still compiles per shape).
+        # The spec's temperatures are applied in the same graph (mtkeras.calibration), as in the exports.
         self._forward = tf.function(
-            lambda inputs: model(inputs, training=False), input_signature=[ids_signature()], jit_compile=jit_compile
+            lambda inputs: calibrated(spec, model(inputs, training=False)), input_signature=[ids_signature()],
+            jit_compile=jit_compile,
         )
 
     @classmethod

@@ -52,6 +52,9 @@ class LabelGroup:
             training data by :func:`mtkeras.fit_target_stats`) or one weight per label (a multiclass
             group's per class, a multilabel group's on each label's positives).
         focal_gamma: with ``loss="focal"``: the focusing exponent (default 2.0; 0 is cross-entropy).
+        temperature: multiclass and multilabel: probabilities are served as ``softmax(log p / T)`` /
+            ``sigmoid(logit(p) / T)``, ``T`` fitted on held-apart data (:func:`mtkeras.fit_temperatures`);
+            None or 1: the head's own.
 
     Example:
         >>> LabelGroup("use", "multilabel", labels=["editing", "viewing"], loss_weight=4.0)
@@ -69,6 +72,7 @@ class LabelGroup:
     target_stats: tuple[tuple[float, float], ...] | None = None
     class_weight: str | tuple[float, ...] | None = None
     focal_gamma: float | None = None
+    temperature: float | None = None
     _rules: GroupKind = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -149,6 +153,7 @@ class LabelGroup:
             "target_stats": None if self.target_stats is None else [list(pair) for pair in self.target_stats],
             "class_weight": self.class_weight if not isinstance(self.class_weight, tuple) else list(self.class_weight),
             "focal_gamma": self.focal_gamma,
+            "temperature": self.temperature,
         }
 
     @classmethod
@@ -273,6 +278,10 @@ class TaskSpec:
     def with_class_weights(self, class_weights: Mapping[str, Sequence[float]]) -> TaskSpec:
         """A copy with per-label class weights for the named groups."""
         return self._with_group_field("class_weight", {name: tuple(values) for name, values in class_weights.items()})
+
+    def with_temperatures(self, temperatures: Mapping[str, float | None]) -> TaskSpec:
+        """A copy with new calibration temperatures for the named groups."""
+        return self._with_group_field("temperature", temperatures)
 
     def with_loss_weights(self, loss_weights: Mapping[str, float]) -> TaskSpec:
         """A copy with new loss weights for the named groups."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from mtkeras._compat import keras
 from mtkeras._io import write_json
+from mtkeras.calibration import calibrate_arrays, fit_temperatures, plot_reliability
 from mtkeras.data import encode_targets, fit_target_stats, make_dataset, read_records
 from mtkeras.encoder import load_tokenizer
 from mtkeras.evaluation import cross_fitted_report, evaluation_report, plot_roc_curves, summary, tune_thresholds
@@ -109,6 +110,7 @@ class _Run:
     tokenizer: Any = None
     model: Any = None
     report: dict = field(default_factory=dict)
+    raw_probs: dict = field(default_factory=dict)
 
 
 def _prepare_run(config: Mapping[str, Any]) -> _Run:
@@ -204,7 +206,8 @@ def _fit(run: _Run, verbose: int | str) -> None:
     callbacks.append(keras.callbacks.CSVLogger(os.path.join(run.run_dir, "history.csv"), append=True))
     # Every epoch's validation probabilities, for the cross-fitted report (epochs compared on other rows).
     texts = [r[spec.text_column] for r in run.validation_records]
-    predictor = Predictor(model, spec, run.tokenizer, jit_compile=False)
+    raw = spec.with_temperatures({g.name: None for g in spec.groups if g.rules.calibrates})  # heads' own
+    predictor = Predictor(model, raw, run.tokenizer, jit_compile=False)
     callbacks.append(EpochPredictions(os.path.join(run.run_dir, EPOCH_PREDICTIONS),
                                       lambda: predictor.predict_proba(texts)))
     model.fit(train_ds, steps_per_epoch=steps_per_epoch, validation_data=validation_ds, epochs=training["epochs"],
@@ -226,25 +229,34 @@ def _thresholds_and_report(run: _Run) -> tuple[dict, dict, dict]:
     with open(os.path.join(run.run_dir, BEST_WEIGHTS + ".json"), encoding="utf-8") as handle:
         best = json.load(handle)
     epochs = load_epoch_predictions(os.path.join(run.run_dir, EPOCH_PREDICTIONS))
+    raw = spec.with_temperatures({g.name: None for g in spec.groups if g.rules.calibrates})
     probs = epochs.get(best["epoch"] + 1)
     if probs is None:
-        probs = Predictor(run.model, spec, run.tokenizer).predict_proba(
+        probs = Predictor(run.model, raw, run.tokenizer).predict_proba(
             [r[spec.text_column] for r in run.validation_records])
     targets, weights = encode_targets(spec, run.validation_records)
     thresholds = config["thresholds"]
     cross_fitted = cross_fitted_report(
-        spec, list(epochs.values()) or [probs], targets, weights, seed=config["training"]["seed"],
-        tune=thresholds["tune"], floor=thresholds["floor"], min_positives=thresholds["min_positives"])
+        raw, list(epochs.values()) or [probs], targets, weights, seed=config["training"]["seed"],
+        tune=thresholds["tune"], calibrate=thresholds["calibrate"], floor=thresholds["floor"],
+        min_positives=thresholds["min_positives"])
     cross_fitted["candidates"] = [f"epoch {epoch}" for epoch in epochs] or ["the best epoch"]
+    # The deployed model: temperatures fitted and thresholds tuned on all validation rows.
+    run.raw_probs, run.spec = probs, raw
+    if thresholds["calibrate"]:
+        run.spec = fit_temperatures(raw, probs, targets, weights)
+        probs = calibrate_arrays(run.spec, probs)
+    spec = run.spec
     run.report = {"validation": evaluation_report(spec, probs, targets, weights)}
-    if config["thresholds"]["tune"]:
-        run.spec = tune_thresholds(spec, probs, targets, weights, floor=config["thresholds"]["floor"],
-                                   min_positives=config["thresholds"]["min_positives"])
+    if thresholds["tune"]:
+        run.spec = tune_thresholds(spec, probs, targets, weights, floor=thresholds["floor"],
+                                   min_positives=thresholds["min_positives"])
         run.report = {
             "validation_default_thresholds": run.report["validation"],
             "validation": evaluation_report(run.spec, probs, targets, weights),
-            "note": "`validation` uses thresholds tuned on this same validation data (optimistic); "
-                    "`cross_fitted` chooses the epoch and thresholds on other rows than it scores (honest).",
+            "note": "`validation` uses the temperatures and thresholds fitted on this same validation data "
+                    "(optimistic); `cross_fitted` chooses the epoch, temperatures and thresholds on other rows "
+                    "than it scores (honest).",
         }
     run.report["cross_fitted"] = cross_fitted
     run.report["best_epoch"] = best
@@ -256,6 +268,8 @@ def _save(run: _Run, probs: dict, targets: dict, weights: dict) -> None:
     save_model(run.model, run.spec, os.path.join(run.run_dir, RUN_MODEL_DIR), run.tokenizer)
     write_json(run.report, os.path.join(run.run_dir, "metrics.json"))
     plot_roc_curves(run.spec, probs, targets, weights, os.path.join(run.run_dir, "roc_curves.png"))
+    plot_reliability(run.spec, probs, targets, weights, os.path.join(run.run_dir, "reliability.png"),
+                     uncalibrated=run.raw_probs if run.config["thresholds"]["calibrate"] else None)
     logger.warning("validation: %s", json.dumps(summary(run.report["validation"])))
     logger.warning("validation, cross-fitted (honest): %s", json.dumps(run.report["cross_fitted"]["summary"]))
 
@@ -264,9 +278,10 @@ def train(config: Mapping[str, Any], *, verbose: int | str = 1) -> str:
     """Train as ``config`` says (see :mod:`mtkeras.config`) and return the run folder.
 
     The run folder holds ``config.json`` (the exact config used), ``model/``
-    (model, spec with tuned thresholds, tokenizer), ``metrics.json`` and
-    ``roc_curves.png`` on the validation data, ``history.csv`` and the best
-    weights. Run the same command again after an interruption: it resumes
+    (model, spec with fitted temperatures and tuned thresholds, tokenizer), ``metrics.json``
+    (the deployed model's validation report and the honest cross-fitted one), ``roc_curves.png``
+    and ``reliability.png`` on the validation data, ``history.csv``, every epoch's validation
+    probabilities (``validation_predictions/``) and the best weights. Run the same command again after an interruption: it resumes
     from the last finished epoch. A run that fails before its first epoch
     finishes leaves no run folder behind (one it did not create is kept).
 

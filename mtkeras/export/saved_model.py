@@ -11,6 +11,7 @@ from typing import Any
 
 from mtkeras._compat import keras, tf, transformers
 from mtkeras._io import disk_error, write_json
+from mtkeras.calibration import calibrated
 from mtkeras.defaults import EXPORT_JIT_COMPILE, XLA_LENGTH_STEP
 from mtkeras.export.text_graph import InGraphTokenizer, tokenizer_settings, write_vocab
 from mtkeras.model import ids_signature
@@ -67,7 +68,7 @@ class ServingModule(tf.Module):
 
     def _outputs(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         outputs = self._forward(inputs)
-        return {name: tf.cast(outputs[name], tf.float32) for name in self.spec.group_names}
+        return calibrated(self.spec, {name: tf.cast(outputs[name], tf.float32) for name in self.spec.group_names})
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serve_text(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -109,6 +110,7 @@ def export_metadata(spec: TaskSpec, jit_compile: bool = False) -> dict[str, Any]
             "kind": group.kind,
             "labels": list(group.labels),
             "thresholds": None if group.thresholds is None else list(group.thresholds),
+            "temperature": group.temperature,
             "serving_default_outputs": {f"{group.name}_{o.suffix}": o.layout() for o in group.rules.outputs},
             "predict_ids_output": {f"{group.name}_{raw.suffix}": raw.layout()},
         }

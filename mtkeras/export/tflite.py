@@ -9,6 +9,7 @@ from typing import Any
 from mtkeras._checks import check_option
 from mtkeras._compat import tf
 from mtkeras._io import write_atomic, write_json
+from mtkeras.calibration import calibrated
 from mtkeras.defaults import QUANTIZE
 from mtkeras.export.saved_model import export_metadata, raw_outputs, resolve_source
 from mtkeras.model import ids_signature
@@ -43,7 +44,8 @@ def export_tflite(
     @tf.function(input_signature=[ids_signature()])
     def serve(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         outputs = model(inputs, training=False)
-        return raw_outputs(spec, {name: tf.cast(outputs[name], tf.float32) for name in spec.group_names})
+        return raw_outputs(spec, calibrated(spec, {name: tf.cast(outputs[name], tf.float32)
+                                                   for name in spec.group_names}))
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], model)
     if quantize is not None:

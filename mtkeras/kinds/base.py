@@ -87,6 +87,8 @@ class GroupKind:
     focal_losses: ClassVar[tuple[str, ...]] = ()
     #: whether ``class_weight`` applies (then :meth:`fit_class_weights` learns it from the training data).
     weighs_classes: ClassVar[bool] = False
+    #: whether the group's probabilities take a fitted ``temperature`` (:mod:`mtkeras.calibration`).
+    calibrates: ClassVar[bool] = False
     #: the key of :meth:`evaluate` that picks among candidate models (epochs) in a cross-fitted
     #: report: higher is better; threshold-free, so it can be compared before thresholds are tuned.
     selection_metric: ClassVar[str]
@@ -115,7 +117,61 @@ class GroupKind:
                 f"received {group.loss!r}."
             )
         return {"loss": loss, "thresholds": cls._checked_thresholds(group), **cls._checked_standardisation(group),
-                "class_weight": cls._checked_class_weight(group), "focal_gamma": cls._checked_focal_gamma(group, loss)}
+                "class_weight": cls._checked_class_weight(group), "focal_gamma": cls._checked_focal_gamma(group, loss),
+                "temperature": cls._checked_temperature(group)}
+
+    @classmethod
+    def _checked_temperature(cls, group: LabelGroup) -> float | None:
+        value = group.temperature
+        if value is None:
+            return None
+        if not cls.calibrates:
+            from mtkeras.kinds import KINDS
+
+            takers = [kind.name for kind in KINDS.values() if kind.calibrates]
+            raise ValueError(
+                f"LabelGroup {group.name!r}: `temperature` applies to kinds {takers}, not to a {cls.name} group, "
+                f"received {value!r}."
+            )
+        if not is_number(value) or not math.isfinite(value) or value <= 0:
+            raise ValueError(
+                f"LabelGroup {group.name!r}: `temperature` must be a finite number > 0 (1: the head's own "
+                f"probabilities), received {value!r}."
+            )
+        return float(value)
+
+    # --- calibration (kinds with `calibrates`) -------------------------------------------
+
+    def calibrate(self, values: Any, temperature: float | None = None) -> Any:
+        """The head's output tensor with the temperature applied (the group's own by default); TensorFlow ops,
+        used in the Predictor's, the SavedModel's and the TFLite graph alike."""
+        temperature = self.group.temperature if temperature is None else temperature
+        if not self.calibrates or temperature is None or temperature == 1.0:
+            return values
+        return self._scaled(values, float(temperature))
+
+    def _scaled(self, values: Any, temperature: float) -> Any:
+        raise NotImplementedError
+
+    def log_loss(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+        """Mean negative log-likelihood of ``targets`` under ``outputs`` (what a temperature is fitted on)."""
+        raise NotImplementedError
+
+    def calibration_error(self, outputs: np.ndarray, targets: np.ndarray, bins: int = 15) -> float:
+        """Expected calibration error: the mean gap between confidence and frequency over ``bins`` equal bins,
+        weighted by their share of :meth:`_confidences`."""
+        confidence, outcome = self._confidences(outputs, targets)
+        which = np.minimum((confidence * bins).astype(np.int64), bins - 1)
+        error = 0.0
+        for b in range(bins):
+            inside = which == b
+            if inside.any():
+                error += inside.mean() * abs(float(outcome[inside].mean()) - float(confidence[inside].mean()))
+        return float(error)
+
+    def _confidences(self, outputs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(confidence, outcome)`` pairs the calibration error compares."""
+        raise NotImplementedError
 
     @classmethod
     def _checked_class_weight(cls, group: LabelGroup) -> str | tuple[float, ...] | None:

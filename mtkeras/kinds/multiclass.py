@@ -25,6 +25,7 @@ class Multiclass(GroupKind):
     losses = ("categorical_crossentropy", "focal")
     focal_losses = ("focal",)
     weighs_classes = True
+    calibrates = True
     decision = "decoded by argmax"
     metric_names = ("accuracy", ROC_AUC)
     selection_metric = "roc_auc_ovr_macro"
@@ -54,6 +55,19 @@ class Multiclass(GroupKind):
         counts = targets.sum(axis=0, dtype=np.float64)
         balanced = np.where(counts > 0, len(targets) / (len(counts) * np.maximum(counts, 1)), 1.0)
         return tuple(float(w) for w in (np.sqrt(balanced) if self.group.class_weight == "sqrt_balanced" else balanced))
+
+    # --- calibration: softmax(log p / T), the same as dividing the logits by T ---------------
+
+    def _scaled(self, values: Any, temperature: float) -> Any:
+        from mtkeras._compat import tf
+
+        return tf.nn.softmax(tf.math.log(tf.clip_by_value(values, 1e-12, 1.0)) / temperature, axis=-1)
+
+    def log_loss(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+        return float(-np.mean(np.sum(targets * np.log(np.clip(outputs, 1e-12, 1.0)), axis=-1)))
+
+    def _confidences(self, outputs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return outputs.max(axis=-1), (outputs.argmax(axis=-1) == targets.argmax(axis=-1)).astype(np.float64)
 
     # --- encode ----------------------------------------------------------------------
 
@@ -109,6 +123,7 @@ class Multiclass(GroupKind):
             "macro_f1": float(f1_score(true, predicted, labels=present, average="macro", zero_division=0)),
             "micro_f1": float(f1_score(true, predicted, average="micro", zero_division=0)),
             "roc_auc_ovr_macro": auc,
+            "ece": self.calibration_error(outputs, targets),
             "roc_auc_labels_skipped": skipped,
             "per_label": self.label_report(targets, self.indicator(outputs)),
         }

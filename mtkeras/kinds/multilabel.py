@@ -33,6 +33,7 @@ class Multilabel(GroupKind):
     losses = ("binary_crossentropy", "focal")
     focal_losses = ("focal",)
     weighs_classes = True
+    calibrates = True
     thresholded = True
     metric_names = ("accuracy", ROC_AUC)
     selection_metric = "roc_auc_macro"
@@ -67,6 +68,21 @@ class Multilabel(GroupKind):
         balanced = np.where(positives > 0, (len(targets) - positives) / np.maximum(positives, 1), 1.0)
         balanced = np.maximum(balanced, 1e-3)  # a label on every row still weighs > 0
         return tuple(float(w) for w in (np.sqrt(balanced) if self.group.class_weight == "sqrt_balanced" else balanced))
+
+    # --- calibration: sigmoid(logit(p) / T), one temperature for the group's labels -----------
+
+    def _scaled(self, values: Any, temperature: float) -> Any:
+        from mtkeras._compat import tf
+
+        p = tf.clip_by_value(values, 1e-7, 1.0 - 1e-7)
+        return tf.sigmoid((tf.math.log(p) - tf.math.log1p(-p)) / temperature)
+
+    def log_loss(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+        p = np.clip(outputs, 1e-7, 1.0 - 1e-7)
+        return float(-np.mean(targets * np.log(p) + (1.0 - targets) * np.log1p(-p)))
+
+    def _confidences(self, outputs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(outputs, np.float64).ravel(), np.asarray(targets, np.float64).ravel()
 
     # --- encode ----------------------------------------------------------------------
 
@@ -122,6 +138,7 @@ class Multilabel(GroupKind):
             "macro_f1": float(f1_score(true, predicted, average="macro", zero_division=0)),
             "roc_auc_micro": float(roc_auc_score(true.ravel(), outputs.ravel())) if both_classes else None,
             "roc_auc_macro": auc_macro,
+            "ece": self.calibration_error(outputs, targets),
             "roc_auc_labels_skipped": skipped,
             "subset_accuracy": float(np.mean(np.all(predicted == true, axis=1))),
             "per_label": self.label_report(targets, predicted),
