@@ -281,8 +281,8 @@ def train(config: Mapping[str, Any], *, verbose: int | str = 1) -> str:
     (model, spec with fitted temperatures and tuned thresholds, tokenizer), ``metrics.json``
     (the deployed model's validation report and the honest cross-fitted one), ``roc_curves.png``
     and ``reliability.png`` on the validation data, ``history.csv``, every epoch's validation
-    probabilities (``validation_predictions/``) and the best weights. Run the same command again after an interruption: it resumes
-    from the last finished epoch. A run that fails before its first epoch
+    probabilities (``validation_predictions/``) and the best weights. Run the same command again
+    after an interruption: it resumes from the last finished epoch. A run that fails before its first epoch
     finishes leaves no run folder behind (one it did not create is kept).
 
     Example:

@@ -159,12 +159,20 @@ def test_cli_train_evaluate_predict(config_file, tmp_path, capsys, monkeypatch):
     assert cli_main(["train", str(config_file), "--verbose", "0", "--set", "training.early_stopping_patience=0"]) == 0
     run = tmp_path / "run"
     assert sorted(os.listdir(run)) == ["best.weights.h5", "best.weights.h5.json", "config.json", "history.csv",
-                                       "metrics.json", "model", "roc_curves.png"]
+                                       "metrics.json", "model", "reliability.png", "roc_curves.png",
+                                       "validation_predictions"]
+    assert sorted(os.listdir(run / "validation_predictions")) == [f"epoch_{e}.npz" for e in range(1, 7)]
     metrics = json.loads((run / "metrics.json").read_text())
+    # The honest report: each half of validation scored with the epoch, temperatures and thresholds of the other.
+    honest = metrics["cross_fitted"]
+    assert honest["candidates"] == [f"epoch {e}" for e in range(1, 7)] and len(honest["folds"]) == 2
+    assert sum(fold["rows"] for fold in honest["folds"]) == 48
+    assert honest["summary"]["topic/accuracy"] > 0.8 and "colour/ece_uncalibrated" in honest["summary"]
     topic = metrics["validation"]["groups"]["topic"]
     assert topic["roc_auc_ovr_macro"] > 0.9 and topic["accuracy"] > 0.9  # the topic word is in the text (chance 1/3)
     spec = mtk.TaskSpec.load(run / "model" / "spec.json")
     assert spec.group("colour").labels == ("blue", "green", "red", "yellow")  # taken from the data, sorted
+    assert spec.group("colour").temperature is not None and spec.group("topic").temperature is not None
     used = json.loads((run / "config.json").read_text())
     assert used["training"]["epochs"] == 6 and used["data"]["train"] == str(tmp_path / "train.jsonl")
     capsys.readouterr()
