@@ -153,8 +153,8 @@ def record(name: str, seconds: float, metrics_path: str, command: str) -> None:
     with open(metrics_path) as handle:
         report = json.load(handle)
     entry = {"name": name, "seconds": round(seconds), "command": command, "machine": machine(),
-             "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                      cwd=ROOT).stdout.strip(),
+             "commit": os.environ.get("MTKERAS_BENCH_COMMIT") or subprocess.run(
+                 ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip(),
              "summary": report["cross_fitted"]["summary"],
              "chosen": [fold["candidate"] for fold in report["cross_fitted"]["folds"]],
              "summary_tuned_on_reported_rows": mtk.evaluation.summary(report["validation"])}
