@@ -49,12 +49,12 @@ class TokenMultilabel(GroupKind):
     selection_metric = "roc_auc_micro"
     outputs = (
         Output("probabilities", "float32", ("batch", "words", "n_labels"),
-               "per word, its first piece's probabilities (0 for padding and for words cut off by max_length)"),
+               "per word, its first piece's probabilities (0 for padding and for words past the last window)"),
         Output("labels", "string", ("batch", "words", "n_labels"),
                "per word, the labels whose probability >= their threshold, then '' padding"),
         Output("words", "string", ("batch", "words"),
-               "the whitespace-separated words up to the last one within max_length tokens (later words have no "
-               "answer; at most 4 x max_length words), '' padding"),
+               "the whitespace-separated words up to the last one within the windows read (later words have no "
+               "answer; at most 4 x max_length x max_windows words), '' padding"),
         Output("offsets", "int32", ("batch", "words", "2"),
                "each word's [start, end) character offsets in the text (Unicode code points), -1 padding"),
     )
