@@ -149,6 +149,34 @@ def run_tfidf() -> None:
     save_linear_report("tfidf", spec, probs, y_val, w_val, started)
 
 
+def rescore(name: str) -> None:
+    """Recompute a fine-tuned run's cross-fitted report from the validation probabilities it kept (every
+    epoch), with this checkout's protocol code; the run's other fields (time, command) are kept."""
+    from mtkeras.training import load_epoch_predictions
+
+    folder = os.path.join(OUT, name)
+    spec = mtk.TaskSpec.load(os.path.join(folder, "model", "spec.json"))
+    spec = spec.with_temperatures({g.name: None for g in spec.groups if g.rules.calibrates})
+    with open(os.path.join(folder, "config.json")) as handle:
+        config = json.load(handle)
+    validation = mtk.read_records(config["data"]["validation"], spec)
+    targets, weights = mtk.encode_targets(spec, validation)
+    epochs = load_epoch_predictions(os.path.join(folder, "validation_predictions"))
+    report = mtk.cross_fitted_report(spec, list(epochs.values()), targets, weights, seed=config["training"]["seed"],
+                                     calibrate=True)
+    report["candidates"] = [f"epoch {epoch}" for epoch in epochs]
+    with open(os.path.join(folder, "metrics.json")) as handle:
+        metrics = json.load(handle)
+    metrics["cross_fitted"] = report
+    write_json(metrics, os.path.join(folder, "metrics.json"))
+    previous = [json.loads(line) for line in open(os.path.join(OUT, "results.jsonl"))]
+    entry = [e for e in previous if e["name"] == name][-1]
+    entry.update(summary=report["summary"], chosen=[fold["candidate"] for fold in report["folds"]])
+    with open(os.path.join(OUT, "results.jsonl"), "a") as handle:
+        handle.write(json.dumps(entry) + "\n")
+    print(json.dumps(entry["summary"]))
+
+
 def record(name: str, seconds: float, metrics_path: str, command: str) -> None:
     with open(metrics_path) as handle:
         report = json.load(handle)
@@ -209,9 +237,13 @@ def main() -> None:
     run.add_argument("--name", default=None, help="run folder and results name (default: what)")
     run.add_argument("--set", action="append", default=[], help="config override key.sub=value (repeatable)")
     sub.add_parser("table")
+    again = sub.add_parser("rescore", help="recompute a run's cross-fitted report from its kept predictions")
+    again.add_argument("name")
     args = parser.parse_args()
     if args.command == "table":
         table()
+    elif args.command == "rescore":
+        rescore(args.name)
     elif args.what == "multitask":
         run_finetune(args.name or "multitask", list(GROUPS), args.epochs, args.set, what="multitask")
     elif args.what.startswith("single:") and args.what[7:] in GROUPS:
