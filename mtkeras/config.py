@@ -116,6 +116,7 @@ _CHECKS: dict[str, dict[str, _Check]] = {
         "warmup_proportion": partial(check_number, low=0.0, high=1.0, high_open=True),
         "weight_decay": partial(check_number, low=0.0, allow_none=True),
         "head_lr_multiplier": partial(check_number, low=0.0, low_open=True),
+        "layer_lr_decay": partial(check_number, low=0.0, high=1.0, low_open=True),
         "beta_2": partial(check_number, low=0.0, high=1.0, high_open=True),
         "seed": partial(check_int, minimum=0),
         "padding": lambda value, name: check_option(value, name, DATASET_PADDINGS),

@@ -53,6 +53,7 @@ def compile_model(
     weight_decay: float | None = TRAINING.weight_decay,
     beta_2: float = TRAINING.beta_2,
     head_lr_multiplier: float = TRAINING.head_lr_multiplier,
+    layer_lr_decay: float = TRAINING.layer_lr_decay,
     optimizer: keras.optimizers.Optimizer | None = None,
     metrics: Mapping[str, Sequence[Any]] | None = None,
     **compile_kwargs: Any,
@@ -66,7 +67,9 @@ def compile_model(
     come from the spec; the optimizer defaults to :class:`RAdam` with warm-up
     and decoupled weight decay (LayerNorm and biases excluded), the heads'
     step size scaled by ``head_lr_multiplier`` (randomly initialised heads on a
-    pretrained encoder often want 10-100x); metrics default
+    pretrained encoder often want 10-100x) and, with ``layer_lr_decay`` < 1, encoder layer ``i``
+    of ``L`` (from 0) by ``layer_lr_decay ** (L - 1 - i)`` and the embeddings by ``layer_lr_decay ** L``
+    (layer-wise learning-rate decay: lower layers move less); metrics default
     to each kind's (accuracy and ROC-AUC; MAE and RMSE for regression), compiled as weighted metrics so that rows
     a group does not annotate (sample weight 0) are left out. Any other keyword goes to
     ``model.compile`` (``jit_compile``, ``steps_per_execution``, ...).
@@ -83,6 +86,7 @@ def compile_model(
     """
     check_number(learning_rate, "learning_rate", 0.0, low_open=True)
     check_number(head_lr_multiplier, "head_lr_multiplier", 0.0, low_open=True)
+    check_number(layer_lr_decay, "layer_lr_decay", 0.0, 1.0, low_open=True)
     check_number(beta_2, "beta_2", 0.0, 1.0, high_open=True)
     check_number(weight_decay, "weight_decay", 0.0, allow_none=True)
     check_int(warmup_steps, "warmup_steps", 0)
@@ -109,9 +113,7 @@ def compile_model(
                 total_steps=total_steps,
                 weight_decay=weight_decay,
                 beta_2=beta_2,
-                lr_multipliers={f"^{re.escape(name)}/": head_lr_multiplier for name in spec.group_names}
-                if head_lr_multiplier != 1.0
-                else None,
+                lr_multipliers=lr_multipliers(model, spec, head_lr_multiplier, layer_lr_decay) or None,
             )
             if weight_decay:
                 optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY_NAMES))
@@ -126,6 +128,22 @@ def compile_model(
             **compile_kwargs,
         )
     return model
+
+
+def lr_multipliers(model: keras.Model, spec: TaskSpec, head_lr_multiplier: float,
+                   layer_lr_decay: float) -> dict[str, float]:
+    """RAdam's ``lr_multipliers``: the heads' factor, then (with decay < 1) one per encoder layer and the
+    embeddings' (variable-name patterns of ``TFBertModel``)."""
+    factors = {f"^{re.escape(name)}/": head_lr_multiplier for name in spec.group_names} if head_lr_multiplier != 1.0 \
+        else {}
+    if layer_lr_decay != 1.0:
+        from mtkeras.spec import ENCODER_LAYER
+
+        layers = model.get_layer(ENCODER_LAYER).bert_config.num_hidden_layers
+        for i in range(layers):
+            factors[rf"/encoder/layer_\._{i}/"] = layer_lr_decay ** (layers - 1 - i)
+        factors["/embeddings/"] = layer_lr_decay ** layers
+    return factors
 
 
 # --- distribution ----------------------------------------------------------------------

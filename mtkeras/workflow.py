@@ -199,7 +199,8 @@ def _fit(run: _Run, verbose: int | str) -> None:
     compile_model(
         model, spec, learning_rate=training["learning_rate"], warmup_steps=warmup, total_steps=max(steps, warmup + 1),
         weight_decay=training["weight_decay"], beta_2=training["beta_2"],
-        head_lr_multiplier=training["head_lr_multiplier"], jit_compile=training["jit_compile"],
+        head_lr_multiplier=training["head_lr_multiplier"], layer_lr_decay=training["layer_lr_decay"],
+        jit_compile=training["jit_compile"],
     )
     callbacks = training_callbacks(spec, run.run_dir, monitor=training["monitor"], mode=training["monitor_mode"],
                                    patience=training["early_stopping_patience"])

@@ -185,3 +185,18 @@ def test_cross_fitted_report_chooses_on_the_other_half(tiny_spec):
         mtk.cross_fitted_report(tiny_spec, good, targets)
     with pytest.raises(ValueError, match=r"`folds` must be an integer >= 2 and <= 200, received 1"):
         mtk.cross_fitted_report(tiny_spec, [good], targets, folds=1)
+
+
+def test_layer_wise_learning_rate_decay(tiny_spec):
+    from mtkeras.training import lr_multipliers
+
+    model = mtk.build_model(tiny_spec, bert_config=tiny_config())
+    factors = lr_multipliers(model, tiny_spec, 100.0, 0.5)
+    assert factors == {"^topic/": 100.0, "^colour/": 100.0, r"/encoder/layer_\._0/": 0.5,
+                       r"/encoder/layer_\._1/": 1.0, "/embeddings/": 0.25}
+    optimizer = mtk.compile_model(model, tiny_spec, layer_lr_decay=0.5).optimizer
+    assert optimizer.lr_multipliers == factors
+    assert lr_multipliers(model, tiny_spec, 1.0, 1.0) == {}
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match=rf"`layer_lr_decay` must be a number in \(0, 1\], received {bad}"):
+            mtk.compile_model(model, tiny_spec, layer_lr_decay=bad)

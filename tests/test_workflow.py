@@ -66,6 +66,7 @@ def test_config_errors(config_file, tmp_path):
         ("training", "learning_rate", "fast", r"`training.learning_rate` must be a number > 0, received 'fast'"),
         ("training", "beta_2", 1.5, r"`training.beta_2` must be a number in \[0, 1\), received 1.5"),
         ("training", "head_lr_multiplier", 0, r"`training.head_lr_multiplier` must be a number > 0, received 0"),
+        ("training", "layer_lr_decay", 0, r"`training.layer_lr_decay` must be a number in \(0, 1\], received 0"),
         ("training", "seed", -1, r"`training.seed` must be an integer >= 0, received -1"),
         ("training", "monitor_mode", "up", r"`training.monitor_mode` must be one of \['max', 'min'\], received 'up'"),
         ("training", "distribute", True, r"`training.distribute` must be one of \[None, 'mirrored', 'multi_worker'\]"),
@@ -73,6 +74,7 @@ def test_config_errors(config_file, tmp_path):
         ("data", "train_rows", -5, r"`data.train_rows` must be an integer >= 0, received -5"),
         ("thresholds", "min_positives", 0, r"`thresholds.min_positives` must be an integer >= 1, received 0"),
         ("thresholds", "tune", 1, r"`thresholds.tune` must be true or false, received 1"),
+        ("thresholds", "calibrate", "yes", r"`thresholds.calibrate` must be true or false, received 'yes'"),
     ],
 )
 def test_config_checks_every_value(config_file, section, key, value, message):
