@@ -92,6 +92,7 @@ def test_windows_pool_every_window_and_ignore_padding(tiny_spec, tiny_tokenizer)
 
 def test_fit_predictor_and_saved_model_agree_on_long_texts(tiny_spec, tiny_tokenizer, tmp_path):
     from conftest import synthetic_records
+    from test_export import serve_in_fresh_process
 
     spec = windowed(tiny_spec)
     mtk.keras.utils.set_random_seed(5)
@@ -101,11 +102,17 @@ def test_fit_predictor_and_saved_model_agree_on_long_texts(tiny_spec, tiny_token
     history = model.fit(mtk.make_dataset(spec, tiny_tokenizer, records, batch_size=8), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     texts = [r["text"] for r in records[:8]] + [LONG]
+    spec = spec.with_temperatures({"topic": 1.7, "colour": 0.8})  # calibrated too
     python = mtk.Predictor(model, spec, tiny_tokenizer).predict_proba(texts)
     export = mtk.export_saved_model(model, str(tmp_path / "export"), spec=spec, tokenizer=tiny_tokenizer)
-    served = tf.saved_model.load(export).signatures["serving_default"](text=tf.constant(texts))
+    ids = mtk.data.pad_rows(window_rows(tiny_tokenizer, texts, spec), range(len(texts)), tiny_tokenizer.pad_token_id,
+                            window=12)
+    # Served by a process with only TensorFlow and TF Text, as TF Serving would.
+    served = serve_in_fresh_process(export, texts, ids, tmp_path)
     for group in spec.groups:
-        np.testing.assert_allclose(served[f"{group.name}_probabilities"].numpy(), python[group.name], atol=1e-5)
+        for signature in ("text", "ids"):
+            np.testing.assert_allclose(np.array(served[signature][f"{group.name}_probabilities"]), python[group.name],
+                                       atol=1e-5, err_msg=signature)
 
 
 def test_tflite_takes_windowed_rows(tiny_spec, tiny_tokenizer, tmp_path):
