@@ -41,7 +41,8 @@ FORMATS: dict[str, str] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json
 
 
 def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int, padding: str = "longest") -> dict[str, np.ndarray]:
-    """Token ids, attention mask and token types (int32), truncated to ``max_length``.
+    """Token ids, attention mask and token types (int32), truncated to ``max_length`` (one window; the
+    windowed rows of a spec with ``max_windows`` > 1 come from :func:`encode_unpadded` + :func:`pad_rows`).
 
     ``padding="longest"`` pads to the longest text in ``texts`` only;
     ``"max_length"`` pads every row to ``max_length``.
