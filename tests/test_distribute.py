@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 JOB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distribute_job.py")
 
@@ -22,6 +23,7 @@ def _result(process, timeout=600):
     return json.loads(out.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # measured > 15 s; run with -m slow
 def test_mirrored_strategy_matches_one_device_and_its_checkpoint_loads_without_it(tmp_path):
     result = _result(_run(["mirrored", str(tmp_path)]))
     assert result["replicas"] == 2
@@ -39,6 +41,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # measured > 15 s; run with -m slow
 def test_two_multi_worker_mirrored_workers_end_with_identical_weights(tmp_path):
     workers = [f"localhost:{_free_port()}" for _ in range(2)]
     processes = [
@@ -81,6 +84,7 @@ def test_distribute_config_and_chief(config_file, monkeypatch):
     assert is_chief(Fake()) is False  # with a chief task, worker 0 is not it
 
 
+@pytest.mark.slow  # measured > 15 s; run with -m slow
 def test_train_from_a_config_under_mirrored_strategy(config_file, tmp_path):
     import mtkeras as mtk
 

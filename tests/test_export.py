@@ -369,6 +369,7 @@ _EXPORT_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # measured > 15 s; run with -m slow
 @pytest.mark.parametrize("kill_after", [6.0, 14.0])  # mid-export, and near or after its end
 def test_killed_export_leaves_nothing_or_a_complete_version(trained, tiny_tokenizer, tmp_path, kill_after):
     """TF Serving polls the base folder: after a SIGKILL it must see no version or a whole one."""

@@ -172,6 +172,7 @@ def kill_exports(tiny_model, tiny_spec, tiny_tokenizer, tmp_path, kills, seed):
     return outcomes
 
 
+@pytest.mark.slow  # measured > 15 s; run with -m slow
 def test_killed_export_never_leaves_a_partial_version(tiny_model, tiny_spec, tiny_tokenizer, tmp_path):
     outcomes = kill_exports(tiny_model, tiny_spec, tiny_tokenizer, tmp_path, kills=3, seed=0)
     assert len(outcomes) == 3

@@ -96,7 +96,7 @@ def test_regression_and_token_group_options():
         (dict(kind="regression", loss="mae"), ValueError,
          r"a regression group takes `loss` in \['mse', 'huber'\], received 'mae'"),
         (dict(kind="multilabel", loss="mse"), ValueError,
-         r"a multilabel group takes `loss` in \['binary_crossentropy'\], received 'mse'"),
+         r"a multilabel group takes `loss` in \['binary_crossentropy', 'focal'\], received 'mse'"),
         (dict(kind="multilabel", normalize=True), ValueError,
          r"`normalize` applies to kinds \['regression'\], not to a multilabel group"),
         (dict(kind="regression", normalize="yes"), TypeError, r"`normalize` must be true or false, received 'yes'"),
@@ -432,6 +432,7 @@ def test_in_graph_word_tokenizer_equals_the_text_tokenizer(tiny_tokenizer, tmp_p
     assert cut >= 50  # most real texts run past 32 tokens: the cut was exercised
 
 
+@pytest.mark.slow  # measured > 15 s; run with -m slow
 def test_saved_model_and_tflite_match_keras(mixed_trained, tiny_tokenizer, tmp_path):
     from test_export import tflite_probs
 
@@ -499,6 +500,7 @@ def test_token_export_runs_without_mtkeras(mixed_trained, tiny_tokenizer, tmp_pa
 # --- config and CLI --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # measured > 15 s; run with -m slow
 def test_config_and_cli_with_the_new_kinds(tiny_folder, tmp_path, capsys, monkeypatch):
     import yaml
 

@@ -43,6 +43,7 @@ def test_bfloat16_encoder_float32_heads_trains_saves_and_exports(tiny_spec, tiny
         np.testing.assert_allclose(served[f"{name}_probabilities"].numpy(), outputs[name].numpy(), atol=1e-5)
 
 
+@pytest.mark.slow  # measured > 15 s; run with -m slow
 def test_float16_gets_loss_scaling_trains_and_exports(tiny_spec, tiny_tokenizer, tmp_path):
     model, x, losses = fitted(tiny_spec, tiny_tokenizer, "mixed_float16")
     assert isinstance(model.optimizer, mtk.keras.mixed_precision.LossScaleOptimizer)
@@ -57,6 +58,7 @@ def test_float16_gets_loss_scaling_trains_and_exports(tiny_spec, tiny_tokenizer,
         np.testing.assert_allclose(served[f"{name}_probabilities"].numpy(), value.numpy(), atol=1e-5)
 
 
+@pytest.mark.slow  # measured > 15 s; run with -m slow
 def test_xla_compiled_model_trains_and_exports(tiny_spec, tiny_tokenizer, tmp_path):
     model, x, losses = fitted(tiny_spec, tiny_tokenizer, jit_compile=True)
     assert np.isfinite(losses).all()
@@ -87,6 +89,7 @@ def test_xla_predictor_pads_to_few_shapes_and_matches_the_plain_one(tiny_model, 
     assert plain.predict(texts) == xla.predict(texts)
 
 
+@pytest.mark.slow  # measured > 15 s; run with -m slow
 def test_xla_export_pads_to_multiples_of_16_and_answers_like_the_plain_export(tiny_model, tiny_spec, tiny_tokenizer,
                                                                               tmp_path):
     texts = ["red", "blue green alpha " * 3, "gamma " * 40, ""]

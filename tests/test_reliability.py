@@ -64,6 +64,7 @@ def fuzz_serving(export, count, seed, tmp_path):
     return json.loads(report.read_text())
 
 
+@pytest.mark.slow  # measured > 15 s; run with -m slow
 def test_fuzz_serving_default_with_10000_hostile_texts(all_kinds_export, tmp_path):
     report = fuzz_serving(all_kinds_export, 10_000, seed=0, tmp_path=tmp_path)
     assert report["inputs"] >= 10_000

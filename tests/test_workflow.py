@@ -199,6 +199,7 @@ def test_cli_train_evaluate_predict(config_file, tmp_path, capsys, monkeypatch):
     assert "already holds a finished run" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # measured > 15 s; run with -m slow
 def test_train_with_suggested_loss_weights(config_file, tmp_path):
     config = mtk.load_config(config_file, ["training.epochs=1", "training.suggest_loss_weights_steps=2",
                                            "thresholds.tune=false"])
@@ -209,6 +210,7 @@ def test_train_with_suggested_loss_weights(config_file, tmp_path):
     assert "validation_default_thresholds" not in json.loads((tmp_path / "run" / "metrics.json").read_text())
 
 
+@pytest.mark.slow  # measured > 15 s; run with -m slow
 def test_train_with_xla_and_bfloat16_from_config(config_file, tmp_path):
     config = mtk.load_config(config_file, ["training.epochs=1", "training.jit_compile=true",
                                            "training.mixed_precision=mixed_bfloat16", "thresholds.tune=false"])
