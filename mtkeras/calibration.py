@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from mtkeras.evaluation import _annotated
 from mtkeras.spec import TaskSpec
 
 #: Temperatures tried by :func:`fit_temperatures`: 0.2 to 10, log-spaced (about 4% apart).
@@ -58,7 +59,7 @@ def fit_temperatures(
     for group in spec.groups:
         if not group.rules.calibrates:
             continue
-        rows = np.ones(len(targets[group.name]), bool) if weights is None else np.asarray(weights[group.name]) > 0
+        rows = _annotated(weights, group.name, len(targets[group.name]))
         if not rows.any():
             continue
         p = tf.constant(np.asarray(probs[group.name], np.float32)[rows])
@@ -90,7 +91,7 @@ def plot_reliability(
         return None
     figure, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 4.2), squeeze=False)
     for axis, group in zip(axes[0], groups, strict=True):
-        rows = np.ones(len(targets[group.name]), bool) if weights is None else np.asarray(weights[group.name]) > 0
+        rows = _annotated(weights, group.name, len(targets[group.name]))
         t = np.asarray(targets[group.name])[rows]
         series = [("calibrated" if uncalibrated is not None else "probabilities", probs, "tab:red")]
         if uncalibrated is not None:

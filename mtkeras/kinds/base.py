@@ -121,18 +121,23 @@ class GroupKind:
                 "temperature": cls._checked_temperature(group)}
 
     @classmethod
+    def _refuse_field(cls, group: LabelGroup, field: str, flag: str, shown: str) -> None:
+        """Raise for a ``field`` this kind does not take, naming the kinds whose ``flag`` says they do."""
+        from mtkeras.kinds import KINDS
+
+        takers = [kind.name for kind in KINDS.values() if getattr(kind, flag)]
+        raise ValueError(
+            f"LabelGroup {group.name!r}: `{field}` applies to kinds {takers}, not to a {cls.name} group, "
+            f"received {shown}."
+        )
+
+    @classmethod
     def _checked_temperature(cls, group: LabelGroup) -> float | None:
         value = group.temperature
         if value is None:
             return None
         if not cls.calibrates:
-            from mtkeras.kinds import KINDS
-
-            takers = [kind.name for kind in KINDS.values() if kind.calibrates]
-            raise ValueError(
-                f"LabelGroup {group.name!r}: `temperature` applies to kinds {takers}, not to a {cls.name} group, "
-                f"received {value!r}."
-            )
+            cls._refuse_field(group, "temperature", "calibrates", f"{value!r}")
         if not is_number(value) or not math.isfinite(value) or value <= 0:
             raise ValueError(
                 f"LabelGroup {group.name!r}: `temperature` must be a finite number > 0 (1: the head's own "
@@ -179,13 +184,7 @@ class GroupKind:
         if value is None:
             return None
         if not cls.weighs_classes:
-            from mtkeras.kinds import KINDS
-
-            takers = [kind.name for kind in KINDS.values() if kind.weighs_classes]
-            raise ValueError(
-                f"LabelGroup {group.name!r}: `class_weight` applies to kinds {takers}, not to a {cls.name} group, "
-                f"received {value!r:.80}."
-            )
+            cls._refuse_field(group, "class_weight", "weighs_classes", f"{value!r:.80}")
         if isinstance(value, str):
             if value not in CLASS_WEIGHTINGS:
                 raise ValueError(
