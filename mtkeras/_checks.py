@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 
@@ -85,17 +85,13 @@ def check_texts(texts: Any, arg: str = "texts", start: int = 0) -> list[str]:
     """``texts`` as a list of str, or a clear error naming the offending item (counted from
     ``start``, for a chunk of a longer stream).
 
-    A lone string, bytes, a mapping (its keys are not texts) and an unordered set are refused.
+    A lone string, bytes or bytearray, a mapping or DataFrame (iterating one gives keys or column names, not
+    texts) and an unordered set are refused, each with the type named; numpy and pandas string arrays are
+    taken elementwise.
     Lone surrogates (code points that UTF-8 cannot encode) become U+FFFD, one for one, so
     offsets are kept; the tokenizer then drops them, as the export does with invalid UTF-8.
     """
-    if isinstance(texts, (str, bytes)):
-        raise TypeError(
-            f"`{arg}` must be a list of strings, received a single {type(texts).__name__} "
-            f"{texts[:50]!r}; wrap one text in a list: [text]."
-        )
-    if not isinstance(texts, Iterable):
-        raise TypeError(f"`{arg}` must be a list of strings, received {texts!r:.80} ({type(texts).__name__}).")
+    check_text_container(texts, arg)
     texts = list(texts)
     for index, text in enumerate(texts):
         if not isinstance(text, str):
@@ -105,6 +101,33 @@ def check_texts(texts: Any, arg: str = "texts", start: int = 0) -> list[str]:
         if not text.isascii() and _SURROGATE.search(text):
             texts[index] = _SURROGATE.sub("\ufffd", text)
     return texts
+
+
+def check_text_container(texts: Any, arg: str = "texts") -> None:
+    """A TypeError unless ``texts`` is an ordered iterable of texts (see :func:`check_texts`); items unchecked."""
+    if isinstance(texts, (str, bytes, bytearray)):
+        raise TypeError(
+            f"`{arg}` must be a list of strings, received a single {type(texts).__name__} "
+            f"{texts[:50]!r}; wrap one text in a list: [text]"
+            f"{' (decoded: [data.decode()])' if not isinstance(texts, str) else ''}."
+        )
+    if hasattr(texts, "columns") and hasattr(texts, "to_dict"):  # a pandas DataFrame iterates its column names
+        raise TypeError(
+            f"`{arg}` must be a list of strings, received a DataFrame (iterating it gives its column names); "
+            f'pass its text column: df["text"].'
+        )
+    if isinstance(texts, Mapping):
+        raise TypeError(
+            f"`{arg}` must be a list of strings, received a {type(texts).__name__} (iterating it gives its keys); "
+            f'pass the texts themselves, e.g. [record["text"] for record in records] or list(mapping.values()).'
+        )
+    if isinstance(texts, (set, frozenset)):
+        raise TypeError(
+            f"`{arg}` must be a list of strings, received a {type(texts).__name__}: it has no order, so answers "
+            "could not be matched to texts; pass a list (sorted(texts) for a stable order)."
+        )
+    if not isinstance(texts, Iterable):
+        raise TypeError(f"`{arg}` must be a list of strings, received {texts!r:.80} ({type(texts).__name__}).")
 
 
 def preview(values: Sequence[Any], limit: int = 8) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator, Sequence
 
@@ -26,6 +27,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     from mtkeras.evaluation import evaluate, summary
     from mtkeras.predict import Predictor
 
+    _check_file(args.data, "data")
+    if args.output is not None:
+        _check_folder(args.output, "--output")
     predictor = Predictor.from_folder(args.run, batch_size=args.batch_size)
     records = read_records(args.data, predictor.spec, label_delimiter=args.label_delimiter,
                            drop_empty_texts=args.drop_empty_texts)
@@ -37,41 +41,54 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from mtkeras.predict import Predictor
 
+    stdin = args.input in (None, "-")
+    if not stdin:
+        _check_file(args.input, "input")
     predictor = Predictor.from_folder(args.run, batch_size=args.batch_size)
-    handle = sys.stdin if args.input in (None, "-") else open(args.input, encoding="utf-8")  # noqa: SIM115
+    # Bytes, decoded line by line, so that a line that is not UTF-8 is named (a text stdin without a buffer,
+    # e.g. one replaced in tests, gives str lines).
+    handle = getattr(sys.stdin, "buffer", sys.stdin) if stdin else open(args.input, "rb")  # noqa: SIM115
+    name, column = "stdin" if stdin else args.input, predictor.spec.text_column
 
     def texts() -> Iterator[str]:  # read lazily: answers stream out while later lines are read
-        for number, line in enumerate(handle, start=1):
-            line = line.rstrip("\r\n")
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = (raw.decode("utf-8") if isinstance(raw, bytes) else raw).rstrip("\r\n")
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{name}, line {number}: not valid UTF-8 (byte {raw[error.start:error.start + 1]!r}"
+                                 f" at column {error.start + 1}); save the input as UTF-8.") from None
             if not args.jsonl:
                 yield line
                 continue
             if not line.strip():
                 continue
             try:
-                yield json.loads(line)[predictor.spec.text_column]
-            except (json.JSONDecodeError, KeyError, TypeError) as error:
-                raise SystemExit(
-                    f"mtkeras predict: {args.input or 'stdin'}, line {number}: expected a JSON object with a "
-                    f"{predictor.spec.text_column!r} field ({error!r})."
-                ) from None
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{name}, line {number}: not valid JSON ({error}).") from None
+            if not isinstance(record, dict) or not isinstance(record.get(column), str):
+                raise ValueError(f"{name}, line {number}: expected a JSON object with a string {column!r} field, "
+                                 f"received {record!r:.80}.")
+            yield record[column]
 
     try:
         for prediction in predictor.predict_iter(texts()):
             print(json.dumps(prediction, ensure_ascii=False))
     finally:
-        if handle is not sys.stdin:
+        if not stdin:
             handle.close()
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    import os
-
     from mtkeras.export import export_saved_model, export_tflite
     from mtkeras.export.saved_model import check_export_name
 
     name = check_export_name(args.name)
+    if args.quantize and not args.tflite:
+        raise ValueError(f"--quantize {args.quantize} applies to the TFLite file only; add --tflite, or drop "
+                         "--quantize for the SavedModel alone.")
+    _check_folder(args.output_dir, "--output-dir")
     written = {"saved_model": export_saved_model(args.run, os.path.join(args.output_dir, name), version=args.version,
                                                  overwrite=args.overwrite, jit_compile=args.jit_compile)}
     if args.tflite:
@@ -82,8 +99,23 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_file(path: str, what: str) -> None:
+    """A file to read: exists and is a file (not a folder)."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{what} {path!r} is a folder; expected a file.")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{what} {path!r} does not exist.")
+
+
+def _check_folder(path: str, what: str) -> None:
+    """A folder to write into: a folder, or not there yet (then created) - never a file."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise NotADirectoryError(f"{what} {path!r} is a file, not a folder.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtkeras", description="One BERT model, several label groups.")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of any error")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train from a YAML/JSON config into its output folder")
@@ -128,13 +160,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, TypeError, KeyError, ImportError, FileNotFoundError, FileExistsError, IsADirectoryError,
-            NotADirectoryError) as error:  # the user's input: exit 2
+    except USER_ERRORS as error:  # the user's input: exit 2
+        if args.debug:
+            raise
         print(f"mtkeras {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except OSError as error:  # the machine's: a full or read-only disk, permissions (exit 1)
+        if args.debug:
+            raise
         print(f"mtkeras {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 1
+
+
+#: Errors a user's input causes (bad config, path, data, model folder, a diverging learning rate): one line,
+#: exit 2. Any other exception is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, TypeError, KeyError, ImportError, FileNotFoundError, FileExistsError, IsADirectoryError,
+               NotADirectoryError, FloatingPointError)
 
 
 def _one_line(error: BaseException) -> str:

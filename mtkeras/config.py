@@ -154,8 +154,18 @@ def _set_dotted(data: dict[str, Any], dotted: str, raw: str) -> None:
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Read a YAML (``.yaml``/``.yml``) or JSON config; ``overrides`` are ``key.sub=value`` strings."""
     path = os.fspath(path)
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"Config {path!r} is a folder; expected a .yaml, .yml or .json file.")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Config file {path!r} does not exist.")
+    with open(path, "rb") as handle:
+        data = handle.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ValueError(f"{path}, line {line}: not valid UTF-8 (byte {data[error.start:error.start + 1]!r}); "
+                         "save the config as UTF-8.") from None
     if path.endswith((".yaml", ".yml")):
         import yaml
 

@@ -147,12 +147,13 @@ def encode_targets(
             )
     targets = {group.name: group.rules.target_array(len(records)) for group in spec.groups}
     weights = {group.name: np.zeros(len(records), np.float32) for group in spec.groups}
+    names = row_names(records)
     for row, record in enumerate(records):
         text = record.get(spec.text_column, "")
         for group in spec.groups:
             value = record.get(group.source_column)
             if not group.rules.is_missing(value):
-                targets[group.name][row] = group.rules.encode(value, row, text)
+                targets[group.name][row] = group.rules.encode(value, row if names is None else names[row], text)
                 weights[group.name][row] = 1.0
             elif (missing := group.rules.encode_missing(text)) is not None:  # weight 0: its own "no labels"
                 targets[group.name][row] = missing
@@ -328,7 +329,9 @@ def read_records(
     dict form (as in a config, labels not yet listed) is enough. Each text must
     be a non-empty string. Rows with an empty or whitespace-only
     text are an error unless ``drop_empty_texts=True``, which drops them and logs
-    how many.
+    how many. Errors name a file's rows by their line in the file (``train.jsonl, line 6``) and in-memory
+    records by their 0-based index (``Row 5``); records read from a file come back as :class:`Records`,
+    which keep those names for the label errors of :func:`encode_targets`.
     """
     if isinstance(source, (str, os.PathLike)):
         extension = os.path.splitext(os.fspath(source))[1].lower()
@@ -341,6 +344,8 @@ def read_records(
         else:
             records, lines = _read_jsonl_lines(source)
         origin = os.fspath(source)
+        if not records:
+            raise ValueError(f"{origin}: no rows (the file is empty, or holds only blank lines or a CSV header).")
         row_names = [f"line {n}" for n in lines]
     elif hasattr(source, "to_dict") and hasattr(source, "columns"):  # a pandas DataFrame
         records = [
@@ -359,12 +364,40 @@ def read_records(
             f"Cannot read records from {source!r:.80} ({type(source).__name__}); accepted: a .jsonl or .csv path, "
             "a pandas DataFrame or a list of dicts."
         )
-    return _checked_texts(records, _reading_view(spec)[0], origin, drop_empty_texts, row_names)
+    records, row_names = _checked_texts(records, _reading_view(spec)[0], origin, drop_empty_texts, row_names)
+    if row_names is None:
+        return records
+    return Records(records, [f"{origin}, {name}" for name in row_names])
+
+
+class Records(list):
+    """Records read from a file: a list of dicts that also knows each row's place in it (``row_names``,
+    e.g. ``'train.jsonl, line 6'``), so an error about a row's labels names the file line. Rows of in-memory
+    records are named by their 0-based index (``Row 5``); the file-line names of a file do not survive
+    slicing or concatenating (plain lists): use :meth:`take`.
+    """
+
+    def __init__(self, records: Sequence[Mapping[str, Any]], row_names: Sequence[str]) -> None:
+        super().__init__(records)
+        if len(row_names) != len(self):
+            raise ValueError(f"{len(row_names)} row names for {len(self)} records.")
+        self.row_names = list(row_names)
+
+    def take(self, indices: Sequence[int]) -> Records:
+        """The records at ``indices`` (in that order), with their names."""
+        return Records([self[i] for i in indices], [self.row_names[i] for i in indices])
+
+
+def row_names(records: Sequence[Any]) -> list[str] | None:
+    """Each row's name in errors (file lines) for :class:`Records`; None for in-memory records (0-based index)."""
+    names = getattr(records, "row_names", None)
+    return names if names is not None and len(names) == len(records) else None
 
 
 def _checked_texts(
     records: list[Mapping[str, Any]], column: str, origin: str, drop_empty: bool, row_names: list[str] | None = None
-) -> list[Mapping[str, Any]]:
+) -> tuple[list[Mapping[str, Any]], list[str] | None]:
+    """The records with their texts checked (empty ones dropped when asked), and their row names kept in step."""
     names = row_names or [f"row {i}" for i in range(len(records))]
     if records and not any(column in record for record in records):
         raise KeyError(
@@ -388,7 +421,8 @@ def _checked_texts(
                        ", ".join(names[i] for i in empty[:10]))
         dropped = set(empty)
         records = [record for i, record in enumerate(records) if i not in dropped]
-    return records
+        row_names = None if row_names is None else [name for i, name in enumerate(row_names) if i not in dropped]
+    return records, row_names
 
 
 # --- tf.data -----------------------------------------------------------------------------

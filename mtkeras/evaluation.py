@@ -257,8 +257,10 @@ def evaluate(
     from mtkeras.data import encode_targets
 
     spec = predictor.spec
+    if output_dir is not None and os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise NotADirectoryError(f"`output_dir` {os.fspath(output_dir)!r} is a file, not a folder.")
+    targets, weights = encode_targets(spec, records)  # labels checked before the model runs
     probs = predictor.predict_proba([record[spec.text_column] for record in records])
-    targets, weights = encode_targets(spec, records)
     report = evaluation_report(spec, probs, targets, weights)
     if output_dir is not None:
         os.makedirs(output_dir, exist_ok=True)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from mtkeras._checks import check_int, check_texts
+from mtkeras._checks import check_int, check_text_container, check_texts
 from mtkeras._compat import keras, tf
 from mtkeras.calibration import calibrated
 from mtkeras.data import check_word_tokenizer, encode_unpadded, pad_rows, token_word_starts
@@ -124,7 +124,23 @@ class Predictor:
         (thresholds), floats (regression), or words with offsets and labels (token level, needs ``texts``)."""
         if texts is None and self.spec.needs_words:
             raise ValueError("`texts` is required to decode token-level groups (words and offsets come from them).")
-        return self._decode(probs, None if texts is None else check_texts(texts))
+        if not isinstance(probs, Mapping):
+            raise TypeError(f"`probs` must be a dict {{group: outputs}} as predict_proba returns, received "
+                            f"{type(probs).__name__}.")
+        missing = [name for name in self.spec.group_names if name not in probs]
+        if missing:
+            raise ValueError(f"`probs` has no outputs for groups {missing}; it has {sorted(probs)}.")
+        checked = {group.name: group.rules.check_outputs(probs[group.name]) for group in self.spec.groups}
+        rows = {name: len(values) for name, values in checked.items()}
+        first = self.spec.groups[0].name
+        for name, count in rows.items():
+            if count != rows[first]:
+                raise ValueError(f"`probs[{name!r}]` has {count} rows but `probs[{first!r}]` has {rows[first]}; "
+                                 "every group answers the same texts.")
+        texts = None if texts is None else check_texts(texts)
+        if texts is not None and len(texts) != rows[first]:
+            raise ValueError(f"`texts` has {len(texts)} items for {rows[first]} rows of outputs.")
+        return self._decode(checked, texts)
 
     def _decode(self, probs: dict[str, np.ndarray], texts: list[str] | None) -> list[dict[str, Any]]:
         """:meth:`decode` on texts already checked."""
@@ -157,8 +173,7 @@ class Predictor:
             ...     for answer in predictor.predict_iter(line.rstrip("\\n") for line in lines):
             ...         print(answer)
         """
-        if isinstance(texts, (str, bytes)) or not isinstance(texts, Iterable):
-            check_texts(texts)  # raises the usual error for a lone string or a non-iterable
+        check_text_container(texts)  # a lone string, a dict, a set, ...: the usual error before any work
         iterator = iter(texts)
         offset = 0
         while chunk := list(itertools.islice(iterator, self.chunk_size)):

@@ -79,6 +79,11 @@ def load_model(folder: str | os.PathLike) -> tuple[keras.Model, TaskSpec, Any]:
     The Keras file is loaded with ``safe_mode=True``: no code stored in it runs.
     """
     folder = os.fspath(folder)
+    if not os.path.exists(folder):
+        raise FileNotFoundError(f"Model folder {folder!r} does not exist.")
+    if not os.path.isdir(folder):
+        raise NotADirectoryError(f"{folder!r} is a file, not a model folder; expected a folder written by "
+                                 f"save_model (or a run folder of `mtkeras train`).")
     if not os.path.exists(os.path.join(folder, MODEL_FILE)) and os.path.isdir(os.path.join(folder, RUN_MODEL_DIR)):
         folder = os.path.join(folder, RUN_MODEL_DIR)  # a run folder from `mtkeras train`
     for name in (MODEL_FILE, SPEC_FILE, TOKENIZER_DIR):
@@ -88,12 +93,39 @@ def load_model(folder: str | os.PathLike) -> tuple[keras.Model, TaskSpec, Any]:
                 f"{[MODEL_FILE, SPEC_FILE, TOKENIZER_DIR]} as written by save_model."
             )
     spec = TaskSpec.load(os.path.join(folder, SPEC_FILE))
-    model = keras.models.load_model(os.path.join(folder, MODEL_FILE), compile=False, safe_mode=True)
+    model = _load_keras_file(os.path.join(folder, MODEL_FILE))
     if sorted(model.output_names) != sorted(spec.group_names):
         raise ValueError(
             f"{folder!r}: the model's outputs {sorted(model.output_names)} do not match "
             f"spec.json's groups {sorted(spec.group_names)}."
         )
+    widths = {name: output.shape[-1] for name, output in zip(model.output_names, model.outputs, strict=True)}
+    for group in spec.groups:
+        if widths[group.name] != len(group.labels):
+            raise ValueError(
+                f"{os.path.join(folder, SPEC_FILE)}: group {group.name!r} lists {len(group.labels)} labels but "
+                f"the model's head {group.name!r} in {MODEL_FILE} has {widths[group.name]} outputs; the spec and "
+                "the model come from different trainings."
+            )
     encoder = model.get_layer(ENCODER_LAYER)
     tokenizer = load_tokenizer(os.path.join(folder, TOKENIZER_DIR), config=encoder.bert_config)
     return model, spec, tokenizer
+
+
+def _load_keras_file(path: str) -> keras.Model:
+    """``keras.models.load_model`` in safe mode, with errors that name the file and say what is wrong with it."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a zip archive ({os.path.getsize(path)} bytes): truncated, or not a .keras "
+                         "file; save or copy the model again.")
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+    if "config.json" not in names:
+        raise ValueError(f"{path}: a zip archive, but not a Keras model (no config.json inside; holds "
+                         f"{sorted(names)[:5]}).")
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except (ValueError, TypeError, KeyError, OSError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        raise ValueError(f"{path}: could not be loaded as a Keras model ({message}).") from error

@@ -340,8 +340,15 @@ class TaskSpec:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TaskSpec:
-        with open(path, encoding="utf-8") as handle:
-            return cls.from_json(handle.read())
+        """The spec saved at ``path``; errors name the file."""
+        with open(path, "rb") as handle:
+            data = handle.read()
+        try:
+            return cls.from_json(data.decode("utf-8"))
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{os.fspath(path)}: not valid UTF-8 (offset {error.start}).") from None
+        except (ValueError, TypeError) as error:
+            raise type(error)(f"{os.fspath(path)}: {error}") from None
 
 
 def _checked_keys(cls: type, data: Mapping[str, Any], what: str) -> dict[str, Any]:

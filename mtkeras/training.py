@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -198,6 +199,48 @@ class MeanOverHeads(keras.callbacks.Callback):
                 logs[f"{prefix}mean_{self.metric}"] = float(sum(values) / len(values))
 
 
+def log_names(spec: TaskSpec) -> list[str]:
+    """The epoch-log keys a run of ``spec`` can monitor: losses, each head's metrics, the mean ROC-AUC (and their
+    ``val_`` forms). A single-output model's metrics are also accepted unprefixed, as Keras logs them."""
+    names = {"loss"}
+    for group in spec.groups:
+        names.add(f"{group.name}_loss")
+        for metric in group.rules.metric_names:
+            names.add(f"{group.name}_{metric}")
+            if len(spec.groups) == 1:
+                names.add(metric)
+    if any(ROC_AUC in group.rules.metric_names for group in spec.groups):
+        names.add(f"mean_{ROC_AUC}")
+    return sorted(names | {f"val_{name}" for name in names})
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops training at the first batch whose loss is NaN or infinite, with an error naming the step and
+    the groups whose loss is not finite, before any checkpoint of those weights is written (the checkpoints
+    are written at epoch ends)."""
+
+    def __init__(self, group_names: Sequence[str]) -> None:
+        super().__init__()
+        self.group_names = list(group_names)
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is None or math.isfinite(float(loss)):
+            return
+        bad = [name for name in self.group_names
+               if f"{name}_loss" in logs and not math.isfinite(float(logs[f"{name}_loss"]))]
+        step = self.epoch * (self.params.get("steps") or 0) + batch + 1
+        raise FloatingPointError(
+            f"Training diverged: non-finite loss at step {step} (epoch {self.epoch + 1}, batch {batch + 1}); "
+            f"groups whose loss is not finite: {bad or self.group_names}. No checkpoint of these weights was "
+            "written. Lower `learning_rate` or `head_lr_multiplier`, or check the targets of those groups."
+        )
+
+
 class BestCheckpoint(keras.callbacks.Callback):
     """Saves the weights whenever ``monitor`` improves; stops early; remembers the best across restarts.
 
@@ -233,6 +276,11 @@ class BestCheckpoint(keras.callbacks.Callback):
             raise KeyError(
                 f"BestCheckpoint monitors {self.monitor!r}, which is not in the epoch logs "
                 f"{sorted(logs or {})}; pass validation data or another `monitor`."
+            )
+        if not math.isfinite(float(value)):
+            raise FloatingPointError(
+                f"`{self.monitor}` is {value} after epoch {epoch + 1}: the model's validation outputs are not "
+                "finite; these weights are not kept. Lower `learning_rate` or `head_lr_multiplier`."
             )
         better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
         if better:
@@ -295,7 +343,8 @@ def training_callbacks(
     mode: str = "max",
     patience: int | None = 2,
 ) -> list[keras.callbacks.Callback]:
-    """The callbacks of a resumable run: backup/restore, mean ROC-AUC, best checkpoint, early stopping.
+    """The callbacks of a resumable run: a stop at the first non-finite loss, backup/restore, mean ROC-AUC,
+    best checkpoint, early stopping.
 
     ``run_dir/backup`` holds the state of the last finished epoch (weights,
     optimizer moments and step count, epoch number): restarting the same
@@ -310,6 +359,7 @@ def training_callbacks(
         logger.warning("No group reports ROC-AUC (regression only): monitoring val_loss (min) instead of %s.", monitor)
         monitor, mode = "val_loss", "min"
     callbacks: list[keras.callbacks.Callback] = [
+        StopOnNonFiniteLoss(spec.group_names),
         keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
         MeanOverHeads(with_auc, outputs=len(spec.groups)),
         BestCheckpoint(os.path.join(run_dir, BEST_WEIGHTS), monitor=monitor, mode=mode, patience=patience or None),

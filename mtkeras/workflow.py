@@ -16,6 +16,7 @@ from mtkeras._compat import keras
 from mtkeras._io import write_json
 from mtkeras.calibration import calibrate_arrays, fit_temperatures, plot_reliability
 from mtkeras.data import encode_targets, fit_target_stats, make_dataset, read_records
+from mtkeras.defaults import DEFAULT_MONITOR
 from mtkeras.encoder import load_tokenizer
 from mtkeras.evaluation import cross_fitted_report, evaluation_report, plot_roc_curves, summary, tune_thresholds
 from mtkeras.kinds import KINDS
@@ -29,6 +30,7 @@ from mtkeras.training import (
     compile_model,
     is_chief,
     load_epoch_predictions,
+    log_names,
     make_strategy,
     resumed_epoch,
     suggest_loss_weights,
@@ -120,6 +122,8 @@ def _prepare_run(config: Mapping[str, Any]) -> _Run:
     run_dir = os.path.abspath(config["output"])
     if not is_chief(strategy):  # other workers write to a scratch folder
         run_dir = os.path.join(run_dir, f".worker-{strategy.cluster_resolver.task_id}")
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise NotADirectoryError(f"Config `output` {run_dir!r} is a file, not a folder; the run needs a folder.")
     if os.path.exists(os.path.join(run_dir, RUN_MODEL_DIR)):
         raise FileExistsError(
             f"{run_dir!r} already holds a finished run ({RUN_MODEL_DIR}/ exists); choose another `output` "
@@ -136,14 +140,24 @@ def _read_data(run: _Run) -> None:
     run.train_records = read_records(data["train"], run.config["spec"], **read)
     run.validation_records = read_records(data["validation"], run.config["spec"], **read)
     if data["train_rows"]:
-        random.Random(seed).shuffle(run.train_records)
-        run.train_records = run.train_records[: data["train_rows"]]
+        order = list(range(len(run.train_records)))
+        random.Random(seed).shuffle(order)
+        run.train_records = run.train_records.take(order[: data["train_rows"]])
 
 
 def _fit_spec(run: _Run) -> None:
-    """Stage 3: the spec, label lists completed from the data, target statistics from the training rows."""
+    """Stage 3: the spec, label lists completed from the data, target statistics from the training rows; every
+    row's labels checked against it (errors name the file line) and the monitored log key checked, before any
+    file is written."""
     run.spec = fit_target_stats(spec_from_config(run.config, run.train_records + run.validation_records),
                                 run.train_records)
+    for records in (run.train_records, run.validation_records):
+        encode_targets(run.spec, records)
+    monitor, names = run.config["training"]["monitor"], log_names(run.spec)
+    if monitor != DEFAULT_MONITOR and monitor not in names:
+        raise ValueError(f"Config `training.monitor` must be one of this run's epoch logs {names}, "
+                         f"received {monitor!r}.")
+    run.tokenizer = load_tokenizer(run.spec.encoder)
 
 
 def _check_resume(run: _Run) -> None:
@@ -162,7 +176,6 @@ def _check_resume(run: _Run) -> None:
 def _loss_weights(run: _Run) -> None:
     """Stage 5 (optional): loss weights suggested once and kept in the run, so a resumed run reuses them."""
     training = run.config["training"]
-    run.tokenizer = load_tokenizer(run.spec.encoder)
     if not training["suggest_loss_weights_steps"]:
         return
     path = os.path.join(run.run_dir, "loss_weights.json")
@@ -283,8 +296,10 @@ def train(config: Mapping[str, Any], *, verbose: int | str = 1) -> str:
     (the deployed model's validation report and the honest cross-fitted one), ``roc_curves.png``
     and ``reliability.png`` on the validation data, ``history.csv``, every epoch's validation
     probabilities (``validation_predictions/``) and the best weights. Run the same command again
-    after an interruption: it resumes from the last finished epoch. A run that fails before its first epoch
-    finishes leaves no run folder behind (one it did not create is kept).
+    after an interruption: it resumes from the last finished epoch. The config, the data (every label), the
+    encoder and the output folder are checked before anything is written; a run that fails before its first
+    epoch finishes, or whose loss stops being finite, leaves no run folder behind (one it did not create, e.g.
+    a run being resumed, is kept as it was).
 
     Example:
         >>> run_dir = train(load_config("examples/debtags.yaml"))
@@ -297,8 +312,9 @@ def train(config: Mapping[str, Any], *, verbose: int | str = 1) -> str:
         _check_resume(run)
         _loss_weights(run)
         _fit(run, verbose)
-    except BaseException:
-        if created and not os.path.isdir(os.path.join(run.run_dir, "backup")):
+    except BaseException as error:
+        diverged = isinstance(error, FloatingPointError)  # NaN weights: nothing worth resuming
+        if created and (diverged or not os.path.isdir(os.path.join(run.run_dir, "backup"))):
             shutil.rmtree(run.run_dir, ignore_errors=True)  # nothing to resume: leave nothing half-made
         raise
     _save(run, *_thresholds_and_report(run))

@@ -32,4 +32,5 @@ def test_disk_errors_end_in_one_line(monkeypatch, capsys, tmp_path, reason):
 def test_missing_config_exits_2(capsys, tmp_path):
     assert main(["train", str(tmp_path / "missing.yaml")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("mtkeras train: error: [Errno 2] No such file or directory") and err.count("\n") == 1
+    assert err.startswith("mtkeras train: error: Config file '") and "missing.yaml' does not exist." in err
+    assert err.count("\n") == 1

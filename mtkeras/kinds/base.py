@@ -361,6 +361,19 @@ class GroupKind:
         """One answer per row from the outputs (in :meth:`Predictor.predict_proba` layout)."""
         raise NotImplementedError
 
+    def check_outputs(self, outputs: Any) -> np.ndarray:
+        """``outputs`` as a float array in :meth:`Predictor.predict_proba` layout (``[rows, labels]``), or a
+        ValueError naming the group, the shape received and the shape expected."""
+        array = np.asarray(outputs)
+        if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+            raise ValueError(f"Outputs of group {self.group.name!r} must be numbers, received dtype {array.dtype}.")
+        if array.ndim != 2 or array.shape[1] != len(self.group.labels):
+            raise ValueError(
+                f"Outputs of group {self.group.name!r} have shape {array.shape}; expected (rows, "
+                f"{len(self.group.labels)}): one column per label of {preview(self.group.labels)}."
+            )
+        return array
+
     def indicator(self, outputs: np.ndarray) -> np.ndarray | None:
         """0/1 ``[rows, labels]`` of the decoded labels, for F1 over all groups; None: not counted."""
         return None
@@ -402,11 +415,13 @@ class GroupKind:
 
     # --- helpers for subclasses --------------------------------------------------------
 
-    def where(self, row: int) -> str:
-        """``Row 3, column 'use' (multilabel group 'use')``: where a bad cell is."""
-        return f"Row {row}, column {self.group.source_column!r} ({self.name} group {self.group.name!r})"
+    def where(self, row: int | str) -> str:
+        """Where a bad cell is: ``Row 3, column 'use' (multilabel group 'use')`` for in-memory records (0-based
+        index), ``train.jsonl, line 4, column 'use' (...)`` for a row read from a file (``row`` its name)."""
+        at = row if isinstance(row, str) else f"Row {row}"
+        return f"{at}, column {self.group.source_column!r} ({self.name} group {self.group.name!r})"
 
-    def label_index(self, label: Any, row: int) -> int:
+    def label_index(self, label: Any, row: int | str) -> int:
         try:
             return self.group.labels.index(label)
         except ValueError:

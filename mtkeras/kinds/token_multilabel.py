@@ -197,6 +197,24 @@ class TokenMultilabel(GroupKind):
             per_word[kept] = values[batch_row, word_start[kept]]
             out[row] = per_word
 
+    def check_outputs(self, outputs: Any) -> np.ndarray:
+        """One ``[words, labels]`` float array per row (an object array), or a ValueError naming the group."""
+        rows = list(outputs) if isinstance(outputs, (list, tuple, np.ndarray)) else None
+        if rows is None:
+            raise ValueError(f"Outputs of token-level group {self.group.name!r} must be one [words, labels] array "
+                             f"per row, received {type(outputs).__name__}.")
+        checked = np.empty(len(rows), dtype=object)
+        for index, row in enumerate(rows):
+            array = np.asarray(row)
+            if array.ndim != 2 or array.shape[1] != len(self.group.labels) or not np.issubdtype(array.dtype,
+                                                                                                 np.number):
+                raise ValueError(
+                    f"Outputs of token-level group {self.group.name!r}, row {index}: shape {array.shape} "
+                    f"(dtype {array.dtype}); expected numbers of shape (words, {len(self.group.labels)})."
+                )
+            checked[index] = array
+        return checked
+
     def flatten(self, outputs: np.ndarray) -> np.ndarray:
         """All rows' ``[words, labels]`` arrays stacked: ``[total words, labels]``."""
         arrays = [np.asarray(v, np.float32).reshape(-1, len(self.group.labels)) for v in outputs]

@@ -1,0 +1,454 @@
+"""User mistakes, table-driven: each ends in one clear early error and leaves nothing behind.
+
+Command-line cases run through ``mtkeras.cli.main`` in one subprocess (``tests/mistakes_job.py``: TensorFlow
+is imported once for all of them); each asserts exit code 2, a one-line ``mtkeras <command>: error: ...``
+naming the key / file / row and the value received, no traceback, and no new file or folder left in its
+working folder. API cases assert the exception type and message. RELIABILITY.md counts the table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import synthetic_records, tiny_config, write_jsonl
+
+import mtkeras as mtk
+
+HERE = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class Fixtures:
+    """Shared, read-only inputs of the command-line cases."""
+
+    encoder: str
+    train: str
+    validation: str
+    model: str  # a model folder (save_model), as `mtkeras predict|evaluate|export` read it
+    texts: str
+
+
+def _config(fx: Fixtures, **sections) -> dict:
+    config = {
+        "spec": {"encoder": fx.encoder, "max_length": 32,
+                 "groups": [{"name": "topic", "kind": "multiclass"}, {"name": "colour", "kind": "multilabel"}]},
+        "data": {"train": fx.train, "validation": fx.validation},
+        "training": {"epochs": 1, "batch_size": 16},
+        "output": "run",
+    }
+    for dotted, value in sections.items():
+        section = config
+        *parents, last = dotted.split("__")
+        for key in parents:
+            section = section.setdefault(key, {})
+        section[last] = value
+    return config
+
+
+def _train(**sections) -> Callable[[Path, Fixtures], list[str]]:
+    """A `mtkeras train` case: the base config with ``section__key=value`` changes, written as YAML."""
+
+    def prepare(where: Path, fx: Fixtures) -> list[str]:
+        (where / "config.yaml").write_text(yaml.safe_dump(_config(fx, **sections)), encoding="utf-8")
+        return ["train", "config.yaml"]
+
+    return prepare
+
+
+def _train_text(text: str, name: str = "config.yaml") -> Callable[[Path, Fixtures], list[str]]:
+    def prepare(where: Path, fx: Fixtures) -> list[str]:
+        (where / name).write_text(text.format(encoder=fx.encoder, train=fx.train, validation=fx.validation),
+                                  encoding="utf-8")
+        return ["train", name]
+
+    return prepare
+
+
+def _train_data(which: str, content: bytes | None, **sections) -> Callable[[Path, Fixtures], list[str]]:
+    """A train case whose train (or validation) file is replaced: bytes, or None for a folder of that name."""
+
+    def prepare(where: Path, fx: Fixtures) -> list[str]:
+        path = where / ("bad.csv" if sections.pop("csv", False) else "bad.jsonl")
+        path.mkdir() if content is None else path.write_bytes(content)
+        config = _config(fx, **sections)
+        config["data"][which] = str(path)
+        (where / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+        return ["train", "config.yaml"]
+
+    return prepare
+
+
+def _train_set(*overrides: str) -> Callable[[Path, Fixtures], list[str]]:
+    def prepare(where: Path, fx: Fixtures) -> list[str]:
+        (where / "config.yaml").write_text(yaml.safe_dump(_config(fx)), encoding="utf-8")
+        return ["train", "config.yaml", *[arg for o in overrides for arg in ("--set", o)]]
+
+    return prepare
+
+
+def _encoder_without(name: str) -> Callable[[Path, Fixtures], list[str]]:
+    def prepare(where: Path, fx: Fixtures) -> list[str]:
+        shutil.copytree(fx.encoder, where / "encoder")
+        os.remove(where / "encoder" / name)
+        (where / "config.yaml").write_text(yaml.safe_dump(_config(fx, spec__encoder=str(where / "encoder"))))
+        return ["train", "config.yaml"]
+
+    return prepare
+
+
+def _model(command: str, *args: str, damage: Callable[[Path], None] | None = None, files: dict | None = None
+           ) -> Callable[[Path, Fixtures], list[str]]:
+    """A predict / evaluate / export case on a copy of the model folder, optionally damaged; ``files`` are
+    written in the case folder first (bytes, or None for a folder)."""
+
+    def prepare(where: Path, fx: Fixtures) -> list[str]:
+        model = where / "model"
+        shutil.copytree(fx.model, model)
+        if damage is not None:
+            damage(model)
+        for name, content in (files or {}).items():
+            (where / name).mkdir() if content is None else (where / name).write_bytes(content)
+        return [command, "model", *[a.format(texts=fx.texts, validation=fx.validation) for a in args]]
+
+    return prepare
+
+
+def _truncate(model: Path) -> None:
+    data = (model / "model.keras").read_bytes()
+    (model / "model.keras").write_bytes(data[: len(data) // 2])
+
+
+def _spec_edit(edit: Callable[[dict], None]) -> Callable[[Path], None]:
+    def damage(model: Path) -> None:
+        spec = json.loads((model / "spec.json").read_text())
+        edit(spec)
+        (model / "spec.json").write_text(json.dumps(spec, indent=2))
+
+    return damage
+
+
+def _add_label(spec: dict) -> None:
+    spec["groups"][0]["labels"].append("delta")
+
+
+def _bad_json(model: Path) -> None:
+    text = (model / "spec.json").read_text()
+    (model / "spec.json").write_text(text.replace('"max_length"', "max_length", 1))
+
+
+def _remove(name: str) -> Callable[[Path], None]:
+    def damage(model: Path) -> None:
+        target = model / name
+        shutil.rmtree(target) if target.is_dir() else os.remove(target)
+
+    return damage
+
+
+def _remove_tokenizer_files(model: Path) -> None:
+    for name in ("vocab.txt", "tokenizer.json"):
+        os.remove(model / "tokenizer" / name)
+
+
+def _write(name: str, data: bytes) -> Callable[[Path], None]:
+    return lambda model: (model / name).write_bytes(data)
+
+
+def _zip_without_config(model: Path) -> None:
+    with zipfile.ZipFile(model / "model.keras", "w") as archive:
+        archive.writestr("metadata.json", "{}")
+
+
+ROW = '{"text": "alpha red", "topic": "alpha", "colour": ["red"]}\n'
+
+#: id -> (prepare, regexes the error line must match). Every case expects exit code 2 and nothing left behind.
+CLI_CASES: dict[str, tuple[Callable[[Path, Fixtures], list[str]], tuple[str, ...]]] = {
+    # --- config values: every key's type and range, checked before anything is read or written
+    "batch_size 0": (_train(training__batch_size=0), (r"`training.batch_size`", r"received 0\b")),
+    "batch_size a word": (_train(training__batch_size="eight"), (r"`training.batch_size`", r"'eight'")),
+    "batch_size 1e9 (YAML string)": (_train_text(
+        "spec: {{encoder: {encoder}, groups: [{{name: topic, kind: multiclass}}]}}\n"
+        "data: {{train: {train}, validation: {validation}}}\ntraining: {{batch_size: 1e9}}\noutput: run\n"),
+        (r"`training.batch_size`", r"'1e9'")),
+    "learning_rate a word": (_train(training__learning_rate="fast"), (r"`training.learning_rate`", r"'fast'")),
+    "learning_rate NaN": (_train(training__learning_rate=float("nan")), (r"`training.learning_rate`", r"nan")),
+    "learning_rate negative": (_train(training__learning_rate=-0.001), (r"`training.learning_rate`", r"-0.001")),
+    "learning_rate a bool": (_train(training__learning_rate=True), (r"`training.learning_rate`", r"True")),
+    "epochs 0": (_train(training__epochs=0), (r"`training.epochs`", r"received 0")),
+    "epochs 2.5": (_train(training__epochs=2.5), (r"`training.epochs`", r"2.5")),
+    "warmup 1.5": (_train(training__warmup_proportion=1.5), (r"`training.warmup_proportion`", r"1.5")),
+    "padding unknown": (_train(training__padding="dynamic"), (r"`training.padding`", r"'dynamic'", r"'bucketed'")),
+    "mixed_precision unknown": (_train(training__mixed_precision="fp8"), (r"`training.mixed_precision`", r"'fp8'")),
+    "distribute unknown": (_train(training__distribute="tpu"), (r"`training.distribute`", r"'tpu'")),
+    "monitor no metric": (_train(training__monitor="val_accuracy"),
+                          (r"`training.monitor`", r"'val_accuracy'", r"val_mean_roc_auc")),
+    "monitor_mode unknown": (_train(training__monitor_mode="up"), (r"`training.monitor_mode`", r"'up'")),
+    "train_rows negative": (_train(data__train_rows=-1), (r"`data.train_rows`", r"-1")),
+    "label_delimiter empty": (_train(data__label_delimiter=""), (r"`data.label_delimiter`", r"''")),
+    "floor 2": (_train(thresholds__floor=2), (r"`thresholds.floor`", r"received 2")),
+    "unknown training key": (_train(training__epoch=3), (r"'training.epoch'", r"valid keys under training")),
+    "unknown top-level key": (_train(trainig={"epochs": 1}), (r"'trainig'", r"valid keys")),
+    "training not a mapping": (_train(training=3), (r"training", r"received 3")),
+    # --- spec values
+    "kind typo, labels omitted": (_train(spec__groups=[{"name": "topic", "kind": "multi-class"}]),
+                                  (r"'topic'", r"`kind` 'multi-class'", r"'multiclass'")),
+    "groups empty": (_train(spec__groups=[]), (r"groups", r"\[\]")),
+    "duplicate group names": (_train(spec__groups=[{"name": "topic", "kind": "multiclass"}] * 2),
+                              (r"'topic'", r"[Dd]uplicate")),
+    "max_length 0": (_train(spec__max_length=0), (r"max_length", r"received 0")),
+    "max_windows 0": (_train(spec__max_windows=0), (r"max_windows", r"received 0")),
+    "stride >= max_length": (_train(spec__max_windows=2, spec__stride=32), (r"stride", r"32")),
+    "head_dropout 1": (_train(spec__head_dropout=1.0), (r"head_dropout", r"1.0")),
+    "temperature negative": (_train(spec__groups=[{"name": "topic", "kind": "multiclass", "temperature": -1}]),
+                             (r"temperature", r"-1")),
+    "class_weight unknown": (_train(spec__groups=[{"name": "topic", "kind": "multiclass", "class_weight": "balance"}]),
+                             (r"class_weight", r"'balance'", r"'balanced'")),
+    "loss unknown": (_train(spec__groups=[{"name": "colour", "kind": "multilabel", "loss": "hinge"}]),
+                     (r"loss", r"'hinge'")),
+    "focal_gamma negative": (_train(spec__groups=[{"name": "colour", "kind": "multilabel", "loss": "focal",
+                                                   "focal_gamma": -1}]), (r"focal_gamma", r"-1")),
+    "loss_weight negative": (_train(spec__groups=[{"name": "topic", "kind": "multiclass", "loss_weight": -2}]),
+                             (r"loss_weight", r"-2")),
+    "group column not in the data": (_train(spec__groups=[{"name": "size", "kind": "multiclass"}]),
+                                     (r"'size'", r"column")),
+    "label in data not in the spec": (_train(spec__groups=[{"name": "topic", "kind": "multiclass",
+                                                            "labels": ["alpha", "beta"]}]),
+                                      (r"'gamma'", r"line \d+", r"topic")),
+    # --- files named by the config
+    "config missing": (lambda where, fx: ["train", "nope.yaml"], (r"nope.yaml",)),
+    "config is a folder": (lambda where, fx: (where / "c.yaml").mkdir() or ["train", "c.yaml"], (r"c.yaml",)),
+    "config not YAML": (_train_text("spec: [unclosed\n"), (r"config.yaml", r"YAML")),
+    "config a YAML list": (_train_text("- 1\n- 2\n"), (r"config.yaml", r"mapping", r"\[1, 2\]")),
+    "config wrong extension": (_train_text("{{}}", name="config.txt"), (r"config.txt", r"\.yaml")),
+    "config invalid UTF-8": (lambda where, fx: (where / "c.yaml").write_bytes(b"spec: \xff\n") and ["train", "c.yaml"],
+                             (r"c.yaml", r"UTF-8")),
+    "--set without =": (_train_set("training.epochs"), (r"--set", r"'training.epochs'")),
+    "--set epochs a word": (_train_set("training.epochs=abc"), (r"`training.epochs`", r"'abc'")),
+    "train file missing": (_train(data__train="missing.jsonl"), (r"missing.jsonl",)),
+    "train file a folder": (_train_data("train", None), (r"bad.jsonl", r"folder|directory")),
+    "train file empty": (_train_data("train", b""), (r"bad.jsonl", r"no rows|empty")),
+    "train file invalid UTF-8": (_train_data("train", ROW.encode() + b'{"text": "\xff"}\n'),
+                                 (r"bad.jsonl", r"line 2", r"UTF-8")),
+    "train row without text": (_train_data("train", ROW.encode() + b'{"topic": "alpha"}\n'),
+                               (r"bad.jsonl", r"line 2", r"'text'")),
+    "validation not JSON lines": (_train_data("validation", ROW.encode() + b"alpha,red\n"),
+                                  (r"bad.jsonl", r"line 2", r"JSON")),
+    "csv without the text column": (_train_data("train", b"body,topic\nalpha,alpha\n", csv=True),
+                                    (r"bad.csv", r"'text'")),
+    "encoder folder missing": (_train(spec__encoder="no-such-encoder"), (r"no-such-encoder",)),
+    "encoder without vocab": (_encoder_without("vocab.txt"), (r"encoder", r"vocab|tokenizer")),
+    "encoder without weights": (_encoder_without("model.safetensors"), (r"encoder", r"weights|safetensors")),
+    "output is a file": (lambda where, fx: (where / "out").write_text("x") and _train(output="out")(where, fx),
+                         (r"`output`", r"out", r"not a folder|file")),
+    "training diverges (non-finite loss)": (_train(training__learning_rate=1e12, training__head_lr_multiplier=1e6,
+                                                   training__epochs=2),
+                                            (r"non-finite", r"step \d+", r"loss")),
+    # --- model folders
+    "model folder missing": (lambda where, fx: ["predict", "nowhere", fx.texts], (r"nowhere",)),
+    "model folder is a file": (_model("predict", "{texts}", damage=None, files={"m.txt": b"x"}),
+                               (r"model",)),  # replaced below: run = a file
+    "model.keras truncated": (_model("predict", "{texts}", damage=_truncate), (r"model.keras", r"not a|truncated")),
+    "model.keras empty": (_model("predict", "{texts}", damage=_write("model.keras", b"")), (r"model.keras",)),
+    "model.keras not a zip": (_model("evaluate", "{validation}", damage=_write("model.keras", b"hello")),
+                              (r"model.keras", r"zip")),
+    "model.keras zip, not a Keras model": (_model("predict", "{texts}", damage=_zip_without_config),
+                                           (r"model.keras", r"Keras")),
+    "spec.json not JSON": (_model("predict", "{texts}", damage=_bad_json), (r"spec.json", r"line \d+")),
+    "spec.json labels != head size": (_model("predict", "{texts}", damage=_spec_edit(_add_label)),
+                                      (r"spec.json", r"'topic'", r"4 labels", r"3")),
+    "spec.json missing": (_model("predict", "{texts}", damage=_remove("spec.json")), (r"spec.json",)),
+    "tokenizer files missing": (_model("predict", "{texts}", damage=_remove_tokenizer_files),
+                                (r"tokenizer", r"vocabulary")),
+    # --- predict / evaluate inputs
+    "predict input missing": (_model("predict", "absent.txt"), (r"absent.txt",)),
+    "predict input a folder": (_model("predict", "in", files={"in": None}), (r"'in'", r"folder|directory")),
+    "predict input invalid UTF-8": (_model("predict", "in.txt", files={"in.txt": b"ok\nbad \xff\n"}),
+                                    (r"in.txt", r"line 2", r"UTF-8")),
+    "predict --jsonl not an object": (_model("predict", "in.jsonl", "--jsonl", files={"in.jsonl": b'["a"]\n'}),
+                                      (r"in.jsonl", r"line 1", r"'text'")),
+    "predict --batch-size 0": (_model("predict", "{texts}", "--batch-size", "0"), (r"batch.size", r"received 0")),
+    "evaluate data missing": (_model("evaluate", "absent.jsonl"), (r"absent.jsonl",)),
+    "evaluate data a folder": (_model("evaluate", "d.jsonl", files={"d.jsonl": None}), (r"d.jsonl",)),
+    "evaluate unknown label": (_model("evaluate", "d.jsonl", files={
+        "d.jsonl": (ROW + '{"text": "x", "topic": "omega", "colour": []}\n').encode()}),
+        (r"d.jsonl", r"line 2", r"'omega'")),
+    "evaluate --output is a file": (_model("evaluate", "{validation}", "--output", "o", files={"o": b"x"}),
+                                    (r"'o'", r"not a folder|file")),
+    # --- export options
+    "export --quantize without --tflite": (_model("export", "--name", "m", "--quantize", "dynamic"),
+                                           (r"--quantize", r"--tflite")),
+    "export --version too large": (_model("export", "--name", "m", "--version", "99999999999999999999"),
+                                   (r"version", r"99999999999999999999", r"int64|9223372036854775807")),
+    "export --version 0": (_model("export", "--name", "m", "--version", "0"), (r"version", r"received 0\b")),
+    "export --version -3": (_model("export", "--name", "m", "--version", "-3"), (r"version", r"-3")),
+    "export --version a word": (_model("export", "--name", "m", "--version", "one"), (r"--version", r"'one'")),
+    "export --output-dir is a file": (_model("export", "--name", "m", "--output-dir", "f", files={"f": b"x"}),
+                                      (r"'f'", r"not a folder|file")),
+    "export --name with a slash": (_model("export", "--name", "a/b"), (r"name", r"'a/b'")),
+    "export a damaged model": (_model("export", "--name", "m", damage=_write("model.keras", b"junk")),
+                               (r"model.keras",)),
+    # --- the command line itself
+    "no command": (lambda where, fx: [], (r"command|required",)),
+    "unknown command": (lambda where, fx: ["serve"], (r"'serve'",)),
+}
+
+
+def _model_is_a_file(where: Path, fx: Fixtures) -> list[str]:
+    (where / "model").write_text("x")
+    return ["predict", "model", fx.texts]
+
+
+CLI_CASES["model folder is a file"] = (_model_is_a_file, (r"'model'", r"not a folder|file"))
+#: The existing version the "exists" case refuses to replace.
+CLI_CASES["export over an existing version"] = (
+    _model("export", "--name", "m", files={"saved_models": None, "saved_models/m": None, "saved_models/m/1": None,
+                                           "saved_models/m/1/saved_model.pb": b"x"}),
+    (r"already exists", r"overwrite"))
+
+
+@pytest.fixture(scope="module")
+def cli_results(tmp_path_factory, tiny_folder, tiny_spec, tiny_tokenizer) -> dict[str, dict]:
+    root = tmp_path_factory.mktemp("mistakes")
+    shared = root / "shared"
+    shared.mkdir()
+    mtk.keras.utils.set_random_seed(3)
+    spec = tiny_spec
+    model = mtk.build_model(spec, bert_config=tiny_config())
+    fx = Fixtures(
+        encoder=tiny_folder,
+        train=write_jsonl(shared / "train.jsonl", synthetic_records(64, seed=0)),
+        validation=write_jsonl(shared / "validation.jsonl", synthetic_records(32, seed=1)),
+        model=mtk.save_model(model, spec, shared / "model", tokenizer=tiny_tokenizer),
+        texts=str(shared / "texts.txt"),
+    )
+    Path(fx.texts).write_text("alpha red\nbeta\n", encoding="utf-8")
+    cases = []
+    for number, (case_id, (prepare, _)) in enumerate(CLI_CASES.items()):
+        where = root / f"case{number:03d}"
+        where.mkdir()
+        cases.append({"id": case_id, "argv": prepare(where, fx), "cwd": str(where)})
+    (root / "cases.json").write_text(json.dumps(cases), encoding="utf-8")
+    subprocess.run([sys.executable, str(HERE / "mistakes_job.py"), str(root / "cases.json"),
+                    str(root / "results.json")], check=True, cwd=root, timeout=900)
+    return {r["id"]: r for r in json.loads((root / "results.json").read_text())}
+
+
+@pytest.mark.parametrize("case_id", list(CLI_CASES))
+def test_cli_mistake_is_one_clear_line_and_leaves_nothing(cli_results, case_id):
+    result = cli_results[case_id]
+    lines = [line for line in result["stderr"].splitlines() if line.strip()]
+    assert result["traceback"] is None, result["traceback"]
+    assert "Traceback" not in result["stderr"], result["stderr"]
+    assert result["code"] == 2, result
+    last = lines[-1] if lines else ""
+    assert last.startswith("mtkeras") and ": error: " in last, result["stderr"]
+    for pattern in CLI_CASES[case_id][1]:
+        assert __import__("re").search(pattern, last), f"{pattern!r} not in {last!r}"
+    assert result["left"] == [], f"left behind: {result['left']}"
+
+
+# --- API --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_spec, tiny_tokenizer):
+    mtk.keras.utils.set_random_seed(4)
+    return mtk.Predictor(mtk.build_model(tiny_spec, bert_config=tiny_config()), tiny_spec, tiny_tokenizer,
+                         jit_compile=False)
+
+
+class _Frame:
+    """Stands in for a pandas DataFrame (has columns and to_dict) without importing pandas."""
+
+    columns = ["text"]
+
+    def __iter__(self):
+        return iter(self.columns)
+
+    def to_dict(self, orient="records"):
+        return [{"text": "alpha"}]
+
+
+API_INPUTS = {
+    "dict": ({"text": "alpha"}, TypeError, r"received a dict \(iterating it gives its keys\)"),
+    "DataFrame": (_Frame(), TypeError, r"DataFrame.*df\[\"text\"\]"),
+    "set": ({"alpha", "beta"}, TypeError, r"received a set: it has no order"),
+    "bytes": (b"alpha", TypeError, r"single bytes"),
+    "bytearray": (bytearray(b"alpha"), TypeError, r"bytearray"),
+    "bare string": ("alpha", TypeError, r"single str 'alpha'.*\[text\]"),
+    "an int in the list": (["alpha", 3], TypeError, r"`texts\[1\]` is 3 \(int\)"),
+    "None in the list": ([None], TypeError, r"`texts\[0\]` is None"),
+    "not iterable": (3, TypeError, r"received 3 \(int\)"),
+}
+
+
+@pytest.mark.parametrize("name", list(API_INPUTS))
+def test_predict_refuses_inputs_by_type(predictor, name):
+    value, error, message = API_INPUTS[name]
+    with pytest.raises(error, match=message):
+        predictor.predict(value)
+    with pytest.raises(error, match=message):
+        list(predictor.predict_iter(value))
+
+
+def test_predict_takes_numpy_and_pandas_string_arrays(predictor):
+    pandas = pytest.importorskip("pandas")
+    expected = predictor.predict(["alpha red", "beta"])
+    assert predictor.predict(np.array(["alpha red", "beta"])) == expected
+    assert predictor.predict(pandas.Series(["alpha red", "beta"])) == expected
+    assert predictor.predict(pandas.DataFrame({"text": ["alpha red", "beta"]})["text"]) == expected
+    with pytest.raises(TypeError, match=r"DataFrame.*df\[\"text\"\]"):
+        predictor.predict(pandas.DataFrame({"text": ["alpha red"]}))
+
+
+DECODE_MISTAKES = {
+    "a group missing": (lambda p: {"topic": p["topic"]}, r"no outputs for groups \['colour'\]"),
+    "one column too few": (lambda p: {**p, "topic": p["topic"][:, :2]},
+                           r"'topic'.*shape \(2, 2\).*\(rows, 3\)"),
+    "rows differ between groups": (lambda p: {**p, "colour": p["colour"][:1]}, r"'colour'.*1 rows.*2"),
+    "not numbers": (lambda p: {**p, "topic": np.array([["a", "b", "c"]] * 2)}, r"'topic'.*numbers"),
+}
+
+
+@pytest.mark.parametrize("name", list(DECODE_MISTAKES))
+def test_decode_checks_shapes_against_the_spec(predictor, name):
+    probs = predictor.predict_proba(["alpha red", "beta"])
+    change, message = DECODE_MISTAKES[name]
+    with pytest.raises(ValueError, match=message):
+        predictor.decode(change(probs))
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (_write("model.keras", b"hello"), r"model.keras.*not a zip"),
+    (_truncate, r"model.keras.*(not a zip|truncated)"),
+    (_zip_without_config, r"model.keras.*not a Keras model"),
+    (_bad_json, r"spec.json.*not valid JSON.*line \d+"),
+    (_spec_edit(_add_label), r"spec.json.*'topic' lists 4 labels.*3"),
+    (_remove_tokenizer_files, r"tokenizer.*no tokenizer vocabulary"),
+])
+def test_load_model_names_the_broken_file(tiny_spec, tiny_tokenizer, tmp_path, damage, message):
+    mtk.keras.utils.set_random_seed(5)
+    folder = Path(mtk.save_model(mtk.build_model(tiny_spec, bert_config=tiny_config()), tiny_spec,
+                                 tmp_path / "m", tokenizer=tiny_tokenizer))
+    damage(folder)
+    with pytest.raises((ValueError, OSError), match=message):
+        mtk.load_model(folder)
+
+
+def test_diverging_training_stops_at_once_and_keeps_no_checkpoint(config_file, tmp_path):
+    config = mtk.load_config(config_file, ["training.learning_rate=1e12", "training.head_lr_multiplier=1e6",
+                                           "training.epochs=3"])
+    with pytest.raises(FloatingPointError, match=r"non-finite loss at step \d+ \(epoch 1, batch \d+\); groups "
+                                                 r"whose loss is not finite: \['topic', 'colour'\]"):
+        mtk.train(config, verbose=0)
+    assert not (tmp_path / "run").exists()
