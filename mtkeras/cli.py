@@ -160,22 +160,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except USER_ERRORS as error:  # the user's input: exit 2
+    except USER_ERRORS as error:  # the user's input, or the machine's (a full or read-only disk): exit 2
         if args.debug:
             raise
         print(f"mtkeras {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
-    except OSError as error:  # the machine's: a full or read-only disk, permissions (exit 1)
-        if args.debug:
-            raise
-        print(f"mtkeras {args.command}: error: {_one_line(error)}", file=sys.stderr)
-        return 1
 
 
-#: Errors a user's input causes (bad config, path, data, model folder, a diverging learning rate): one line,
-#: exit 2. Any other exception is a bug and keeps its traceback.
-USER_ERRORS = (ValueError, TypeError, KeyError, ImportError, FileNotFoundError, FileExistsError, IsADirectoryError,
-               NotADirectoryError, FloatingPointError)
+#: Errors a user can cause and fix (bad config, path, data or model folder, a diverging learning rate, a full
+#: or read-only disk, permissions): one line, exit 2. Any other exception is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, TypeError, KeyError, ImportError, OSError, FloatingPointError)
 
 
 def _one_line(error: BaseException) -> str:

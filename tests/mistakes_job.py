@@ -16,6 +16,7 @@ import io
 import json
 import os
 import sys
+import time
 import traceback
 
 
@@ -30,7 +31,7 @@ def tree(root: str) -> set[str]:
 def run_case(case: dict) -> dict:
     from mtkeras.cli import main
 
-    before, here = tree(case["cwd"]), os.getcwd()
+    before, here, started = tree(case["cwd"]), os.getcwd(), time.perf_counter()
     out, err = io.StringIO(), io.StringIO()
     escaped = None
     os.chdir(case["cwd"])
@@ -47,7 +48,8 @@ def run_case(case: dict) -> dict:
     finally:
         os.chdir(here)
     return {"id": case["id"], "code": code, "stdout": out.getvalue(), "stderr": err.getvalue(),
-            "traceback": escaped, "left": sorted(tree(case["cwd"]) - before)}
+            "traceback": escaped, "left": sorted(tree(case["cwd"]) - before),
+            "seconds": round(time.perf_counter() - started, 2)}
 
 
 def main() -> None:
