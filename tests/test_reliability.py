@@ -28,29 +28,6 @@ from mtkeras._compat import tf
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-@pytest.fixture(scope="module")
-def all_kinds_spec(tiny_folder):
-    return mtk.TaskSpec(
-        encoder=tiny_folder,
-        max_length=32,
-        groups=[
-            mtk.LabelGroup("topic", "multiclass", labels=["alpha", "beta", "gamma"]),
-            mtk.LabelGroup("colour", "multilabel", labels=["red", "blue", "green", "yellow"]),
-            mtk.LabelGroup("count", "regression", labels=["count"]),
-            mtk.LabelGroup("marks", "token_multilabel", labels=["colour", "topic"]),
-        ],
-    )
-
-
-@pytest.fixture(scope="module")
-def all_kinds_export(all_kinds_spec, tiny_tokenizer, tmp_path_factory):
-    """An untrained tiny model with one group of every kind: random heads still give well-formed answers."""
-    mtk.keras.utils.set_random_seed(7)
-    model = mtk.build_model(all_kinds_spec, bert_config=tiny_config())
-    base = tmp_path_factory.mktemp("fuzz") / "model"
-    return mtk.export_saved_model(model, base, spec=all_kinds_spec, tokenizer=tiny_tokenizer)
-
-
 # --- fuzzing the served model (a fresh TF + TF Text process) ------------------------------------------------
 
 

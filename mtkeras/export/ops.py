@@ -43,6 +43,27 @@ TF_TEXT_2_12_OPS: dict[str, frozenset[str]] = {
 }
 
 
+#: The TF Text kernel library that registers each of those ops (``tensorflow_text/python/ops/<file>``): what a
+#: C++ server must link or load (``TF_LoadLibrary``) besides TF core to run an export.
+TF_TEXT_LIBRARIES: dict[str, str] = {
+    "NormalizeUTF8": "_normalize_ops.so",
+    "RegexSplitWithOffsets": "_regex_split_ops.so",
+    "WordpieceTokenizeWithOffsets": "_wordpiece_tokenizer.so",
+}
+
+
+def tf_text_libraries() -> list[str]:
+    """Paths of the installed tensorflow-text's kernel libraries an export needs (:data:`TF_TEXT_LIBRARIES`),
+    found without importing tensorflow_text."""
+    import importlib.util
+
+    found = importlib.util.find_spec("tensorflow_text")
+    if found is None or not found.submodule_search_locations:
+        raise ImportError("tensorflow-text is not installed; its kernels run an export's tokenizer.")
+    folder = os.path.join(list(found.submodule_search_locations)[0], "python", "ops")
+    return [os.path.join(folder, name) for name in sorted(set(TF_TEXT_LIBRARIES.values()))]
+
+
 def tf_core_ops() -> frozenset[str]:
     """The ops TensorFlow core registers (``tf.raw_ops``); TF Text's are not among them."""
     return frozenset(name for name in dir(tf.raw_ops) if not name.startswith("_"))
