@@ -90,7 +90,8 @@ def _export(args: argparse.Namespace) -> int:
                          "--quantize for the SavedModel alone.")
     _check_folder(args.output_dir, "--output-dir")
     written = {"saved_model": export_saved_model(args.run, os.path.join(args.output_dir, name), version=args.version,
-                                                 overwrite=args.overwrite, jit_compile=args.jit_compile)}
+                                                 overwrite=args.overwrite, jit_compile=args.jit_compile,
+                                                 warmup=not args.no_warmup)}
     if args.tflite:
         suffix = f"-{args.quantize}" if args.quantize else ""
         path = os.path.join(args.output_dir, f"{name}-v{args.version}{suffix}.tflite")
@@ -148,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--overwrite", action="store_true", help="replace an existing version")
     export.add_argument("--tflite", action="store_true", help="also write <name>-v<version>.tflite")
     export.add_argument("--quantize", choices=[q for q in QUANTIZE if q], help="TFLite weight quantization")
+    export.add_argument("--no-warmup", action="store_true",
+                        help="no assets.extra/tf_serving_warmup_requests (TF Serving's warm-up requests on load)")
     export.add_argument("--jit-compile", action="store_true",
                         help="mark the SavedModel's model graph for XLA (texts padded to multiples of 16 tokens)")
     export.set_defaults(handler=_export)

@@ -123,6 +123,37 @@ def test_versioned_layout_and_metadata(exported, trained):
     assert set(metadata["signatures"]) == {"serving_default", "predict_ids"}
 
 
+def test_warmup_requests_parse_and_replay_through_the_loaded_signature(exported, trained):
+    from mtkeras.export.warmup import WARMUP_BATCH_SIZES, WARMUP_FILE, read_warmup, warmup_token_counts
+
+    _, spec = trained
+    logs = read_warmup(os.path.join(exported, WARMUP_FILE))  # tensorflow_serving's own PredictionLog protos
+    assert len(logs) == len(warmup_token_counts(spec)) * len(WARMUP_BATCH_SIZES) == 6
+    served = tf.saved_model.load(exported)
+    lengths = set()
+    for log in logs:
+        request = log.predict_log.request
+        assert request.model_spec.signature_name == "serving_default" and list(request.inputs) == ["text"]
+        texts = tf.constant(tf.make_ndarray(request.inputs["text"]))
+        answers = served.signatures[request.model_spec.signature_name](text=texts)
+        assert answers["topic_probabilities"].shape == (len(texts), 3)
+        lengths.add(int(served.signatures["tokenize"](text=texts)["attention_mask"].shape[1]))
+    assert lengths == {8, 16, 32}  # short, half max_length, max_length: each shape warmed
+
+
+def test_warmup_can_be_turned_off_and_windows_get_their_own(trained, tiny_tokenizer, tmp_path):
+    import dataclasses
+
+    from mtkeras.export.warmup import WARMUP_FILE, warmup_token_counts
+
+    model, spec = trained
+    plain = mtk.export_saved_model(model, tmp_path / "plain", spec=spec, tokenizer=tiny_tokenizer, warmup=False)
+    assert not os.path.exists(os.path.join(plain, WARMUP_FILE))
+    assert warmup_token_counts(dataclasses.replace(spec, max_windows=3, stride=4)) == [6, 14, 30, 56, 82]
+    with pytest.raises(ValueError, match=r"`warmup` must be true or false, received 'no'"):
+        mtk.export_saved_model(model, tmp_path / "bad", spec=spec, tokenizer=tiny_tokenizer, warmup="no")
+
+
 def test_signatures(exported):
     loaded = tf.saved_model.load(exported)
     assert {"serving_default", "predict_ids", "tokenize"} <= set(loaded.signatures)

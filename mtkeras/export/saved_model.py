@@ -9,11 +9,13 @@ import shutil
 import tempfile
 from typing import Any
 
+from mtkeras._checks import check_bool
 from mtkeras._compat import keras, tf, transformers
 from mtkeras._io import disk_error, write_json
 from mtkeras.calibration import calibrated
 from mtkeras.defaults import EXPORT_JIT_COMPILE, XLA_LENGTH_STEP
 from mtkeras.export.text_graph import InGraphTokenizer, tokenizer_settings, write_vocab
+from mtkeras.export.warmup import WARMUP_FILE, write_warmup
 from mtkeras.model import ids_signature
 from mtkeras.serving import METADATA_FILE
 from mtkeras.spec import TaskSpec
@@ -193,6 +195,7 @@ def export_saved_model(
     tokenizer: Any | None = None,
     overwrite: bool = False,
     jit_compile: bool = EXPORT_JIT_COMPILE,
+    warmup: bool = True,
 ) -> str:
     """Write a TF Serving SavedModel to ``base_dir/<version>/`` and return that path.
 
@@ -207,13 +210,16 @@ def export_saved_model(
     when complete: TF Serving, polling ``base_dir``, never sees half a model.
     An existing version is refused unless ``overwrite=True``. ``jit_compile=True``
     marks the model part of the graph for XLA (the tokenizer ops stay outside it)
-    and pads texts to a multiple of 16 tokens so XLA compiles a few shapes.
+    and pads texts to a multiple of 16 tokens so XLA compiles a few shapes. With ``warmup`` (default) the
+    version holds ``assets.extra/tf_serving_warmup_requests``: ``serving_default`` requests at a few lengths
+    and batch sizes that TF Serving replays on load (:mod:`mtkeras.export.warmup`).
 
     Example:
         >>> export_saved_model("runs/debtags", "saved_models/debtags", version=1)
         'saved_models/debtags/1'
     """
     version = _check_version(version)
+    check_bool(warmup, "warmup")
     if isinstance(model_or_run, keras.Model) and (
         model_or_run.optimizer is None or int(model_or_run.optimizer.iterations.numpy()) == 0
     ):
@@ -243,6 +249,8 @@ def export_saved_model(
         )
         os.makedirs(os.path.join(exported, "assets.extra"), exist_ok=True)
         write_json(export_metadata(spec, jit_compile), os.path.join(exported, METADATA_FILE))
+        if warmup:  # inside the staging folder: a visible version has all of it or none
+            write_warmup(os.path.join(exported, WARMUP_FILE), spec, tokenizer, model_name=os.path.basename(base_dir))
         if os.path.exists(final):  # overwrite: retire the old version in one rename, then drop it
             os.replace(final, os.path.join(staging, "retired"))
         os.replace(exported, final)
