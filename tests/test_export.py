@@ -14,8 +14,8 @@ from conftest import synthetic_records
 import mtkeras as mtk
 import mtkeras.export
 from mtkeras._compat import tf
-from mtkeras.export import InGraphTokenizer, saved_model_ops, unsupported_ops
-from mtkeras.export.text_graph import tokenizer_settings, write_vocab
+from mtkeras.export import saved_model_ops, unsupported_ops
+from mtkeras.export.text_graph import parity_mismatches, tokenizer_settings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VALIDATION = os.path.join(HERE, "..", "examples", "data", "debtags", "validation.jsonl")
@@ -66,21 +66,9 @@ def exported(trained, tiny_tokenizer, tmp_path_factory):
 
 
 def assert_same_ids(tokenizer, texts, max_length):
-    graph = InGraphTokenizer(
-        write_vocab(tokenizer, os.path.join(os.environ.get("TMPDIR", "/tmp"), f"vocab-{os.getpid()}.txt")),
-        tokenizer_settings(tokenizer),
-        max_length,
-    )
-    ours = graph(tf.constant(texts))
-    reference = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-    mismatches = []
-    for i, expected in enumerate(reference):
-        mask = ours["attention_mask"][i].numpy().astype(bool)
-        got = ours["input_ids"][i].numpy()[mask].tolist()
-        if got != expected:
-            mismatches.append((i, texts[i][:60], got[:20], expected[:20]))
+    mismatches = [(i, texts[i][:60], got[:20], expected[:20])
+                  for i, got, expected in parity_mismatches(tokenizer, texts, max_length)]
     assert not mismatches, f"{len(mismatches)} of {len(texts)} differ, e.g. {mismatches[:3]}"
-    assert ours["token_type_ids"].numpy().max() == 0
 
 
 def test_in_graph_tokenizer_matches_minilm_on_every_validation_text_and_edge_cases():

