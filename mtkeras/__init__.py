@@ -64,6 +64,7 @@ _PUBLIC: dict[str, str] = {
     "load_model": "mtkeras.saving",
     "export_saved_model": "mtkeras.export",
     "export_tflite": "mtkeras.export",
+    "export_onnx": "mtkeras.export",
     "keras": "mtkeras._compat",
 }
 

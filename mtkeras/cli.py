@@ -81,7 +81,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from mtkeras.export import export_saved_model, export_tflite
+    from mtkeras.export import export_onnx, export_saved_model, export_tflite
     from mtkeras.export.saved_model import check_export_name
 
     name = check_export_name(args.name)
@@ -89,13 +89,19 @@ def _export(args: argparse.Namespace) -> int:
         raise ValueError(f"--quantize {args.quantize} applies to the TFLite file only; add --tflite, or drop "
                          "--quantize for the SavedModel alone.")
     _check_folder(args.output_dir, "--output-dir")
+    suffix = f"-{args.quantize}" if args.quantize else ""
+    files = {"tflite": os.path.join(args.output_dir, f"{name}-v{args.version}{suffix}.tflite") if args.tflite else None,
+             "onnx": os.path.join(args.output_dir, f"{name}-v{args.version}.onnx") if args.onnx else None}
+    for path in files.values():  # refused before the SavedModel is written, not after
+        if path is not None and os.path.exists(path) and not args.overwrite:
+            raise FileExistsError(f"{path!r} already exists; pass --overwrite to replace it.")
     written = {"saved_model": export_saved_model(args.run, os.path.join(args.output_dir, name), version=args.version,
                                                  overwrite=args.overwrite, jit_compile=args.jit_compile,
                                                  warmup=not args.no_warmup)}
-    if args.tflite:
-        suffix = f"-{args.quantize}" if args.quantize else ""
-        path = os.path.join(args.output_dir, f"{name}-v{args.version}{suffix}.tflite")
-        written["tflite"] = export_tflite(args.run, path, quantize=args.quantize, overwrite=args.overwrite)
+    if files["tflite"]:
+        written["tflite"] = export_tflite(args.run, files["tflite"], quantize=args.quantize, overwrite=args.overwrite)
+    if files["onnx"]:
+        written["onnx"] = export_onnx(args.run, files["onnx"], overwrite=args.overwrite)
     print(json.dumps(written, indent=2))
     return 0
 
@@ -148,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output-dir", default="saved_models", help="where <name>/<version>/ goes")
     export.add_argument("--overwrite", action="store_true", help="replace an existing version")
     export.add_argument("--tflite", action="store_true", help="also write <name>-v<version>.tflite")
+    export.add_argument("--onnx", action="store_true", help="also write <name>-v<version>.onnx (needs mtkeras[onnx])")
     export.add_argument("--quantize", choices=[q for q in QUANTIZE if q], help="TFLite weight quantization")
     export.add_argument("--no-warmup", action="store_true",
                         help="no assets.extra/tf_serving_warmup_requests (TF Serving's warm-up requests on load)")

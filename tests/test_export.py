@@ -9,12 +9,13 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import synthetic_records
+from conftest import synthetic_records, tiny_config
 
 import mtkeras as mtk
 import mtkeras.export
 from mtkeras._compat import tf
 from mtkeras.export import saved_model_ops, unsupported_ops
+from mtkeras.export.saved_model import ids_function
 from mtkeras.export.text_graph import parity_mismatches, tokenizer_settings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -351,6 +352,39 @@ def test_tflite_arguments(trained, tmp_path):
     (tmp_path / "m.tflite").write_bytes(b"old")
     with pytest.raises(FileExistsError, match=r"m.tflite' already exists; pass overwrite=True"):
         mtk.export_tflite(model, tmp_path / "m.tflite", spec=spec)
+
+
+def test_onnx_matches_keras_for_every_kind_in_onnxruntime(all_kinds_spec, tiny_tokenizer, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    mtk.keras.utils.set_random_seed(8)
+    model = mtk.build_model(all_kinds_spec, bert_config=tiny_config())
+    spec = all_kinds_spec.with_temperatures({"topic": 2.0, "colour": 0.5})  # calibration is in the file too
+    path = mtk.export_onnx(model, tmp_path / "m.onnx", spec=spec)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    assert sorted(i.name for i in session.get_inputs()) == ["attention_mask", "input_ids", "token_type_ids"]
+    texts = [r["text"] for r in synthetic_records(12, seed=5)] + ["", "x " * 40]
+    inputs = {name: np.asarray(value, np.int32) for name, value in
+              mtk.tokenize(tiny_tokenizer, texts, spec.max_length).items()}
+    served = dict(zip([o.name for o in session.get_outputs()], session.run(None, inputs), strict=True))
+    expected = ids_function(model, spec)(inputs)
+    metadata = json.loads(open(path + ".json").read())
+    assert sorted(served) == sorted(expected) == sorted(name for group in metadata["groups"].values()
+                                                        for name in group["outputs"])
+    for name, value in expected.items():
+        np.testing.assert_allclose(served[name], value.numpy(), atol=1e-4, err_msg=name)
+    assert not any(node.op_type == "Erfc" for node in __import__("onnx").load(path).graph.node)
+
+
+def test_onnx_arguments(trained, tmp_path):
+    model, spec = trained
+    with pytest.raises(ValueError, match=r"`opset` must be an integer >= 13 and <= 21, received 9"):
+        mtk.export_onnx(model, tmp_path / "m.onnx", spec=spec, opset=9)
+    with pytest.raises(IsADirectoryError, match=r"ONNX `path` '.*' is a folder"):
+        mtk.export_onnx(model, tmp_path, spec=spec)
+    (tmp_path / "m.onnx").write_bytes(b"old")
+    with pytest.raises(FileExistsError, match=r"m.onnx' already exists; pass overwrite=True"):
+        mtk.export_onnx(model, tmp_path / "m.onnx", spec=spec)
+    assert (tmp_path / "m.onnx").read_bytes() == b"old"
 
 
 # --- CLI ----------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""Exports: SavedModel for TF Serving (raw text in), TFLite."""
+"""Exports: SavedModel for TF Serving (raw text in), TFLite, ONNX."""
 
 from mtkeras.defaults import QUANTIZE
+from mtkeras.export.onnx_export import export_onnx
 from mtkeras.export.ops import TF_TEXT_2_12_OPS, saved_model_ops, unsupported_ops
 from mtkeras.export.saved_model import SIGNATURES, check_export_name, export_metadata, export_saved_model
 from mtkeras.export.text_graph import InGraphTokenizer
@@ -13,6 +14,7 @@ __all__ = [
     "InGraphTokenizer",
     "check_export_name",
     "export_metadata",
+    "export_onnx",
     "export_saved_model",
     "export_tflite",
     "saved_model_ops",

@@ -103,6 +103,30 @@ def raw_outputs(spec: TaskSpec, values: dict[str, tf.Tensor]) -> dict[str, tf.Te
     return {f"{group.name}_{group.rules.raw_output.suffix}": values[group.name] for group in spec.groups}
 
 
+def ids_function(model: keras.Model, spec: TaskSpec) -> Any:
+    """The model as TFLite and ONNX export it: token ids in (int32 ``[batch, length]``, named like the HF keyword
+    arguments), ``predict_ids`` outputs out, calibrated with the spec's temperatures."""
+
+    @tf.function(input_signature=[ids_signature()])
+    def serve(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        outputs = model(inputs, training=False)
+        return raw_outputs(spec, calibrated(spec, {name: tf.cast(outputs[name], tf.float32)
+                                                   for name in spec.group_names}))
+
+    return serve
+
+
+def ids_metadata(spec: TaskSpec) -> dict[str, Any]:
+    """:func:`export_metadata` for a token-ids model file (TFLite, ONNX): one signature, ``predict_ids`` outputs;
+    the caller decodes labels from probabilities and thresholds (words: from the first piece of each)."""
+    metadata = export_metadata(spec)
+    metadata["signatures"] = {"serving_default": SIGNATURES["predict_ids"]}
+    for group in metadata["groups"].values():
+        group["outputs"] = group.pop("predict_ids_output")
+        group.pop("serving_default_outputs")
+    return metadata
+
+
 def export_metadata(spec: TaskSpec, jit_compile: bool = False) -> dict[str, Any]:
     """What a client needs to read an export: signatures, outputs per group, labels, thresholds, spec."""
     outputs = {}

@@ -9,10 +9,8 @@ from typing import Any
 from mtkeras._checks import check_option
 from mtkeras._compat import tf
 from mtkeras._io import write_atomic, write_json
-from mtkeras.calibration import calibrated
 from mtkeras.defaults import QUANTIZE
-from mtkeras.export.saved_model import export_metadata, raw_outputs, resolve_source
-from mtkeras.model import ids_signature
+from mtkeras.export.saved_model import ids_function, ids_metadata, resolve_source
 from mtkeras.spec import TaskSpec
 
 logger = logging.getLogger("mtkeras")
@@ -41,12 +39,7 @@ def export_tflite(
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path!r} already exists; pass overwrite=True to replace it.")
     model, spec, _ = resolve_source(model_or_run, spec, None, need_tokenizer=False)
-    @tf.function(input_signature=[ids_signature()])
-    def serve(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        outputs = model(inputs, training=False)
-        return raw_outputs(spec, calibrated(spec, {name: tf.cast(outputs[name], tf.float32)
-                                                   for name in spec.group_names}))
-
+    serve = ids_function(model, spec)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], model)
     if quantize is not None:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -61,12 +54,5 @@ def export_tflite(
         flatbuffer = converter.convert()
     os.makedirs(os.path.dirname(path), exist_ok=True)
     write_atomic(path, flatbuffer)
-    metadata = export_metadata(spec)
-    metadata["signatures"] = {"serving_default": "input_ids, attention_mask, token_type_ids: int32 [batch, length]"}
-    metadata["quantize"] = quantize
-    for group in metadata["groups"].values():
-        # The caller decodes labels from probabilities and thresholds (words: from the first piece of each).
-        group["outputs"] = group.pop("predict_ids_output")
-        group.pop("serving_default_outputs")
-    write_json(metadata, path + ".json")
+    write_json({**ids_metadata(spec), "quantize": quantize}, path + ".json")
     return path

@@ -1,0 +1,93 @@
+"""ONNX export (token-id inputs) for teams that run models with ONNX Runtime or another ONNX runtime."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from mtkeras._checks import check_int
+from mtkeras._io import write_atomic, write_json
+from mtkeras.export.saved_model import ids_function, ids_metadata, resolve_source
+from mtkeras.spec import TaskSpec
+
+#: The ONNX opset written by default (ONNX Runtime 1.16 and later run it).
+ONNX_OPSET = 17
+_INSTALL = "pip install 'mtkeras[onnx]' (tf2onnx, onnx; onnxruntime to run it)"
+
+
+def export_onnx(
+    model_or_run: Any,
+    path: str | os.PathLike,
+    *,
+    spec: TaskSpec | None = None,
+    opset: int = ONNX_OPSET,
+    overwrite: bool = False,
+) -> str:
+    """Write an ``.onnx`` model taking ``input_ids``, ``attention_mask``, ``token_type_ids`` (int32
+    ``[batch, length]``) and returning the outputs of the SavedModel's ``predict_ids`` (calibrated),
+    named as there; labels and thresholds go to ``<path>.json`` beside it, as for TFLite.
+
+    Converted with tf2onnx; the TF ops it passes through but ONNX lacks are rewritten (:func:`rewrite_unsupported`:
+    the exact GELU's ``Erfc`` as ``1 - Erf``, ``Log1p`` as ``Log(1 + x)``).
+
+    Example:
+        >>> export_onnx("runs/debtags", "saved_models/debtags.onnx")
+        >>> session = onnxruntime.InferenceSession("saved_models/debtags.onnx")
+    """
+    check_int(opset, "opset", 13, maximum=21)
+    path = os.path.abspath(os.fspath(path))
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"ONNX `path` {path!r} is a folder; expected a file path such as model.onnx.")
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path!r} already exists; pass overwrite=True to replace it.")
+    try:
+        import tf2onnx
+    except ImportError as error:
+        raise ImportError(f"ONNX export needs tf2onnx: {_INSTALL}.") from error
+    model, spec, _ = resolve_source(model_or_run, spec, None, need_tokenizer=False)
+    serve = ids_function(model, spec)
+    proto, _ = tf2onnx.convert.from_function(serve, input_signature=serve.input_signature, opset=opset)
+    rewrite_unsupported(proto)
+    unknown = sorted({node.op_type for node in proto.graph.node if node.domain in ("", "ai.onnx")}
+                     - _onnx_ops(opset))
+    if unknown:
+        raise ValueError(f"The converted graph has ops ONNX opset {opset} lacks: {unknown}.")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_atomic(path, proto.SerializeToString())
+    write_json({**ids_metadata(spec), "opset": opset}, path + ".json")
+    return path
+
+
+def rewrite_unsupported(proto: Any) -> dict[str, int]:
+    """Rewrite the ops tf2onnx leaves as they are in TF but ONNX lacks, in place: ``Erfc(x)`` (the exact GELU)
+    as ``1 - Erf(x)``, ``Log1p(x)`` (the calibrated sigmoid) as ``Log(1 + x)``. Returns how many of each."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    rewrites = {"Erfc": ("Erf", "Sub"), "Log1p": ("Add", "Log")}
+    graph, nodes, counts = proto.graph, [], dict.fromkeys(rewrites, 0)
+    one = "mtkeras_one"
+    for node in graph.node:
+        if node.op_type not in rewrites:
+            nodes.append(node)
+            continue
+        counts[node.op_type] += 1
+        middle = f"{node.output[0]}_{node.op_type.lower()}"
+        if node.op_type == "Erfc":
+            nodes.append(helper.make_node("Erf", [node.input[0]], [middle], name=f"{node.name}_erf"))
+            nodes.append(helper.make_node("Sub", [one, middle], [node.output[0]], name=f"{node.name}_one_minus"))
+        else:
+            nodes.append(helper.make_node("Add", [one, node.input[0]], [middle], name=f"{node.name}_one_plus"))
+            nodes.append(helper.make_node("Log", [middle], [node.output[0]], name=f"{node.name}_log"))
+    if any(counts.values()):
+        graph.initializer.append(numpy_helper.from_array(np.array(1.0, np.float32), name=one))
+        del graph.node[:]
+        graph.node.extend(nodes)
+    return counts
+
+
+def _onnx_ops(opset: int) -> set[str]:
+    from onnx import defs
+
+    return {schema.name for schema in defs.get_all_schemas_with_history()
+            if schema.domain == "" and schema.since_version <= opset}
