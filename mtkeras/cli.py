@@ -1,4 +1,4 @@
-"""``mtkeras train CONFIG`` / ``mtkeras evaluate RUN DATA`` / ``mtkeras predict RUN [FILE]``."""
+"""``mtkeras train CONFIG`` / ``evaluate RUN DATA`` / ``predict RUN [FILE]`` / ``export RUN`` / ``inspect EXPORT``."""
 
 from __future__ import annotations
 
@@ -106,6 +106,14 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inspect(args: argparse.Namespace) -> int:
+    from mtkeras.export.inspect import inspect_export
+
+    texts = [] if args.no_run else (args.text or None)
+    print(json.dumps(inspect_export(args.export, texts, signature=args.signature), indent=2, ensure_ascii=False))
+    return 0
+
+
 def _check_file(path: str, what: str) -> None:
     """A file to read: exists and is a file (not a folder)."""
     if os.path.isdir(path):
@@ -161,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--jit-compile", action="store_true",
                         help="mark the SavedModel's model graph for XLA (texts padded to multiples of 16 tokens)")
     export.set_defaults(handler=_export)
+
+    inspect = commands.add_parser("inspect", help="an export's signatures, labels and thresholds, and a sample answer")
+    inspect.add_argument("export", help="SavedModel version folder (<name>/<version>/)")
+    inspect.add_argument("--text", action="append", help="text to answer (repeatable; default: a sample text)")
+    inspect.add_argument("--signature", default="serving_default", help="the text signature to run")
+    inspect.add_argument("--no-run", action="store_true", help="describe the export only, answer nothing")
+    inspect.set_defaults(handler=_inspect)
     return parser
 
 

@@ -3,9 +3,13 @@ uses, through the C API), compared with the same signature called from Python.""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -118,3 +122,67 @@ def test_the_listed_tf_text_libraries_are_needed_and_cover_every_op(serve_c, all
     done = subprocess.run([serve_c, all_kinds_export, str(tmp_path / "signature.txt"), str(tmp_path / "texts.txt")],
                           capture_output=True, text=True, timeout=300)  # TF core alone: the tokenizer's ops fail
     assert done.returncode == 1 and "Op type not registered" in done.stderr, done.stderr[-2000:]
+
+
+# --- the export from other tools: mtkeras inspect, Keras 3 -------------------------------------------------
+
+
+def test_inspect_describes_the_export_and_answers_a_text(all_kinds_export, capsys):
+    from mtkeras.cli import main
+
+    assert main(["inspect", all_kinds_export, "--text", "alpha red", "--text", "beta"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert sorted(report["signatures"]) == ["predict_ids", "serving_default", "tokenize"]
+    assert report["signatures"]["serving_default"]["inputs"] == {"text": "string (None,)"}
+    assert report["groups"]["colour"]["labels"] == ["red", "blue", "green", "yellow"]
+    assert report["answers"]["texts"] == ["alpha red", "beta"]
+    assert len(report["answers"]["topic_labels"]) == 2 and report["answers"]["topic_labels"][0] in ("alpha", "beta",
+                                                                                                    "gamma")
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda tmp, export: tmp / "absent", r"Export '.*absent' does not exist"),
+    (lambda tmp, export: (tmp / "f").write_text("x") and tmp / "f", r"is a file; expected a SavedModel version"),
+    (lambda tmp, export: os.path.dirname(export), r"saved_model.pb is missing; it holds versions \['1'\]"),
+    (lambda tmp, export: tmp, r"saved_model.pb is missing; a complete export also has variables/"),
+    (lambda tmp, export: _without(export, tmp, "variables"), r"half-written SavedModel: variables/ is missing"),
+    (lambda tmp, export: _without(export, tmp, "assets.extra/mtkeras.json"), r"not an mtkeras export"),
+])
+def test_inspect_refuses_what_is_not_a_complete_export(all_kinds_export, tmp_path, capsys, make, message):
+    from mtkeras.cli import main
+
+    assert main(["inspect", str(make(tmp_path, all_kinds_export)), "--no-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mtkeras inspect: error: ") and re.search(message, err), err
+
+
+def test_inspect_refuses_an_unknown_or_id_signature(all_kinds_export, capsys):
+    from mtkeras.cli import main
+
+    assert main(["inspect", all_kinds_export, "--signature", "serve"]) == 2
+    assert "has no signature 'serve'; it has ['predict_ids', 'serving_default', 'tokenize']" in capsys.readouterr().err
+    assert main(["inspect", all_kinds_export, "--signature", "predict_ids"]) == 2
+    assert "takes ['attention_mask', 'input_ids', 'token_type_ids'], not texts" in capsys.readouterr().err
+
+
+def _without(export: str, tmp_path, part: str) -> str:
+    copy = tmp_path / "copy"
+    shutil.copytree(export, copy)
+    target = copy / part
+    shutil.rmtree(target) if target.is_dir() else os.remove(target)
+    return str(copy)
+
+
+def test_keras_3_loads_the_export_with_tfsmlayer(all_kinds_export):
+    code = textwrap.dedent(f"""
+        import keras, tensorflow as tf, tensorflow_text
+        assert keras.__version__.startswith("3"), keras.__version__
+        layer = keras.layers.TFSMLayer({all_kinds_export!r}, call_endpoint="serving_default")
+        out = layer(tf.constant(["alpha red", "beta"]))
+        assert out["topic_probabilities"].shape == (2, 3), out["topic_probabilities"].shape
+        print(sorted(out))
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "topic_labels" in done.stdout
