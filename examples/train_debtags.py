@@ -53,9 +53,11 @@ def main() -> None:
     parser.add_argument("--val-rows", type=int, default=400, help="evaluate on the first N validation rows (0: all)")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=1e-4)
-    parser.add_argument("--head-lr-multiplier", type=float, default=100.0,
+    parser.add_argument("--learning-rate", type=float, default=mtk.defaults.TRAINING.learning_rate)
+    parser.add_argument("--head-lr-multiplier", type=float, default=mtk.defaults.TRAINING.head_lr_multiplier,
                         help="step-size factor for the freshly initialised heads")
+    parser.add_argument("--layer-lr-decay", type=float, default=mtk.defaults.TRAINING.layer_lr_decay,
+                        help="each encoder layer steps this much slower than the one above it")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=os.path.join(HERE, "..", "runs", "debtags"))
@@ -86,7 +88,7 @@ def main() -> None:
     steps = args.epochs * -(-len(train) // args.batch_size)
     mtk.compile_model(
         model, spec, learning_rate=args.learning_rate, warmup_steps=max(1, steps // 10), total_steps=steps + 1,
-        head_lr_multiplier=args.head_lr_multiplier,
+        head_lr_multiplier=args.head_lr_multiplier, layer_lr_decay=args.layer_lr_decay,
     )
     model.fit(
         x_train,
