@@ -46,6 +46,8 @@ def signature_lines(export: str, name: str = "serving_default") -> tuple[str, li
     saved = saved_model_pb2.SavedModel()
     with open(os.path.join(export, "saved_model.pb"), "rb") as handle:
         saved.ParseFromString(handle.read())
+    if name not in saved.meta_graphs[0].signature_def:
+        raise KeyError(f"{export!r} has no signature {name!r}; it has {sorted(saved.meta_graphs[0].signature_def)}.")
     signature = saved.meta_graphs[0].signature_def[name]
     (only_input,) = signature.inputs.values()
     return only_input.name, sorted((key, value.name) for key, value in signature.outputs.items())
@@ -102,13 +104,32 @@ def compare(served: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> N
             np.testing.assert_allclose(served[key], value, atol=1e-5, rtol=0, err_msg=key)
 
 
-def test_c_harness_fails_clearly_on_a_folder_that_is_no_export(serve_c, tmp_path):
-    (tmp_path / "signature.txt").write_text("serving_default_text:0\n")
+@pytest.mark.parametrize(("case", "message"), [
+    ("no export", r"serve_c: TF_LoadSessionFromSavedModel: .*SavedModel"),
+    ("missing folder", r"serve_c: TF_LoadSessionFromSavedModel: Could not find SavedModel .pb or .pbtxt at "
+                       r"supplied export directory path: .*absent"),
+    # The C++ loader accepts a version without variables/ and fails at the first request:
+    ("half-written", r"serve_c: TF_SessionRun: Could not find variable "),
+    ("wrong tensor", r"serve_c: no operation serving_default_texts in the graph"),
+])
+def test_c_harness_fails_clearly(serve_c, all_kinds_export, tmp_path, case, message):
+    folder = {"no export": str(tmp_path), "missing folder": str(tmp_path / "absent")}.get(case, all_kinds_export)
+    if case == "half-written":
+        folder = str(tmp_path / "copy")
+        shutil.copytree(all_kinds_export, folder)
+        shutil.rmtree(os.path.join(folder, "variables"))
+    input_name, outputs = signature_lines(all_kinds_export)
+    lines = ["serving_default_texts:0"] if case == "wrong tensor" else [input_name, *[f"{k} {t}" for k, t in outputs]]
+    (tmp_path / "signature.txt").write_text("\n".join(lines) + "\n")
     (tmp_path / "texts.txt").write_text("61\n")
-    done = subprocess.run([serve_c, str(tmp_path), str(tmp_path / "signature.txt"), str(tmp_path / "texts.txt")],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 1
-    assert "serve_c: TF_LoadSessionFromSavedModel:" in done.stderr and "SavedModel" in done.stderr
+    done = subprocess.run([serve_c, folder, str(tmp_path / "signature.txt"), str(tmp_path / "texts.txt"),
+                           *tf_text_libraries()], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and re.search(message, done.stderr), done.stderr[-2000:]
+
+
+def test_signature_lines_names_a_wrong_signature(all_kinds_export):
+    with pytest.raises(KeyError, match=r"no signature 'serve'; it has \[.*'serving_default', 'tokenize'\]"):
+        signature_lines(all_kinds_export, "serve")
 
 
 def test_the_listed_tf_text_libraries_are_needed_and_cover_every_op(serve_c, all_kinds_export, tmp_path):
