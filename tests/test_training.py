@@ -65,8 +65,12 @@ def test_user_optimizer_and_metrics_are_used(tiny_model, tiny_spec):
 
 
 def test_head_lr_multiplier_reaches_the_optimizer(tiny_model, tiny_spec):
-    mtk.compile_model(tiny_model, tiny_spec, head_lr_multiplier=20.0)
+    mtk.compile_model(tiny_model, tiny_spec, head_lr_multiplier=20.0, layer_lr_decay=1.0)
     assert tiny_model.optimizer.lr_multipliers == {"^topic/": 20.0, "^colour/": 20.0}
+    mtk.compile_model(tiny_model, tiny_spec)  # the default recipe: heads x100, each encoder layer 0.8x the next
+    assert dict(tiny_model.optimizer.lr_multipliers) == pytest.approx(
+        {"^topic/": 100.0, "^colour/": 100.0, r"/encoder/layer_\._1/": 1.0, r"/encoder/layer_\._0/": 0.8,
+         "/embeddings/": 0.64})
 
 
 def test_compile_errors(tiny_model, tiny_spec):
