@@ -21,6 +21,23 @@ WORDS = (
 VOCAB = list(dict.fromkeys(SPECIAL + WORDS + list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'-")))
 
 
+#: Tests measured over 15 s alone that run in the default suite for one parameter only; the other parameters
+#: are marked slow (run with `-m slow`). The token-level kind, the one with the most moving parts, stays.
+SLOW_PARAMETERS = {
+    "tests/test_kinds.py::test_saved_model_tflite_and_client_follow_the_declaration": ("multiclass", "multilabel",
+                                                                                       "regression"),
+    "tests/test_kinds_more.py::test_each_new_kind_alone_also_in_bfloat16": ("count", "marks"),
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m 'not slow'` deselects
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        base, _, parameter = item.nodeid.partition("[")
+        if parameter.rstrip("]") in SLOW_PARAMETERS.get(base, ()):
+            item.add_marker(pytest.mark.slow)
+
+
 def tiny_config(**overrides) -> BertConfig:
     values = dict(
         vocab_size=len(VOCAB),

@@ -130,6 +130,7 @@ def test_warmup_requests_parse_and_replay_through_the_loaded_signature(exported,
     assert lengths == {8, 16, 32}  # short, half max_length, max_length: each shape warmed
 
 
+@pytest.mark.slow  # measured > 15 s; run with -m slow
 def test_warmup_can_be_turned_off_and_windows_get_their_own(trained, tiny_tokenizer, tmp_path):
     import dataclasses
 
@@ -316,6 +317,7 @@ def tflite_probs(path, batches):
     return {name: np.concatenate(values) for name, values in merged.items()}
 
 
+@pytest.mark.slow  # measured > 15 s; run with -m slow
 def test_tflite_float_matches_keras_and_quantized_variants_agree(trained, tiny_tokenizer, tmp_path):
     model, spec = trained
     texts = real_texts()[:48] + [r["text"] for r in synthetic_records(48, seed=7)]

@@ -82,6 +82,7 @@ def test_every_code_point(minilm):
     assert mismatches == [], f"{len(mismatches)} of {len(texts)} differ, e.g. {mismatches[:5]}"
 
 
+@pytest.mark.slow  # measured > 15 s; run with -m slow
 def test_generated_tables_are_what_the_pinned_tokenizers_gives():
     import tokenizers
 
