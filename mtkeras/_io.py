@@ -35,3 +35,17 @@ def disk_error(error: OSError, what: str, folder: str) -> OSError:
     )
     restated.errno = error.errno
     return restated
+
+
+def read_utf8(path: str | os.PathLike) -> str:
+    """A file's text; bytes that are not UTF-8 are an error naming their line."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ValueError(
+            f"{os.fspath(path)}, line {line}: not valid UTF-8 (byte {data[error.start:error.start + 1]!r} at file "
+            f"offset {error.start}); save the file as UTF-8."
+        ) from None

@@ -23,6 +23,7 @@ from functools import partial
 from typing import Any
 
 from mtkeras._checks import check_bool, check_int, check_number, check_option
+from mtkeras._io import read_utf8
 from mtkeras.defaults import DATASET_PADDINGS, DEFAULT_MONITOR, DISTRIBUTE, MIXED_PRECISION, TRAINING
 
 #: Every accepted key with its default; ``None`` under ``spec``/``data`` marks a required value.
@@ -158,14 +159,7 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict[
         raise IsADirectoryError(f"Config {path!r} is a folder; expected a .yaml, .yml or .json file.")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Config file {path!r} does not exist.")
-    with open(path, "rb") as handle:
-        data = handle.read()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise ValueError(f"{path}, line {line}: not valid UTF-8 (byte {data[error.start:error.start + 1]!r}); "
-                         "save the config as UTF-8.") from None
+    text = read_utf8(path)
     if path.endswith((".yaml", ".yml")):
         import yaml
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from mtkeras._checks import check_int, check_option, check_texts
 from mtkeras._compat import tf
+from mtkeras._io import read_utf8
 from mtkeras.defaults import DATASET_PADDINGS, TOKENIZE_PADDINGS, TRAINING
 from mtkeras.kinds import KINDS
 from mtkeras.spec import INPUT_NAMES, TaskSpec
@@ -197,23 +198,9 @@ def fit_target_stats(spec: TaskSpec, records: Sequence[Mapping[str, Any]]) -> Ta
 # --- reading records ---------------------------------------------------------------
 
 
-def _read_utf8(path: str | os.PathLike) -> str:
-    """A file's text; bytes that are not UTF-8 are an error naming their line."""
-    with open(path, "rb") as handle:
-        data = handle.read()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise ValueError(
-            f"{os.fspath(path)}, line {line}: not valid UTF-8 (byte {data[error.start:error.start + 1]!r} at file "
-            f"offset {error.start}); save the file as UTF-8."
-        ) from None
-
-
 def _read_jsonl_lines(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[int]]:
     records, lines = [], []
-    for line_number, line in enumerate(_read_utf8(path).split("\n"), start=1):
+    for line_number, line in enumerate(read_utf8(path).split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -281,7 +268,7 @@ def _read_csv_lines(
     _, kinds = _reading_view(spec)
     records, lines = [], []
     path = os.fspath(path)
-    with io.StringIO(_read_utf8(path), newline="") as handle:
+    with io.StringIO(read_utf8(path), newline="") as handle:
         reader = csv.reader(handle, strict=True)
         try:
             header = next(reader)

@@ -11,7 +11,7 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
 from mtkeras._checks import check_int, is_number
-from mtkeras._io import write_atomic
+from mtkeras._io import read_utf8, write_atomic
 from mtkeras.kinds import KINDS, GroupKind
 
 #: Model input names, exactly the Hugging Face keyword arguments.
@@ -341,12 +341,9 @@ class TaskSpec:
     @classmethod
     def load(cls, path: str | os.PathLike) -> TaskSpec:
         """The spec saved at ``path``; errors name the file."""
-        with open(path, "rb") as handle:
-            data = handle.read()
+        text = read_utf8(path)
         try:
-            return cls.from_json(data.decode("utf-8"))
-        except UnicodeDecodeError as error:
-            raise ValueError(f"{os.fspath(path)}: not valid UTF-8 (offset {error.start}).") from None
+            return cls.from_json(text)
         except (ValueError, TypeError) as error:
             raise type(error)(f"{os.fspath(path)}: {error}") from None
 
