@@ -16,9 +16,6 @@ not annotated), a pandas DataFrame or a list of dicts.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 import math
 import os
@@ -29,16 +26,14 @@ import numpy as np
 
 from mtkeras._checks import check_int, check_option, check_texts
 from mtkeras._compat import tf
-from mtkeras._io import read_utf8
 from mtkeras.defaults import DATASET_PADDINGS, TOKENIZE_PADDINGS, TRAINING
+from mtkeras.files import file_format, iter_csv, iter_jsonl
 from mtkeras.kinds import KINDS
 from mtkeras.spec import INPUT_NAMES, TaskSpec
 from mtkeras.words import split_words, word_starts
 
 logger = logging.getLogger("mtkeras")
 
-#: File formats accepted by :func:`read_records`, by extension.
-FORMATS: dict[str, str] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv"}
 
 
 def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int, padding: str = "longest") -> dict[str, np.ndarray]:
@@ -199,21 +194,8 @@ def fit_target_stats(spec: TaskSpec, records: Sequence[Mapping[str, Any]]) -> Ta
 
 
 def _read_jsonl_lines(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[int]]:
-    records, lines = [], []
-    for line_number, line in enumerate(read_utf8(path).split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{os.fspath(path)}, line {line_number}: not valid JSON ({error}).") from None
-        if not isinstance(record, dict):
-            raise ValueError(
-                f"{os.fspath(path)}, line {line_number}: expected a JSON object, received {record!r:.80}."
-            )
-        records.append(record)
-        lines.append(line_number)
-    return records, lines
+    rows = list(iter_jsonl(path))
+    return [record for _, record in rows], [line for line, _ in rows]
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -265,42 +247,18 @@ def read_csv(
 def _read_csv_lines(
     path: str | os.PathLike, spec: TaskSpec | Mapping[str, Any], label_delimiter: str
 ) -> tuple[list[dict[str, Any]], list[int]]:
+    rows = list(iter_csv(path, csv_cell_reader(spec, label_delimiter)))
+    return [record for _, record in rows], [line for line, _ in rows]
+
+
+def csv_cell_reader(spec: TaskSpec | Mapping[str, Any], label_delimiter: str = "|") -> Any:
+    """``cell(column, value, where)`` for :func:`mtkeras.files.iter_csv`: label cells parsed by their kind."""
     _, kinds = _reading_view(spec)
-    records, lines = [], []
-    path = os.fspath(path)
-    with io.StringIO(read_utf8(path), newline="") as handle:
-        reader = csv.reader(handle, strict=True)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise ValueError(f"{path}: empty CSV file; expected a header row.") from None
-        except csv.Error as error:
-            raise ValueError(f"{path}, line 1: not valid CSV ({error}).") from None
-        while True:
-            first_line = reader.line_num + 1
-            try:
-                cells = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as error:
-                if "unexpected end of data" in str(error):  # the row that opened the quote, not the file's end
-                    raise ValueError(
-                        f"{path}, line {first_line}: not valid CSV ({error}; a quoted cell is not closed)."
-                    ) from None
-                raise ValueError(f"{path}, line {reader.line_num}: not valid CSV ({error}).") from None
-            where = f"{path}, line {first_line}"
-            if not any(cell.strip() for cell in cells):
-                continue
-            if len(cells) != len(header):
-                raise ValueError(f"{where}: {len(cells)} cells for {len(header)} columns {header}.")
-            records.append(
-                {
-                    column: _csv_cell(kinds, column, cell, label_delimiter, where)
-                    for column, cell in zip(header, cells, strict=True)
-                }
-            )
-            lines.append(first_line)
-    return records, lines
+
+    def cell(column: str, value: str, where: str) -> Any:
+        return _csv_cell(kinds, column, value, label_delimiter, where)
+
+    return cell
 
 
 def read_records(
@@ -321,12 +279,7 @@ def read_records(
     which keep those names for the label errors of :func:`encode_targets`.
     """
     if isinstance(source, (str, os.PathLike)):
-        extension = os.path.splitext(os.fspath(source))[1].lower()
-        if extension not in FORMATS:
-            raise ValueError(
-                f"Cannot read {os.fspath(source)!r}: unknown extension {extension!r}; accepted: {sorted(FORMATS)}."
-            )
-        if FORMATS[extension] == "csv":
+        if file_format(source) == "csv":
             records, lines = _read_csv_lines(source, spec, label_delimiter)
         else:
             records, lines = _read_jsonl_lines(source)
