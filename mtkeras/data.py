@@ -145,15 +145,25 @@ def encode_targets(
     weights = {group.name: np.zeros(len(records), np.float32) for group in spec.groups}
     names = row_names(records)
     for row, record in enumerate(records):
-        text = record.get(spec.text_column, "")
-        for group in spec.groups:
-            value = record.get(group.source_column)
-            if not group.rules.is_missing(value):
-                targets[group.name][row] = group.rules.encode(value, row if names is None else names[row], text)
-                weights[group.name][row] = 1.0
-            elif (missing := group.rules.encode_missing(text)) is not None:  # weight 0: its own "no labels"
-                targets[group.name][row] = missing
+        for name, (target, weight) in encode_row(spec, record, row if names is None else names[row]).items():
+            if target is not None:
+                targets[name][row] = target
+            weights[name][row] = weight
     return targets, weights
+
+
+def encode_row(spec: TaskSpec, record: Mapping[str, Any], row: int | str) -> dict[str, tuple[Any, float]]:
+    """One record's ``{group: (target, sample weight)}``; the target is None for an unannotated row whose
+    kind has no target of its own (all zeros). ``row`` names the row in errors (index or file line)."""
+    text = record.get(spec.text_column, "")
+    encoded = {}
+    for group in spec.groups:
+        value = record.get(group.source_column)
+        if not group.rules.is_missing(value):
+            encoded[group.name] = (group.rules.encode(value, row, text), 1.0)
+        else:  # weight 0; some kinds have their own "no labels" target
+            encoded[group.name] = (group.rules.encode_missing(text), 0.0)
+    return encoded
 
 
 def fit_target_stats(spec: TaskSpec, records: Sequence[Mapping[str, Any]]) -> TaskSpec:
@@ -166,11 +176,22 @@ def fit_target_stats(spec: TaskSpec, records: Sequence[Mapping[str, Any]]) -> Ta
     Example:
         >>> spec = fit_target_stats(spec, train_records)
     """
+    if not stats_groups(spec):
+        return spec
+    return fit_target_stats_from(spec, *encode_targets(spec, records))
+
+
+def stats_groups(spec: TaskSpec) -> list[str]:
+    """The groups whose targets :func:`fit_target_stats` learns from (``normalize``, a ``class_weight`` strategy)."""
+    return [g.name for g in spec.groups if g.normalize or isinstance(g.class_weight, str)]
+
+
+def fit_target_stats_from(spec: TaskSpec, targets: Mapping[str, np.ndarray],
+                          weights: Mapping[str, np.ndarray]) -> TaskSpec:
+    """:func:`fit_target_stats` from encoded training targets and weights (those of :func:`stats_groups` are
+    enough): the streaming path collects them row by row (:mod:`mtkeras.streaming`)."""
     normalized = [group for group in spec.groups if group.normalize]
     weighted = [group for group in spec.groups if isinstance(group.class_weight, str)]
-    if not normalized and not weighted:
-        return spec
-    targets, weights = encode_targets(spec, records)
     stats = {}
     for group in normalized:
         annotated = targets[group.name][weights[group.name] > 0]
@@ -395,8 +416,18 @@ def make_dataset(
     seed: int | None = None,
     padding: str = TRAINING.padding,
     bucket_boundaries: Sequence[int] = (),
+    input_context: Any = None,
+    shuffle_buffer: int | None = None,
+    read_options: Any = None,
 ) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of ``(inputs, targets, sample_weights)`` batches for ``model.fit``.
+
+    ``records`` are in-memory records (a list of dicts, :func:`read_records`' result), or files read as they
+    are needed: a pattern of ``.jsonl``/``.csv`` files (``"shards/train-*.jsonl"``, tokenized in the graph,
+    :mod:`mtkeras.streaming`) or the folder of TFRecord shards ``mtkeras prepare`` wrote (:mod:`mtkeras.shards`).
+    For files only: ``input_context`` (a ``tf.distribute.InputContext``) makes this pipeline read its own share
+    of the files; ``shuffle_buffer`` rows are shuffled at a time (default
+    :data:`mtkeras.streaming.SHUFFLE_BUFFER`); ``read_options`` is a :class:`mtkeras.streaming.ReadOptions`.
 
     Texts are tokenized once. ``padding`` is one of :data:`PADDINGS`: by default rows
     of similar length are batched together (``bucket_boundaries``, ``()`` means
@@ -417,6 +448,20 @@ def make_dataset(
         >>> model.fit(train.repeat(), steps_per_epoch=len(records) // 32, epochs=3,
         ...           validation_data=make_dataset(spec, tokenizer, val_records))
     """
+    if isinstance(records, (str, os.PathLike)):
+        from mtkeras import shards, streaming
+
+        common = dict(batch_size=batch_size, shuffle=shuffle, seed=seed, padding=padding,
+                      bucket_boundaries=bucket_boundaries, input_context=input_context,
+                      shuffle_buffer=shuffle_buffer or streaming.SHUFFLE_BUFFER)
+        if shards.is_shards(records):
+            return shards.shard_dataset(spec, tokenizer, os.fspath(records), **common)
+        return streaming.stream_dataset(spec, tokenizer, os.fspath(records), **common,
+                                        options=read_options or streaming.ReadOptions())
+    if input_context is not None or shuffle_buffer is not None or read_options is not None:
+        raise ValueError("`input_context`, `shuffle_buffer` and `read_options` are for data read from files (a "
+                         "pattern or a shards folder); in-memory records are shuffled whole and sharded by "
+                         "tf.distribute.")
     check_int(batch_size, "batch_size", 1)
     if len(records) == 0:
         raise ValueError("`records` is empty; a dataset needs at least one row.")
@@ -454,6 +499,13 @@ def make_dataset(
     if shuffle:
         dataset = dataset.shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.map(row, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return batch_rows(dataset, spec, batch_size, padding, bucket_boundaries, padding_values)
+
+
+def batch_rows(dataset: tf.data.Dataset, spec: TaskSpec, batch_size: int, padding: str,
+               bucket_boundaries: Sequence[int], padding_values: Any) -> tf.data.Dataset:
+    """Rows ``(inputs, targets, weights)`` (1-D token tensors) -> padded batches as ``padding`` says
+    (:func:`make_dataset`), prefetched; shared by every pipeline, in memory or streamed."""
     if padding.startswith("bucketed"):
         boundaries = list(bucket_boundaries) or default_buckets(spec.max_length, spec.max_windows)
         fixed = padding == "bucketed_fixed"

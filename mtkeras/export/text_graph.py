@@ -159,8 +159,7 @@ class InGraphTokenizer(tf.Module):
         """[CLS] pieces (truncated) [SEP], or up to ``max_windows`` such windows end to end
         (:mod:`mtkeras.windows`), padded to the longest row."""
         batch = pieces.nrows(out_type=tf.int32)
-        ids = graph_window_rows(pieces, self.max_length, self.max_windows, self.stride, self.settings["cls_id"],
-                                self.settings["sep_id"])  # ragged [batch, (length)]
+        ids = self._windows(pieces)  # ragged [batch, (length)]
         # Every row holds at least [CLS] [SEP]; the explicit width keeps an empty batch [0, 2], not [0, 0].
         width = tf.maximum(tf.cast(ids.bounding_shape(axis=1), tf.int32), 2)
         window = max(self.max_length, 2)
@@ -174,6 +173,15 @@ class InGraphTokenizer(tf.Module):
             "attention_mask": tf.cast(attention_mask, tf.int32),
             "token_type_ids": tf.zeros_like(input_ids, dtype=tf.int32),
         }
+
+    def _windows(self, pieces: tf.RaggedTensor) -> tf.RaggedTensor:
+        return graph_window_rows(pieces, self.max_length, self.max_windows, self.stride, self.settings["cls_id"],
+                                 self.settings["sep_id"])
+
+    def window_ids(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """Token ids ``[batch, (tokens)]`` (int32, not padded): the rows ``__call__`` pads, as training reads them
+        (:mod:`mtkeras.streaming`)."""
+        return tf.cast(self._windows(self._pieces(self._transcode(texts))), tf.int32)
 
     @staticmethod
     def _transcode(texts: tf.Tensor) -> tf.Tensor:
@@ -253,6 +261,21 @@ class InGraphTokenizer(tf.Module):
         return inputs, word_info
 
 
+def in_graph_tokenizer(tokenizer: Any, max_length: int, max_windows: int = 1, stride: int = 0) -> InGraphTokenizer:
+    """The in-graph tokenizer of a Hugging Face fast BERT ``tokenizer``, its vocabulary loaded into the lookup
+    table at once (no file is kept: for tf.data pipelines and checks, not for a SavedModel, which keeps its
+    ``vocab.txt`` as an asset).
+
+    Example:
+        >>> ids = in_graph_tokenizer(load_tokenizer("encoder/"), 128).window_ids(tf.constant(["a text"]))
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        return InGraphTokenizer(write_vocab(tokenizer, os.path.join(folder, "vocab.txt")),
+                                tokenizer_settings(tokenizer), max_length, max_windows=max_windows, stride=stride)
+
+
 def parity_mismatches(tokenizer: Any, texts: list[str],
                       max_length: int = 512) -> list[tuple[int, list[int], list[int]]]:
     """``(index, graph ids, Hugging Face ids)`` of every text the in-graph tokenizer reads differently from the
@@ -262,12 +285,7 @@ def parity_mismatches(tokenizer: Any, texts: list[str],
         >>> parity_mismatches(load_tokenizer("encoder/"), ["ΠΡΟΓΡΑΜΜΑΤΟΣ", "naïve café"])
         []
     """
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as folder:
-        graph = InGraphTokenizer(write_vocab(tokenizer, os.path.join(folder, "vocab.txt")),
-                                 tokenizer_settings(tokenizer), max_length)
-        ours = graph(tf.constant(texts, dtype=tf.string))
+    ours = in_graph_tokenizer(tokenizer, max_length)(tf.constant(texts, dtype=tf.string))
     reference = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     mask = ours["attention_mask"].numpy().astype(bool)
     ids = ours["input_ids"].numpy()

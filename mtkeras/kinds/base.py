@@ -81,6 +81,8 @@ class GroupKind:
     decision: ClassVar[str] = "decoded by thresholds"
     #: whether targets and answers are per word (data and exports then need word offsets).
     per_word: ClassVar[bool] = False
+    #: the value a batch pads this group's targets with (per-token targets: positions that carry no loss).
+    target_padding: ClassVar[float] = 0.0
     #: names of the compiled metrics (``metrics()`` builds exactly these).
     metric_names: ClassVar[tuple[str, ...]]
     #: losses of ``losses`` that take ``focal_gamma``.
@@ -349,7 +351,7 @@ class GroupKind:
         """``(tensor of the targets, their padding value)`` for a tf.data pipeline."""
         from mtkeras._compat import tf
 
-        return tf.constant(targets), 0.0
+        return tf.constant(targets), self.target_padding
 
     # --- model outputs -> answers ------------------------------------------------------
 

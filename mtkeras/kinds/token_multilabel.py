@@ -45,6 +45,7 @@ class TokenMultilabel(GroupKind):
     losses = ("binary_crossentropy",)
     thresholded = True
     per_word = True
+    target_padding = -1.0  # heads.IGNORED_TOKEN: padded positions carry no loss
     metric_names = (ROC_AUC,)
     selection_metric = "roc_auc_micro"
     outputs = (
@@ -184,7 +185,7 @@ class TokenMultilabel(GroupKind):
         for row, (target, start) in enumerate(zip(targets, starts, strict=True)):
             kept = start >= 0  # words cut off by max_length, or without any token, carry no loss
             aligned[row_starts[row] + start[kept]] = target[kept]
-        return tf.RaggedTensor.from_row_lengths(aligned, lengths), IGNORED_TOKEN
+        return tf.RaggedTensor.from_row_lengths(aligned, lengths), self.target_padding
 
     # --- model outputs -> answers ------------------------------------------------------
 
