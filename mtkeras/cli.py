@@ -1,4 +1,5 @@
-"""``mtkeras train CONFIG`` / ``evaluate RUN DATA`` / ``predict RUN [FILE]`` / ``export RUN`` / ``inspect EXPORT``."""
+"""``mtkeras train CONFIG`` / ``prepare CONFIG --out DIR`` / ``evaluate RUN DATA`` / ``predict RUN [FILE]`` /
+``export RUN`` / ``inspect EXPORT``."""
 
 from __future__ import annotations
 
@@ -19,6 +20,21 @@ def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides=args.set or [])
     run_dir = train(config, verbose=args.verbose)
     print(json.dumps({"run": run_dir}))
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from mtkeras.config import load_config
+    from mtkeras.workflow import prepare
+
+    if args.rows_per_shard is not None and args.rows_per_shard < 1:
+        raise ValueError(f"--rows-per-shard must be an integer >= 1, received {args.rows_per_shard}.")
+    _check_folder(args.out, "--out")
+    config = load_config(args.config, overrides=args.set or [])
+    manifest = prepare(config, args.out, rows_per_shard=args.rows_per_shard, skip_bad_rows=args.skip_bad_rows,
+                       progress=sys.stderr.isatty())
+    print(json.dumps({"shards": os.path.abspath(args.out), "rows": manifest["rows"], "files": len(manifest["shards"]),
+                      "bad_rows": manifest["bad_rows"]}))
     return 0
 
 
@@ -139,6 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a config value, e.g. --set training.epochs=1 (repeatable)")
     train.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras fit verbosity")
     train.set_defaults(handler=_train)
+
+    prepare = commands.add_parser("prepare", help="tokenize a config's data.train once into TFRecord shards")
+    prepare.add_argument("config", help="config file (.yaml, .yml or .json); its data.train is read")
+    prepare.add_argument("--out", required=True, help="shards folder (then train with data.train: this folder)")
+    prepare.add_argument("--rows-per-shard", type=int, help="rows per TFRecord file (default 10000)")
+    prepare.add_argument("--skip-bad-rows", action="store_true",
+                         help="leave out rows with bad labels or texts (logged, counted and listed in manifest.json)")
+    prepare.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
+    prepare.set_defaults(handler=_prepare)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a run (or model folder) on labelled data")
     evaluate.add_argument("run", help="run folder (or its model/ folder)")

@@ -9,6 +9,8 @@ Example (YAML)::
         - {name: section, kind: multiclass}          # labels omitted: taken from the train + validation data
         - {name: use, kind: multilabel, loss_weight: 4.0}
     data: {train: data/train.jsonl, validation: data/validation.jsonl}
+    # or data.train: "shards/train-*.jsonl" (read as needed, mtkeras.streaming), or a folder
+    # `mtkeras prepare` wrote (TFRecord shards, mtkeras.shards)
     training: {epochs: 3, learning_rate: 1.0e-4}
     output: runs/debtags
 """
@@ -25,6 +27,7 @@ from typing import Any
 from mtkeras._checks import check_bool, check_int, check_number, check_option
 from mtkeras._io import read_utf8
 from mtkeras.defaults import DATASET_PADDINGS, DEFAULT_MONITOR, DISTRIBUTE, MIXED_PRECISION, TRAINING
+from mtkeras.files import TRUNCATED
 
 #: Every accepted key with its default; ``None`` under ``spec``/``data`` marks a required value.
 DEFAULTS: dict[str, Any] = {
@@ -35,6 +38,8 @@ DEFAULTS: dict[str, Any] = {
         "label_delimiter": "|",
         "drop_empty_texts": False,
         "train_rows": 0,
+        "shuffle_buffer": 10_000,
+        "truncated": "error",
     },
     "training": {
         **TRAINING.as_dict(),
@@ -109,6 +114,8 @@ _CHECKS: dict[str, dict[str, _Check]] = {
         "label_delimiter": _string,
         "drop_empty_texts": check_bool,
         "train_rows": partial(check_int, minimum=0),
+        "shuffle_buffer": partial(check_int, minimum=1),
+        "truncated": lambda value, name: check_option(value, name, TRUNCATED),
     },
     "training": {
         "epochs": partial(check_int, minimum=1),

@@ -27,7 +27,7 @@ import numpy as np
 from mtkeras._checks import check_int, check_option, check_texts
 from mtkeras._compat import tf
 from mtkeras.defaults import DATASET_PADDINGS, TOKENIZE_PADDINGS, TRAINING
-from mtkeras.files import file_format, iter_csv, iter_jsonl
+from mtkeras.files import file_format, is_pattern, iter_csv, iter_jsonl, list_files
 from mtkeras.kinds import KINDS
 from mtkeras.spec import INPUT_NAMES, TaskSpec
 from mtkeras.words import split_words, word_starts
@@ -289,7 +289,8 @@ def read_records(
     label_delimiter: str = "|",
     drop_empty_texts: bool = False,
 ) -> list[dict[str, Any]]:
-    """Records from a ``.jsonl``/``.csv`` path, a pandas DataFrame or a list of dicts, with texts checked.
+    """Records from a ``.jsonl``/``.csv`` path (or a pattern: every matching file, in sorted order), a pandas
+    DataFrame or a list of dicts, with texts checked.
 
     ``spec`` tells the text column and which columns hold multilabel cells; its
     dict form (as in a config, labels not yet listed) is enough. Each text must
@@ -299,6 +300,11 @@ def read_records(
     records by their 0-based index (``Row 5``); records read from a file come back as :class:`Records`,
     which keep those names for the label errors of :func:`encode_targets`.
     """
+    if isinstance(source, (str, os.PathLike)) and is_pattern(source):  # every matching file, in file order
+        files = list_files(source)
+        read = [read_records(path, spec, label_delimiter=label_delimiter, drop_empty_texts=drop_empty_texts)
+                for path in files]
+        return Records([r for part in read for r in part], [name for part in read for name in part.row_names])
     if isinstance(source, (str, os.PathLike)):
         if file_format(source) == "csv":
             records, lines = _read_csv_lines(source, spec, label_delimiter)

@@ -218,7 +218,14 @@ def prepare_shards(
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise NotADirectoryError(f"`out_dir` {out_dir!r} is a file; shards need a folder.")
     counts = ReadCounts()
-    rows = iter_records(source, spec.text_column, spec, options or ReadOptions(), counts, what="source")
+    unread: list[dict[str, str]] = []  # rows refused as they were read (text missing or empty)
+
+    def on_bad(row: str, message: str) -> None:
+        logger.warning("%s: skipped (%s)", row, message)
+        unread.append({"row": row, "error": message})
+
+    rows = iter_records(source, spec.text_column, spec, options or ReadOptions(), counts, what="source",
+                        on_bad=on_bad if skip_bad_rows else None)
     facts = shard_facts(spec, tokenizer)
     manifest = {"format": FORMAT, "facts_hash": facts_hash(facts), "facts": facts, "spec": spec.to_dict(),
                 "rows_per_shard": rows_per_shard, "skip_bad_rows": skip_bad_rows, "complete": False, "shards": []}
@@ -268,8 +275,11 @@ def prepare_shards(
         write_json(manifest, os.path.join(out_dir, MANIFEST))
         bar.update(len(chunk))
     bar.close()
+    total_bad += len(unread)
+    bad.extend(unread[: max(0, LISTED_BAD_ROWS - len(bad))])
     manifest.update(
         complete=True, source=counts.files, rows=sum(s["rows"] for s in manifest["shards"]), bad_rows=total_bad,
+        bad=bad,
         dropped_empty_texts=counts.dropped_empty, skipped_truncated=counts.skipped_truncated,
     )
     if total_bad:
@@ -343,6 +353,21 @@ def shard_dataset(
     return dataset
 
 
-def manifest_rows(folder: str | os.PathLike) -> int:
-    """Rows in a finished shards folder (steps per epoch come from it)."""
-    return int(read_manifest(folder)["rows"])
+def shard_targets(spec: Any, tokenizer: Any, folder: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The training targets and weights of :func:`mtkeras.data.stats_groups` read back from a shards folder
+    (``fit_target_stats_from`` learns from them); token ids are not parsed."""
+    from mtkeras._compat import tf
+    from mtkeras.data import stats_groups
+
+    names = stats_groups(spec)
+    widths = {g.name: len(g.labels) for g in spec.groups if g.name in names}
+    features = {}
+    for name in names:
+        features[f"target/{name}"] = tf.io.FixedLenFeature([widths[name]], tf.float32)
+        features[f"weight/{name}"] = tf.io.FixedLenFeature([1], tf.float32)
+    files = check_manifest(read_manifest(folder), spec, tokenizer, folder)
+    parsed = tf.data.TFRecordDataset(files).batch(4096).map(lambda x: tf.io.parse_example(x, features))
+    batches = list(parsed.as_numpy_iterator())
+    targets = {n: np.concatenate([b[f"target/{n}"] for b in batches]) for n in names}
+    weights = {n: np.concatenate([b[f"weight/{n}"][:, 0] for b in batches]) for n in names}
+    return targets, weights

@@ -87,10 +87,13 @@ def shard_files(files: Sequence[str], input_context: Any = None, what: str = "da
 
 def iter_records(pattern: str | Sequence[str], text_column: str, kinds: Mapping[str, Any] | Any,
                  options: ReadOptions = ReadOptions(), counts: ReadCounts | None = None,
-                 what: str = "data") -> Iterator[tuple[str, dict[str, Any]]]:
+                 what: str = "data", on_bad: Callable[[str, str], None] | None = None,
+                 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """``(row name, record)`` of every row of the files matching ``pattern`` (or of the listed files), in file
     order, texts checked as :func:`mtkeras.read_records` checks them; ``kinds`` is what
     :func:`mtkeras.data.csv_cell_reader` takes (a spec or its dict form). ``counts`` is updated as rows go by.
+    A row whose text is not a string or is empty is an error, or, with ``on_bad``, passed to
+    ``on_bad(row name, message)`` and left out.
     """
     from mtkeras.data import csv_cell_reader
 
@@ -108,14 +111,20 @@ def iter_records(pattern: str | Sequence[str], text_column: str, kinds: Mapping[
             text = record.get(text_column)
             if not isinstance(text, str):
                 held = "no such column" if text_column not in record else f"{type(text).__name__} {text!r:.60}"
-                raise TypeError(
-                    f"{name}: the text column {text_column!r} must hold a string ({held}); columns present: "
-                    f"{sorted(record)}."
-                )
+                message = (f"{name}: the text column {text_column!r} must hold a string ({held}); columns present: "
+                           f"{sorted(record)}.")
+                if on_bad is None:
+                    raise TypeError(message)
+                on_bad(name, message)
+                continue
             if not text.strip():
-                if not options.drop_empty_texts:
-                    raise ValueError(f"{name}: empty text; fix it or drop such rows (data.drop_empty_texts: true).")
-                counts.dropped_empty += 1
+                if options.drop_empty_texts:
+                    counts.dropped_empty += 1
+                    continue
+                message = f"{name}: empty text; fix it or drop such rows (data.drop_empty_texts: true)."
+                if on_bad is None:
+                    raise ValueError(message)
+                on_bad(name, message)
                 continue
             counts.rows += 1
             yield name, record

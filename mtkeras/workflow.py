@@ -2,27 +2,37 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
 import os
 import random
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from mtkeras._compat import keras
 from mtkeras._io import write_json
 from mtkeras.calibration import calibrate_arrays, fit_temperatures, plot_reliability
-from mtkeras.data import encode_targets, fit_target_stats, make_dataset, read_records
+from mtkeras.data import (
+    encode_targets,
+    fit_target_stats,
+    fit_target_stats_from,
+    make_dataset,
+    read_records,
+    stats_groups,
+)
 from mtkeras.defaults import DEFAULT_MONITOR
 from mtkeras.encoder import load_tokenizer
 from mtkeras.evaluation import cross_fitted_report, evaluation_report, plot_roc_curves, summary, tune_thresholds
+from mtkeras.files import is_pattern
 from mtkeras.kinds import KINDS
 from mtkeras.model import build_model
 from mtkeras.predict import Predictor
 from mtkeras.saving import RUN_MODEL_DIR, save_model
+from mtkeras.shards import is_shards
 from mtkeras.spec import TaskSpec
 from mtkeras.training import (
     BEST_WEIGHTS,
@@ -43,13 +53,15 @@ logger = logging.getLogger("mtkeras")
 EPOCH_PREDICTIONS = "validation_predictions"
 
 
-def labels_from_data(groups: Sequence[Mapping[str, Any]], records: Sequence[Mapping[str, Any]]) -> list[dict]:
+def labels_from_data(groups: Sequence[Mapping[str, Any]], records: Iterable[Mapping[str, Any]]) -> list[dict]:
     """Group dicts with missing ``labels`` filled in from the data: every label seen, sorted.
 
     A regression group's labels are its target names: a group without them gets
-    one target named like the group.
+    one target named like the group. ``records`` is read once (it may be a stream of rows from files).
     """
-    filled = []
+    from mtkeras.streaming import labels_seen
+
+    checked = []
     for raw in groups:
         group = dict(raw)
         kind = KINDS.get(group.get("kind")) if isinstance(group.get("kind"), str) else None
@@ -58,24 +70,20 @@ def labels_from_data(groups: Sequence[Mapping[str, Any]], records: Sequence[Mapp
                              f"Accepted kinds: {sorted(KINDS)}.")
         if group.get("labels") is None and kind.labels_in(None) is None:
             group["labels"] = [group.get("name")]  # named targets, not found in data: one named like the group
-        elif group.get("labels") is None:
-            column = group.get("column") or group.get("name")
-            seen: set[str] = set()
-            for record in records:
-                value = record.get(column)
-                if value is not None:
-                    seen.update(kind.labels_in(value))
-            if not seen:
+        checked.append(group)
+    seen = labels_seen(checked, records)
+    for group in checked:
+        if group.get("labels") is None:
+            if not seen[group.get("name")]:
                 raise ValueError(
                     f"Group {group.get('name')!r} has no `labels` and the data has none in "
-                    f"column {column!r}; list its labels in the spec."
+                    f"column {group.get('column') or group.get('name')!r}; list its labels in the spec."
                 )
-            group["labels"] = sorted(seen)
-        filled.append(group)
-    return filled
+            group["labels"] = sorted(seen[group.get("name")])
+    return checked
 
 
-def spec_from_config(config: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> TaskSpec:
+def spec_from_config(config: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) -> TaskSpec:
     """The config's spec, with label lists it omits taken from ``records`` (train + validation)."""
     data = dict(config["spec"])
     if isinstance(data.get("groups"), list):
@@ -107,6 +115,8 @@ class _Run:
     strategy: Any = None
     first_epoch: int = 0
     train_records: list = field(default_factory=list)
+    train_source: str | None = None  # a file pattern or shards folder, read as needed (train_records stays empty)
+    train_rows: int = 0
     validation_records: list = field(default_factory=list)
     spec: TaskSpec | None = None
     tokenizer: Any = None
@@ -137,7 +147,11 @@ def _read_data(run: _Run) -> None:
     """Stage 2: records checked (train rows sampled when asked); nothing is written yet."""
     data, seed = run.config["data"], run.config["training"]["seed"]
     read = dict(label_delimiter=data["label_delimiter"], drop_empty_texts=data["drop_empty_texts"])
-    run.train_records = read_records(data["train"], run.config["spec"], **read)
+    if is_pattern(data["train"]) or is_shards(data["train"]):
+        _check_streamed_config(run.config)
+        run.train_source = data["train"]
+    else:
+        run.train_records = read_records(data["train"], run.config["spec"], **read)
     run.validation_records = read_records(data["validation"], run.config["spec"], **read)
     if data["train_rows"]:
         order = list(range(len(run.train_records)))
@@ -145,19 +159,72 @@ def _read_data(run: _Run) -> None:
         run.train_records = run.train_records.take(order[: data["train_rows"]])
 
 
+def _check_streamed_config(config: Mapping[str, Any]) -> None:
+    """What needs the training rows in memory is refused for files read as needed, naming the key."""
+    train = config["data"]["train"]
+    for key, value in (("data.train_rows", config["data"]["train_rows"]),
+                       ("training.suggest_loss_weights_steps", config["training"]["suggest_loss_weights_steps"])):
+        if value:
+            raise ValueError(
+                f"Config `{key}` ({value!r}) needs the training rows in memory, but `data.train` {train!r} is read "
+                "as needed (a file pattern or shards folder); set it to 0, or train from one file."
+            )
+
+
+def _read_options(config: Mapping[str, Any]) -> Any:
+    from mtkeras.streaming import ReadOptions
+
+    data = config["data"]
+    return ReadOptions(data["label_delimiter"], data["drop_empty_texts"], data["truncated"])
+
+
+def _streamed_spec(run: _Run) -> TaskSpec:
+    """The spec of a run whose training rows are read as needed: labels from the shards' manifest, or from one
+    pass over the files that also checks every row's labels (errors name file and line) and counts the rows;
+    target statistics from the training targets."""
+    from mtkeras import shards, streaming
+
+    source, options = run.train_source, _read_options(run.config)
+    if shards.is_shards(source):
+        manifest = shards.read_manifest(source)
+        labels = {g["name"]: g["labels"] for g in manifest["spec"]["groups"]}
+        data = dict(run.config["spec"])
+        data["groups"] = [dict(g, labels=g.get("labels") or labels.get(g.get("name"))) for g in data["groups"]]
+        spec = spec_from_config({"spec": data}, run.validation_records)
+        run.tokenizer = load_tokenizer(spec.encoder)
+        shards.check_manifest(manifest, spec, run.tokenizer, source)
+        run.train_rows = int(manifest["rows"])
+        if stats_groups(spec):
+            spec = fit_target_stats_from(spec, *shards.shard_targets(spec, run.tokenizer, source))
+        return spec
+    column = run.config["spec"].get("text_column", "text")
+    streamed = (record for _, record in streaming.iter_records(source, column, run.config["spec"], options,
+                                                               what="data.train"))
+    spec = spec_from_config(run.config, itertools.chain(run.validation_records, streamed))
+    streaming.check_streamable(spec)
+    scanned = streaming.scan(spec, source, options)
+    run.train_rows = scanned.counts.rows
+    return fit_target_stats_from(spec, scanned.targets, scanned.weights) if stats_groups(spec) else spec
+
+
 def _fit_spec(run: _Run) -> None:
     """Stage 3: the spec, label lists completed from the data, target statistics from the training rows; every
     row's labels checked against it (errors name the file line) and the monitored log key checked, before any
     file is written."""
-    run.spec = fit_target_stats(spec_from_config(run.config, run.train_records + run.validation_records),
-                                run.train_records)
+    if run.train_source is None:
+        run.spec = fit_target_stats(spec_from_config(run.config, run.train_records + run.validation_records),
+                                    run.train_records)
+        run.train_rows = len(run.train_records)
+    else:
+        run.spec = _streamed_spec(run)
     for records in (run.train_records, run.validation_records):
         encode_targets(run.spec, records)
     monitor, names = run.config["training"]["monitor"], log_names(run.spec)
     if monitor != DEFAULT_MONITOR and monitor not in names:
         raise ValueError(f"Config `training.monitor` must be one of this run's epoch logs {names}, "
                          f"received {monitor!r}.")
-    run.tokenizer = load_tokenizer(run.spec.encoder)
+    if run.tokenizer is None:
+        run.tokenizer = load_tokenizer(run.spec.encoder)
 
 
 def _check_resume(run: _Run) -> None:
@@ -199,10 +266,25 @@ def _fit(run: _Run, verbose: int | str) -> None:
     """
     training, spec = run.config["training"], run.spec
     batch_size, padding = training["batch_size"], training["padding"]
-    steps_per_epoch = math.ceil(len(run.train_records) / batch_size)
-    train_ds = make_dataset(spec, run.tokenizer, run.train_records, batch_size=batch_size, shuffle=True,
-                            seed=training["seed"], padding=padding)
-    train_ds = train_ds.repeat().skip(run.first_epoch * steps_per_epoch)
+    steps_per_epoch = math.ceil(run.train_rows / batch_size)
+    files = {} if run.train_source is None else dict(shuffle_buffer=run.config["data"]["shuffle_buffer"],
+                                                      read_options=_read_options(run.config))
+
+    def train_data(batch: int, input_context: Any = None) -> Any:
+        if input_context is not None:
+            files["input_context"] = input_context
+        dataset = make_dataset(spec, run.tokenizer, run.train_source or run.train_records, batch_size=batch,
+                               shuffle=True, seed=training["seed"], padding=padding, **files)
+        return dataset.repeat().skip(run.first_epoch * steps_per_epoch)
+
+    if run.train_source is not None and run.strategy is not None:
+        # Each worker reads its own files (mtkeras.streaming.shard_files): one dataset per input pipeline.
+        from mtkeras.streaming import dataset_creator
+
+        train_ds = dataset_creator(lambda context: train_data(context.get_per_replica_batch_size(batch_size),
+                                                              context))
+    else:
+        train_ds = train_data(batch_size)
     validation_ds = make_dataset(spec, run.tokenizer, run.validation_records, batch_size=batch_size, padding=padding)
 
     # Warm-up over a proportion of all steps, then linear decay.
@@ -319,3 +401,28 @@ def train(config: Mapping[str, Any], *, verbose: int | str = 1) -> str:
         raise
     _save(run, *_thresholds_and_report(run))
     return run.run_dir
+
+
+def prepare(config: Mapping[str, Any], out_dir: str, *, rows_per_shard: int | None = None,
+            skip_bad_rows: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Tokenize the config's ``data.train`` (a file or pattern) once into TFRecord shards in ``out_dir`` for
+    the spec ``train`` would build (labels the config omits taken from the train + validation rows); returns
+    the manifest. Then train from them: ``data.train: <out_dir>`` (:mod:`mtkeras.shards`). Resumable.
+
+    Example:
+        >>> prepare(load_config("examples/debtags.yaml"), "shards/debtags")
+    """
+    from mtkeras import shards, streaming
+
+    train, options = config["data"]["train"], _read_options(config)
+    if shards.is_shards(train):
+        raise ValueError(f"Config `data.train` {train!r} is already a shards folder; prepare reads .jsonl/.csv files.")
+    validation = read_records(config["data"]["validation"], config["spec"], label_delimiter=options.label_delimiter,
+                              drop_empty_texts=options.drop_empty_texts)
+    column = config["spec"].get("text_column", "text")
+    streamed = (record for _, record in streaming.iter_records(
+        train, column, config["spec"], options, what="data.train", on_bad=(lambda *_: None) if skip_bad_rows else None))
+    spec = spec_from_config(config, itertools.chain(validation, streamed))
+    return shards.prepare_shards(spec, load_tokenizer(spec.encoder), train, out_dir,
+                                 rows_per_shard=rows_per_shard or shards.ROWS_PER_SHARD, skip_bad_rows=skip_bad_rows,
+                                 options=options, progress=progress)
