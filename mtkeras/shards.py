@@ -57,7 +57,8 @@ def shard_facts(spec: Any, tokenizer: Any) -> dict[str, Any]:
     vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
     backend = getattr(tokenizer, "backend_tokenizer", None)
     settings = json.loads(backend.to_str()) if backend is not None else {}
-    settings.pop("model", None)  # the vocabulary, hashed below
+    for key in ("model", "truncation", "padding"):  # the vocabulary is hashed below; the other two are call state
+        settings.pop(key, None)
     return {
         "format": FORMAT,
         "vocab_sha256": hashlib.sha256("\n".join(token for token, _ in vocab).encode("utf-8")).hexdigest(),
@@ -148,22 +149,12 @@ def _chunks(rows: Iterator[tuple[str, dict]], size: int) -> Iterator[list[tuple[
         yield chunk
 
 
-def _examples(spec: Any, tokenizer: Any, rows: list[tuple[str, dict]], skip_bad_rows: bool,
-              bad: list[dict[str, str]]) -> Iterator[bytes]:
-    """Serialized ``tf.train.Example`` of each good row: the in-memory path's rows (``make_dataset``)."""
+def _examples(spec: Any, tokenizer: Any, good: list[tuple[str, dict]]) -> Iterator[bytes]:
+    """Serialized ``tf.train.Example`` of each row (labels already checked): the in-memory path's rows
+    (``make_dataset``)."""
     from mtkeras._compat import tf
     from mtkeras.data import Records, check_word_tokenizer, encode_targets, encode_unpadded, token_word_starts
 
-    good = []
-    for name, record in rows:
-        try:
-            encode_targets(spec, Records([record], [name]))
-        except _ROW_ERRORS as error:
-            if not skip_bad_rows:
-                raise
-            bad.append({"row": name, "error": str(error)})
-            continue
-        good.append((name, record))
     if not good:
         return
     records = Records([r for _, r in good], [n for n, _ in good])
@@ -217,15 +208,29 @@ def prepare_shards(
     out_dir = os.fspath(out_dir)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise NotADirectoryError(f"`out_dir` {out_dir!r} is a file; shards need a folder.")
+    from mtkeras.data import encode_row
+
     counts = ReadCounts()
-    unread: list[dict[str, str]] = []  # rows refused as they were read (text missing or empty)
+    refused: list[dict[str, str]] = []  # every pass reads every row, so a resumed run counts them all again
 
     def on_bad(row: str, message: str) -> None:
         logger.warning("%s: skipped (%s)", row, message)
-        unread.append({"row": row, "error": message})
+        refused.append({"row": row, "error": message})
 
-    rows = iter_records(source, spec.text_column, spec, options or ReadOptions(), counts, what="source",
-                        on_bad=on_bad if skip_bad_rows else None)
+    def checked(rows: Iterator[tuple[str, dict]]) -> Iterator[tuple[str, dict]]:
+        """Rows whose labels encode, in file order: the first bad row is the one named."""
+        for name, record in rows:
+            try:
+                encode_row(spec, record, name)
+            except _ROW_ERRORS as error:
+                if not skip_bad_rows:
+                    raise
+                on_bad(name, str(error))
+                continue
+            yield name, record
+
+    rows = checked(iter_records(source, spec.text_column, spec, options or ReadOptions(), counts, what="source",
+                                on_bad=on_bad if skip_bad_rows else None))
     facts = shard_facts(spec, tokenizer)
     manifest = {"format": FORMAT, "facts_hash": facts_hash(facts), "facts": facts, "spec": spec.to_dict(),
                 "rows_per_shard": rows_per_shard, "skip_bad_rows": skip_bad_rows, "complete": False, "shards": []}
@@ -245,42 +250,32 @@ def prepare_shards(
             logger.warning("%s: shards already complete (%d rows); nothing to do.", out_dir, previous["rows"])
             return previous
     os.makedirs(out_dir, exist_ok=True)
-    bad: list[dict[str, str]] = []
-    total_bad = 0
     bar = tqdm(unit=" rows", desc="prepare", disable=not progress)
     for index, chunk in enumerate(_chunks(rows, rows_per_shard)):
         if index in done:
             shard = done[index]
         else:
-            shard_bad: list[dict[str, str]] = []
             name = f"train-{index:05d}.tfrecord"
             path, tmp = os.path.join(out_dir, name), os.path.join(out_dir, f".{name}.tmp-{os.getpid()}")
-            written = 0
             try:
                 with tf.io.TFRecordWriter(tmp) as writer:
-                    for example in _examples(spec, tokenizer, chunk, skip_bad_rows, shard_bad):
+                    for example in _examples(spec, tokenizer, chunk):
                         writer.write(example)
-                        written += 1
                 os.replace(tmp, path)
             finally:
                 if os.path.exists(tmp):
                     os.remove(tmp)
-            for row in shard_bad:
-                logger.warning("%s: skipped (%s)", row["row"], row["error"])
-            shard = {"index": index, "file": name, "rows": written, "bad_rows": len(shard_bad),
-                     "bad": shard_bad[:LISTED_BAD_ROWS], "bytes": os.path.getsize(path), "sha256": _sha256(path)}
-        total_bad += shard["bad_rows"]
-        bad.extend(shard.get("bad", [])[: max(0, LISTED_BAD_ROWS - len(bad))])
+            shard = {"index": index, "file": name, "rows": len(chunk), "bytes": os.path.getsize(path),
+                     "sha256": _sha256(path)}
         manifest["shards"].append(shard)
         write_json(manifest, os.path.join(out_dir, MANIFEST))
         bar.update(len(chunk))
     bar.close()
-    total_bad += len(unread)
-    bad.extend(unread[: max(0, LISTED_BAD_ROWS - len(bad))])
+    total_bad = len(refused)
     manifest.update(
         complete=True, source=counts.files, rows=sum(s["rows"] for s in manifest["shards"]), bad_rows=total_bad,
-        bad=bad,
-        dropped_empty_texts=counts.dropped_empty, skipped_truncated=counts.skipped_truncated,
+        bad=refused[:LISTED_BAD_ROWS], dropped_empty_texts=counts.dropped_empty,
+        skipped_truncated=counts.skipped_truncated,
     )
     if total_bad:
         logger.warning("%s: %d bad rows skipped (listed in %s).", out_dir, total_bad, MANIFEST)
