@@ -46,6 +46,7 @@ _PUBLIC: dict[str, str] = {
     "encode_targets": "mtkeras.data",
     "fit_target_stats": "mtkeras.data",
     "make_dataset": "mtkeras.data",
+    "prepare_shards": "mtkeras.shards",
     # model and training
     "build_model": "mtkeras.model",
     "compile_model": "mtkeras.training",
@@ -81,8 +82,8 @@ _MOVED: dict[str, str] = {
     "TokenAUC": "heads",
 }
 #: Submodules reachable as attributes (``mtkeras.training.BestCheckpoint``) without importing them first.
-_SUBMODULES = ("config", "data", "defaults", "encoder", "evaluation", "export", "heads", "kinds", "model", "optim",
-               "predict", "saving", "serving", "spec", "training", "words", "workflow")
+_SUBMODULES = ("config", "data", "defaults", "encoder", "evaluation", "export", "files", "heads", "kinds", "model",
+               "optim", "predict", "saving", "serving", "shards", "spec", "streaming", "training", "words", "workflow")
 
 
 def __getattr__(name: str) -> Any:

@@ -2,6 +2,8 @@
 
     python distribute_job.py mirrored OUT_DIR        # 1 device vs MirroredStrategy on 2 logical CPUs
     python distribute_job.py worker OUT_DIR          # one MultiWorkerMirroredStrategy worker (TF_CONFIG set)
+    python distribute_job.py prepare OUT_DIR         # TFRecord shards of the job's rows (mtkeras.shards)
+    python distribute_job.py shard_worker OUT_DIR    # a worker that trains from its own shards (TF_CONFIG set)
 """
 
 from __future__ import annotations
@@ -93,5 +95,38 @@ def worker(out_dir: str) -> None:
     print(json.dumps({"worker": index, "replicas": strategy.num_replicas_in_sync, "loss": loss}))
 
 
+def prepare(out_dir: str) -> None:
+    spec, tokenizer, _ = setup(out_dir)
+    path = os.path.join(out_dir, "rows.jsonl")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(r) + "\n" for r in synthetic_records(STEPS * GLOBAL_BATCH))
+    manifest = mtk.shards.prepare_shards(spec, tokenizer, path, os.path.join(out_dir, "shards"),
+                                         rows_per_shard=STEPS * GLOBAL_BATCH // 4)
+    print(json.dumps({"shards": [s["file"] for s in manifest["shards"]]}))
+
+
+def shard_worker(out_dir: str) -> None:
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    spec, tokenizer, _ = setup(out_dir)
+    folder = os.path.join(out_dir, "shards")
+    index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+    read = {}
+
+    def dataset_fn(context):
+        files = mtk.shards.check_manifest(mtk.shards.read_manifest(folder), spec, tokenizer, folder)
+        read["files"] = [os.path.basename(f) for f in mtk.streaming.shard_files(files, context)]
+        read["pipelines"] = context.num_input_pipelines
+        return mtk.make_dataset(spec, tokenizer, folder, batch_size=context.get_per_replica_batch_size(GLOBAL_BATCH),
+                                shuffle=True, seed=0, input_context=context).repeat()
+
+    mtk.keras.utils.set_random_seed(0)
+    model = mtk.build_model(spec, bert_config=tiny_config(), strategy=strategy)
+    mtk.compile_model(model, spec, learning_rate=3e-3, warmup_steps=2, total_steps=STEPS * 2)
+    history = model.fit(mtk.streaming.dataset_creator(dataset_fn), steps_per_epoch=STEPS // 2, epochs=2, verbose=0)
+    np.savez(os.path.join(out_dir, f"shard_worker{index}.npz"), *model.get_weights())
+    print(json.dumps({"worker": index, "replicas": strategy.num_replicas_in_sync, "loss": history.history["loss"],
+                      **read}))
+
+
 if __name__ == "__main__":
-    {"mirrored": mirrored, "worker": worker}[sys.argv[1]](sys.argv[2])
+    {"mirrored": mirrored, "worker": worker, "prepare": prepare, "shard_worker": shard_worker}[sys.argv[1]](sys.argv[2])

@@ -1,4 +1,5 @@
-"""tf.distribute: MirroredStrategy on 2 logical CPUs matches one device; 2 MultiWorkerMirrored workers agree."""
+"""tf.distribute: MirroredStrategy on 2 logical CPUs matches one device; 2 MultiWorkerMirrored workers agree, also
+when each reads its own TFRecord shards."""
 
 import json
 import os
@@ -56,6 +57,26 @@ def test_two_multi_worker_mirrored_workers_end_with_identical_weights(tmp_path):
     assert len(first.files) == len(second.files) > 0
     for name in first.files:
         np.testing.assert_array_equal(first[name], second[name])
+
+
+@pytest.mark.slow  # measured > 15 s; run with -m slow
+def test_two_workers_train_from_disjoint_shards_and_end_with_identical_weights(tmp_path):
+    shards = _result(_run(["prepare", str(tmp_path)]))["shards"]
+    workers = [f"localhost:{_free_port()}" for _ in range(2)]
+    processes = [
+        _run(["shard_worker", str(tmp_path)], env={"TF_CONFIG": json.dumps(
+            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})})
+        for index in range(2)
+    ]
+    results = sorted((_result(process) for process in processes), key=lambda r: r["worker"])
+    assert [r["pipelines"] for r in results] == [2, 2] and [r["replicas"] for r in results] == [2, 2]
+    first, second = (set(r["files"]) for r in results)
+    assert first and second and not first & second and first | second == set(shards)  # each its own shards
+    assert results[0]["loss"] == results[1]["loss"]
+    a, b = (np.load(tmp_path / f"shard_worker{i}.npz") for i in range(2))
+    assert len(a.files) == len(b.files) > 0
+    for name in a.files:
+        np.testing.assert_array_equal(a[name], b[name])
 
 
 def test_distribute_config_and_chief(config_file, monkeypatch):

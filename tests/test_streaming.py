@@ -303,6 +303,7 @@ def _streamed_config(config_file, tmp_path, parts: int = 3) -> dict:
     return config
 
 
+@pytest.mark.slow  # measured > 15 s (two trainings); run with -m slow
 def test_train_from_a_pattern_and_from_prepared_shards(config_file, tmp_path):
     _streamed_config(config_file, tmp_path)
     runs = {}
