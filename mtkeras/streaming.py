@@ -225,21 +225,35 @@ def stream_dataset(
     graph = in_graph_tokenizer(tokenizer, spec.max_length, spec.max_windows, spec.stride)
     shapes = {g.name: g.rules.target_array(1).shape[1:] for g in spec.groups}
     zeros = {g.name: np.zeros(shapes[g.name], np.float32) for g in spec.groups}
-    signature = (
-        tf.TensorSpec([], tf.string),
-        {name: tf.TensorSpec(shape, tf.float32) for name, shape in shapes.items()},
-        {name: tf.TensorSpec([], tf.float32) for name in shapes},
+    signature = (  # chunks of rows: from_generator costs about a millisecond per element, so rows go in chunks
+        tf.TensorSpec([None], tf.string),
+        {name: tf.TensorSpec([None, *shape], tf.float32) for name, shape in shapes.items()},
+        {name: tf.TensorSpec([None], tf.float32) for name in shapes},
     )
 
+    def chunk(texts: list[bytes], targets: dict[str, list], weights: dict[str, list]) -> tuple[Any, ...]:
+        return (
+            np.asarray(texts, dtype=object),
+            {g: np.asarray(v, np.float32).reshape(-1, *shapes[g]) for g, v in targets.items()},
+            {g: np.asarray(v, np.float32) for g, v in weights.items()},
+        )
+
     def read(path: bytes) -> Iterator[tuple[Any, ...]]:
+        texts: list[bytes] = []
+        targets: dict[str, list] = {name: [] for name in shapes}
+        weights: dict[str, list] = {name: [] for name in shapes}
         for name, record in iter_records([path.decode("utf-8")], spec.text_column, spec, options):
             encoded = encode_row(spec, record, name)
             text = check_texts([record[spec.text_column]], arg=name)[0]  # lone surrogates -> U+FFFD, as in memory
-            yield (
-                text.encode("utf-8"),
-                {g: zeros[g] if target is None else target for g, (target, _) in encoded.items()},
-                {g: np.float32(weight) for g, (_, weight) in encoded.items()},
-            )
+            texts.append(text.encode("utf-8"))
+            for group, (target, weight) in encoded.items():
+                targets[group].append(zeros[group] if target is None else target)
+                weights[group].append(weight)
+            if len(texts) == TOKENIZE_CHUNK:
+                yield chunk(texts, targets, weights)
+                texts, targets, weights = [], {n: [] for n in shapes}, {n: [] for n in shapes}
+        if texts:
+            yield chunk(texts, targets, weights)
 
     def tokenized(texts: tf.Tensor, targets: Any, weights: Any) -> tuple[Any, ...]:
         ids = graph.window_ids(texts)  # a chunk's rows, padded for unbatch, then cut to their own length
@@ -256,7 +270,7 @@ def stream_dataset(
     if shuffle:
         file_names = file_names.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     rows = file_names.interleave(
-        lambda path: tf.data.Dataset.from_generator(read, args=(path,), output_signature=signature),
+        lambda path: tf.data.Dataset.from_generator(read, args=(path,), output_signature=signature).unbatch(),
         cycle_length=cycle, block_length=1, deterministic=True if cycle > 1 else None,
         num_parallel_calls=tf.data.AUTOTUNE if cycle > 1 else None,
     )
