@@ -110,6 +110,25 @@ def test_killed_training_at_several_random_points(config_file, tmp_path, uninter
     assert len(set(points)) >= 2, points
 
 
+@pytest.mark.slow  # measured > 15 s (two 5-epoch trainings); run with -m slow
+def test_killed_training_from_streamed_files_resumes_to_the_uninterrupted_result(config_file, tmp_path):
+    """The streaming path (a pattern of 3 files, read and tokenized in the graph, shuffled across files) resumes
+    on the same batches as the in-memory one."""
+    import yaml
+
+    records = mtk.data.read_jsonl(tmp_path / "train.jsonl")
+    for k in range(3):
+        (tmp_path / f"part-{k}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records[k::3]))
+    config = yaml.safe_load(config_file.read_text())
+    config["data"]["train"] = "part-*.jsonl"
+    config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
+    reference = subprocess.run(train_command(config_file, tmp_path / "reference"), capture_output=True, text=True,
+                               timeout=600)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    kill_and_resume(config_file, tmp_path / "killed", random.Random(2))
+    assert_same_run(tmp_path / "killed", tmp_path / "reference", validation_texts(config_file))
+
+
 def test_a_seeded_shuffled_stream_is_the_same_in_every_process(tiny_spec, tiny_tokenizer):
     """What resuming relies on: a new dataset with the same seed replays the same sequence of passes."""
     from conftest import synthetic_records
