@@ -14,7 +14,11 @@ to the first row, and GFLOP/s: 3 × the forward FLOPs of the padded batches
 
 Contenders: ``<padding>`` or ``<padding>+xla`` with padding one of
 ``mtkeras.data.PADDINGS`` (``bucketed`` is the default pipeline, ``max_length``
-pads every row to 128 as the seeds did).
+pads every row to 128 as the seeds did), optionally ``@<source>``: ``@memory`` (default: the rows read and
+tokenized up front), ``@jsonl`` (the train file streamed: read and tokenized in the graph as it is needed,
+``mtkeras.streaming``) or ``@shards`` (written by ``prepare_shards`` into a temporary folder first).
+``python benchmarks/training_speed.py --contenders bucketed,bucketed@jsonl,bucketed@shards`` is the
+streamed-vs-in-memory table of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import argparse
 import os
 import statistics
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -50,14 +55,20 @@ def main() -> None:
     tokenizer = mtk.load_tokenizer(spec.encoder)
     training = config["training"]
 
+    sources = {"memory": train, "jsonl": config["data"]["train"]}
     contenders = []
     for name in args.contenders.split(","):
-        padding, _, xla = name.partition("+")
+        pipeline, _, source = name.partition("@")
+        padding, _, xla = pipeline.partition("+")
+        if source == "shards" and "shards" not in sources:
+            sources["shards"] = os.path.join(tempfile.mkdtemp(), "shards")
+            mtk.prepare_shards(spec, tokenizer, config["data"]["train"], sources["shards"])
         mtk.keras.utils.set_random_seed(0)
         model = mtk.build_model(spec)
         mtk.compile_model(model, spec, learning_rate=training["learning_rate"], warmup_steps=10, total_steps=10_000,
                           head_lr_multiplier=training["head_lr_multiplier"], jit_compile=xla == "xla")
-        dataset = mtk.make_dataset(spec, tokenizer, train, batch_size=32, shuffle=True, seed=0, padding=padding)
+        dataset = mtk.make_dataset(spec, tokenizer, sources[source or "memory"], batch_size=32, shuffle=True, seed=0,
+                                   padding=padding)
         contenders.append({"name": name, "model": model, "batches": iter(dataset.repeat()), "rate": [],
                            "gflops": [], "shapes": set(), "xla": xla == "xla"})
 

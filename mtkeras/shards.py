@@ -149,6 +149,15 @@ def _chunks(rows: Iterator[tuple[str, dict]], size: int) -> Iterator[list[tuple[
         yield chunk
 
 
+def _rows_sha256(chunk: list[tuple[str, dict]]) -> str:
+    """What a shard was made from: its rows' names and contents (a resumed run rewrites a shard whose rows
+    changed in the source files, even though the shard itself is intact)."""
+    digest = hashlib.sha256()
+    for name, record in chunk:
+        digest.update(json.dumps([name, record], sort_keys=True, default=str).encode("utf-8"))
+    return digest.hexdigest()
+
+
 def _examples(spec: Any, tokenizer: Any, good: list[tuple[str, dict]]) -> Iterator[bytes]:
     """Serialized ``tf.train.Example`` of each row (labels already checked): the in-memory path's rows
     (``make_dataset``)."""
@@ -197,12 +206,11 @@ def prepare_shards(
 ) -> dict[str, Any]:
     """Tokenize and encode the rows of ``source`` (a file or pattern) into TFRecord shards in ``out_dir``;
     returns the manifest (see the module docstring). Run again after an interruption: shards already written
-    intact are kept. A bad row (unknown label, empty text, ...) is an error naming file and line; with
-    ``skip_bad_rows`` it is logged, left out, counted and listed in the manifest instead.
+    intact, from the same rows, are kept (a complete folder is left as it is). A bad row (unknown label,
+    empty text, ...) is an error naming file and line; with ``skip_bad_rows`` it is logged, left out, counted
+    and listed in the manifest instead.
     """
     from tqdm.auto import tqdm
-
-    from mtkeras._compat import tf
 
     check_int(rows_per_shard, "rows_per_shard", 1)
     out_dir = os.fspath(out_dir)
@@ -249,10 +257,39 @@ def prepare_shards(
         if previous.get("complete") and len(done) == len(previous["shards"]):
             logger.warning("%s: shards already complete (%d rows); nothing to do.", out_dir, previous["rows"])
             return previous
+    created = not os.path.exists(out_dir)
     os.makedirs(out_dir, exist_ok=True)
-    bar = tqdm(unit=" rows", desc="prepare", disable=not progress)
-    for index, chunk in enumerate(_chunks(rows, rows_per_shard)):
-        if index in done:
+    try:
+        _write_shards(spec, tokenizer, _chunks(rows, rows_per_shard), out_dir, manifest, done,
+                      tqdm(unit=" rows", desc="prepare", disable=not progress))
+    except BaseException:
+        if created and not os.listdir(out_dir):  # failed before its first shard: leave nothing behind
+            os.rmdir(out_dir)
+        raise
+    for index, shard in done.items():  # the source has fewer rows now: shards past its end are not data
+        if index >= len(manifest["shards"]):
+            os.remove(os.path.join(out_dir, shard["file"]))
+    total_bad = len(refused)
+    manifest.update(
+        complete=True, source=counts.files, rows=sum(s["rows"] for s in manifest["shards"]), bad_rows=total_bad,
+        bad=refused[:LISTED_BAD_ROWS], dropped_empty_texts=counts.dropped_empty,
+        skipped_truncated=counts.skipped_truncated,
+    )
+    if total_bad:
+        logger.warning("%s: %d bad rows skipped (listed in %s).", out_dir, total_bad, MANIFEST)
+    write_json(manifest, os.path.join(out_dir, MANIFEST))
+    return manifest
+
+
+def _write_shards(spec: Any, tokenizer: Any, chunks: Iterator[list[tuple[str, dict]]], out_dir: str,
+                  manifest: dict[str, Any], done: dict[int, dict], bar: Any) -> None:
+    """Write each chunk as a shard (temporary file, then renamed) unless ``done`` holds it intact and made of
+    the same rows; the manifest is rewritten after each."""
+    from mtkeras._compat import tf
+
+    for index, chunk in enumerate(chunks):
+        rows_sha = _rows_sha256(chunk)
+        if index in done and done[index].get("rows_sha256") == rows_sha:
             shard = done[index]
         else:
             name = f"train-{index:05d}.tfrecord"
@@ -266,21 +303,11 @@ def prepare_shards(
                 if os.path.exists(tmp):
                     os.remove(tmp)
             shard = {"index": index, "file": name, "rows": len(chunk), "bytes": os.path.getsize(path),
-                     "sha256": _sha256(path)}
+                     "sha256": _sha256(path), "rows_sha256": rows_sha}
         manifest["shards"].append(shard)
         write_json(manifest, os.path.join(out_dir, MANIFEST))
         bar.update(len(chunk))
     bar.close()
-    total_bad = len(refused)
-    manifest.update(
-        complete=True, source=counts.files, rows=sum(s["rows"] for s in manifest["shards"]), bad_rows=total_bad,
-        bad=refused[:LISTED_BAD_ROWS], dropped_empty_texts=counts.dropped_empty,
-        skipped_truncated=counts.skipped_truncated,
-    )
-    if total_bad:
-        logger.warning("%s: %d bad rows skipped (listed in %s).", out_dir, total_bad, MANIFEST)
-    write_json(manifest, os.path.join(out_dir, MANIFEST))
-    return manifest
 
 
 # --- reading -----------------------------------------------------------------------------------

@@ -171,6 +171,40 @@ def _zip_without_config(model: Path) -> None:
 
 ROW = '{"text": "alpha red", "topic": "alpha", "colour": ["red"]}\n'
 
+def _prepare(*args: str, train: dict[str, bytes] | None = None, out_file: bool = False
+             ) -> Callable[[Path, Fixtures], list[str]]:
+    """A `mtkeras prepare` case: ``train`` files written in the case folder make data.train their pattern."""
+
+    def prepare(where: Path, fx: Fixtures) -> list[str]:
+        config = _config(fx)
+        config["spec"]["groups"][0]["labels"] = ["alpha", "beta", "gamma"]  # so that a new label is unknown
+        if train is not None:
+            for name, content in train.items():
+                (where / name).write_bytes(content)
+            config["data"]["train"] = str(where / "part-*.jsonl")
+        if out_file:
+            (where / "out").write_text("x")
+        (where / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+        return ["prepare", "config.yaml", "--out", "out", *args]
+
+    return prepare
+
+
+def _streamed(content: bytes) -> Callable[[Path, Fixtures], list[str]]:
+    """A `mtkeras train` case on a pattern of two files, the second one ``content``."""
+
+    def prepare(where: Path, fx: Fixtures) -> list[str]:
+        (where / "part-0.jsonl").write_bytes(Path(fx.train).read_bytes())
+        (where / "part-1.jsonl").write_bytes(content)
+        config = _config(fx)
+        config["spec"]["groups"][0]["labels"] = ["alpha", "beta", "gamma"]
+        config["data"]["train"] = "part-*.jsonl"
+        (where / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+        return ["train", "config.yaml"]
+
+    return prepare
+
+
 #: id -> (prepare, regexes the error line must match). Every case expects exit code 2 and nothing left behind.
 CLI_CASES: dict[str, tuple[Callable[[Path, Fixtures], list[str]], tuple[str, ...]]] = {
     # --- config values: every key's type and range, checked before anything is read or written
@@ -297,6 +331,21 @@ CLI_CASES: dict[str, tuple[Callable[[Path, Fixtures], list[str]], tuple[str, ...
     "export --name with a slash": (_model("export", "--name", "a/b"), (r"name", r"'a/b'")),
     "export a damaged model": (_model("export", "--name", "m", damage=_write("model.keras", b"junk")),
                                (r"model.keras",)),
+    # --- data read from files: mtkeras prepare, a pattern in data.train
+    "prepare --out is a file": (_prepare(out_file=True), (r"--out", r"'out'", r"not a folder|file")),
+    "prepare --rows-per-shard 0": (_prepare("--rows-per-shard", "0"), (r"--rows-per-shard", r"received 0\b")),
+    "prepare pattern matches nothing": (_prepare(train={}), (r"data.train", r"part-\*.jsonl", r"matches no file")),
+    "prepare unknown label": (_prepare(train={"part-0.jsonl": (ROW + '{"text": "x", "topic": "omega"}\n').encode()}),
+                              (r"part-0.jsonl", r"line 2", r"'omega'")),
+    "prepare row cut off mid-line": (_prepare(train={"part-0.jsonl": (ROW + '{"text": "x", "top').encode()}),
+                                     (r"part-0.jsonl", r"line 2", r"ends mid-row", r"data.truncated")),
+    "streamed train unknown label": (_streamed((ROW + ROW + '{"text": "y", "topic": "omega", "colour": []}\n')
+                                               .encode()), (r"part-1.jsonl", r"line 3", r"'omega'")),
+    "streamed train without text": (_streamed((ROW + '{"body": "y", "topic": "alpha"}\n').encode()),
+                                    (r"part-1.jsonl", r"line 2", r"'text'")),
+    "streamed train suggest_loss_weights": (
+        lambda where, fx: _streamed(ROW.encode())(where, fx) + ["--set", "training.suggest_loss_weights_steps=3"],
+        (r"`training.suggest_loss_weights_steps`", r"\(3\)", r"in memory")),
     # --- the command line itself
     "no command": (lambda where, fx: [], (r"command|required",)),
     "unknown command": (lambda where, fx: ["serve"], (r"'serve'",)),

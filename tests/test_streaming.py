@@ -173,6 +173,22 @@ def test_an_interrupted_prepare_rewrites_only_what_is_not_intact(tiny_spec, tiny
     assert shards.prepare_shards(tiny_spec, tiny_tokenizer, pattern, out, rows_per_shard=30) == again  # nothing to do
 
 
+def test_a_resumed_prepare_rewrites_the_shards_whose_rows_changed(tiny_spec, tiny_tokenizer, tmp_path):
+    records = synthetic_records(100)
+    pattern = _split(tmp_path, records, 2)
+    out = tmp_path / "shards"
+    first = shards.prepare_shards(tiny_spec, tiny_tokenizer, pattern, out, rows_per_shard=30)
+    (out / shards.MANIFEST).write_text(json.dumps(dict(first, complete=False)), encoding="utf-8")  # killed at the end
+    stamps = {s["file"]: os.stat(out / s["file"]).st_mtime_ns for s in first["shards"]}
+    second_part = records[1::2]
+    second_part[20] = dict(second_part[20], text="a changed text")  # row 70 of 100: the third shard (60-89)
+    write_jsonl(tmp_path / "parts" / "train-1.jsonl", second_part)
+    again = shards.prepare_shards(tiny_spec, tiny_tokenizer, pattern, out, rows_per_shard=30)
+    rewritten = [s["file"] for s in again["shards"] if os.stat(out / s["file"]).st_mtime_ns != stamps[s["file"]]]
+    assert rewritten == [first["shards"][2]["file"]]
+    assert again["shards"][2]["rows_sha256"] != first["shards"][2]["rows_sha256"]
+
+
 def test_tf_data_service_serves_the_shards(tiny_spec, tiny_tokenizer, tmp_path):
     """The shards pipeline is graph-only, so a tf.data service dispatcher and worker can run it."""
     records = synthetic_records(64)
