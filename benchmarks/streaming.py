@@ -4,6 +4,7 @@
     python benchmarks/streaming.py prepare runs/streaming/1m                          # + TFRecord shards (timed)
     python benchmarks/streaming.py epoch --source jsonl runs/streaming/1m            # one pass, one JSON line
     python benchmarks/streaming.py all [--sizes 10000,100000,1000000]                # every size and source, a table
+    python benchmarks/streaming.py pieces runs/streaming/10000                       # the streamed path's pieces alone
 
 ``generate`` writes ``--rows`` rows as JSONL files of 100,000 rows (``train-00000.jsonl``, ...): each row is a
 Debtags train row's labels with a text made of that row's sentences, shuffled, and one sentence of another row
@@ -121,6 +122,39 @@ def epoch(source: str, folder: str) -> None:
                       "peak_rss_mb": round(peak), "pipeline_mb": round(peak - baseline)}))
 
 
+def pieces(folder: str) -> None:
+    """The streamed path's pieces alone on ``folder``'s first file: Python reading + label encoding, the
+    in-graph tokenizer on chunks of 256 texts, and the HF fast tokenizer for comparison; JSON lines."""
+    mtk, spec, tokenizer = _setup()
+    from mtkeras._compat import tf
+    from mtkeras.data import encode_row
+    from mtkeras.export.text_graph import in_graph_tokenizer
+    from mtkeras.streaming import TOKENIZE_CHUNK, ReadOptions, iter_records
+
+    path = sorted(glob.glob(os.path.join(folder, "train-*.jsonl")))[0]
+    started, texts = time.perf_counter(), []
+    for name, record in iter_records([path], spec.text_column, spec, ReadOptions()):
+        encode_row(spec, record, name)
+        texts.append(record[spec.text_column])
+    timings = {"python read + encode": time.perf_counter() - started}
+    graph = in_graph_tokenizer(tokenizer, spec.max_length, spec.max_windows, spec.stride)
+    dataset = tf.data.Dataset.from_tensor_slices(texts).batch(TOKENIZE_CHUNK).map(
+        lambda chunk: graph.window_ids(chunk).row_lengths())
+    for _ in dataset.take(2):  # traced
+        pass
+    started = time.perf_counter()
+    for _ in dataset:
+        pass
+    timings["in-graph tokenizer"] = time.perf_counter() - started
+    started = time.perf_counter()
+    for i in range(0, len(texts), TOKENIZE_CHUNK):
+        tokenizer(texts[i:i + TOKENIZE_CHUNK], truncation=True, max_length=spec.max_length)
+    timings["HF fast tokenizer"] = time.perf_counter() - started
+    for piece, seconds in timings.items():
+        print(json.dumps({"step": "piece", "piece": piece, "rows": len(texts),
+                          "rows_per_s": round(len(texts) / seconds)}))
+
+
 def _child(*args: str) -> dict:
     out = subprocess.run([sys.executable, os.path.abspath(__file__), *args], capture_output=True, text=True,
                          check=False)
@@ -168,6 +202,7 @@ def main() -> None:
     one = commands.add_parser("epoch")
     one.add_argument("--source", choices=SOURCES, required=True)
     one.add_argument("folder")
+    commands.add_parser("pieces").add_argument("folder")
     every = commands.add_parser("all")
     every.add_argument("--sizes", default="10000,100000,1000000")
     every.add_argument("--sources", default=",".join(SOURCES))
@@ -179,6 +214,8 @@ def main() -> None:
         generate(args.rows, args.out)
     elif args.command == "prepare":
         prepare(args.folder)
+    elif args.command == "pieces":
+        pieces(args.folder)
     elif args.command == "epoch":
         epoch(args.source, args.folder)
     else:
