@@ -12,7 +12,8 @@ included), A, B, C, A, B, C, ... The report gives the median examples/s, the rat
 to the first row, and GFLOP/s: 3 × the forward FLOPs of the padded batches
 (forward + backward; formula in ``benchmarks/inference_speed.py``).
 
-Contenders: ``<padding>`` or ``<padding>+xla`` with padding one of
+Contenders: ``<padding>``, ``<padding>+xla`` and/or ``+bf16`` (``mixed_bfloat16``: the encoder in bfloat16,
+heads float32) with padding one of
 ``mtkeras.data.PADDINGS`` (``bucketed`` is the default pipeline, ``max_length``
 pads every row to 128 as the seeds did), optionally ``@<source>``: ``@memory`` (default: the rows read and
 tokenized up front), ``@jsonl`` (the train file streamed: read and tokenized in the graph as it is needed,
@@ -62,12 +63,13 @@ def main() -> None:
     contenders = []
     for name in args.contenders.split(","):
         pipeline, _, source = name.partition("@")
-        padding, _, xla = pipeline.partition("+")
+        padding, *flags = pipeline.split("+")
+        xla = "xla" if "xla" in flags else ""
         if source == "shards" and "shards" not in sources:
             sources["shards"] = os.path.join(tempfile.mkdtemp(), "shards")
             mtk.prepare_shards(spec, tokenizer, config["data"]["train"], sources["shards"])
         mtk.keras.utils.set_random_seed(0)
-        model = mtk.build_model(spec)
+        model = mtk.build_model(spec, mixed_precision="mixed_bfloat16" if "bf16" in flags else None)
         mtk.compile_model(model, spec, learning_rate=training["learning_rate"], warmup_steps=10, total_steps=10_000,
                           head_lr_multiplier=training["head_lr_multiplier"], jit_compile=xla == "xla")
         dataset = mtk.make_dataset(spec, tokenizer, sources[source or "memory"], batch_size=32,
