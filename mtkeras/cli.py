@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 
-from mtkeras.defaults import QUANTIZE
+from mtkeras.defaults import EXPORT_PRECISION, PRECISIONS, PREDICT_PRECISION, QUANTIZE
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -46,7 +46,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     _check_file(args.data, "data")
     if args.output is not None:
         _check_folder(args.output, "--output")
-    predictor = Predictor.from_folder(args.run, batch_size=args.batch_size)
+    predictor = Predictor.from_folder(args.run, batch_size=args.batch_size, precision=args.precision)
     records = read_records(args.data, predictor.spec, label_delimiter=args.label_delimiter,
                            drop_empty_texts=args.drop_empty_texts)
     report = evaluate(predictor, records, output_dir=args.output)
@@ -60,7 +60,7 @@ def _predict(args: argparse.Namespace) -> int:
     stdin = args.input in (None, "-")
     if not stdin:
         _check_file(args.input, "input")
-    predictor = Predictor.from_folder(args.run, batch_size=args.batch_size)
+    predictor = Predictor.from_folder(args.run, batch_size=args.batch_size, precision=args.precision)
     # Bytes, decoded line by line, so that a line that is not UTF-8 is named (a text stdin without a buffer,
     # e.g. one replaced in tests, gives str lines).
     handle = getattr(sys.stdin, "buffer", sys.stdin) if stdin else open(args.input, "rb")  # noqa: SIM115
@@ -113,7 +113,7 @@ def _export(args: argparse.Namespace) -> int:
             raise FileExistsError(f"{path!r} already exists; pass --overwrite to replace it.")
     written = {"saved_model": export_saved_model(args.run, os.path.join(args.output_dir, name), version=args.version,
                                                  overwrite=args.overwrite, jit_compile=args.jit_compile,
-                                                 warmup=not args.no_warmup)}
+                                                 warmup=not args.no_warmup, precision=args.precision)}
     if files["tflite"]:
         written["tflite"] = export_tflite(args.run, files["tflite"], quantize=args.quantize, overwrite=args.overwrite)
     if files["onnx"]:
@@ -172,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=int, default=32)
     evaluate.add_argument("--label-delimiter", default="|")
     evaluate.add_argument("--drop-empty-texts", action="store_true")
+    evaluate.add_argument("--precision", choices=[*PRECISIONS, "auto"], default=PREDICT_PRECISION,
+                          help=f"what the encoder computes in (default {PREDICT_PRECISION}; auto: bfloat16 on a CPU "
+                               "with bfloat16 units, else float32)")
     evaluate.set_defaults(handler=_evaluate)
 
     predict = commands.add_parser("predict", help="predict texts (one per line) from a file or stdin; JSON lines out")
@@ -179,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("input", nargs="?", help="text file, one text per line; '-' or nothing for stdin")
     predict.add_argument("--jsonl", action="store_true", help="input lines are JSON objects with the text field")
     predict.add_argument("--batch-size", type=int, default=32)
+    predict.add_argument("--precision", choices=[*PRECISIONS, "auto"], default=PREDICT_PRECISION,
+                         help=f"what the encoder computes in (default {PREDICT_PRECISION}; auto: bfloat16 on a CPU "
+                              "with bfloat16 units, else float32)")
     predict.set_defaults(handler=_predict)
     export = commands.add_parser("export", help="export a run as a TF Serving SavedModel (and TFLite)")
     export.add_argument("run", help="run folder (or its model/ folder)")
@@ -191,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--quantize", choices=[q for q in QUANTIZE if q], help="TFLite weight quantization")
     export.add_argument("--no-warmup", action="store_true",
                         help="no assets.extra/tf_serving_warmup_requests (TF Serving's warm-up requests on load)")
+    export.add_argument("--precision", choices=list(PRECISIONS), default=EXPORT_PRECISION,
+                        help="what the SavedModel's encoder computes in: bfloat16 for CPUs with bfloat16 units, "
+                             f"float16 for GPUs (default {EXPORT_PRECISION}; TFLite and ONNX stay float32)")
     export.add_argument("--jit-compile", action="store_true",
                         help="mark the SavedModel's model graph for XLA (texts padded to multiples of 16 tokens)")
     export.set_defaults(handler=_export)

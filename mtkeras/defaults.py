@@ -43,8 +43,11 @@ class TrainingDefaults:
 
 TRAINING = TrainingDefaults()
 
-#: XLA for in-process inference (``Predictor``): measured faster on CPU (``BENCHMARKS.md``).
+#: XLA for in-process inference (``Predictor``) in float32: measured faster on CPU (``BENCHMARKS.md``).
 PREDICT_JIT_COMPILE = True
+#: Precisions the Predictor runs without XLA by default: bfloat16 measured faster without it (XLA's CPU
+#: backend gave it no gain, BENCHMARKS.md "Precision on this CPU").
+PREDICT_NO_JIT_PRECISIONS: tuple[str, ...] = ("bfloat16",)
 #: XLA in SavedModel exports: off until checked on a TF Serving build with XLA for its device.
 EXPORT_JIT_COMPILE = False
 #: With XLA, batch lengths are rounded up to a multiple of this many tokens (few shapes to compile).
@@ -61,6 +64,20 @@ DATASET_PADDINGS: dict[str, str] = {
 TOKENIZE_PADDINGS: tuple[str, ...] = ("longest", "max_length")
 #: Accepted ``mixed_precision`` values: float32 everywhere, or float16 / bfloat16 compute in the encoder.
 MIXED_PRECISION: tuple[str | None, ...] = (None, "mixed_float16", "mixed_bfloat16")
+#: Inference precisions (``Predictor(precision=...)``, ``export_saved_model(precision=...)``,
+#: ``mtkeras export --precision``) and the ``mixed_precision`` policy each builds the model in.
+PRECISIONS: dict[str, str | None] = {"float32": None, "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+#: What ``precision="auto"`` picks (mtkeras.precision.resolve_precision): bfloat16 on a CPU-only machine whose
+#: CPU has bfloat16 dot-product units (faster there, same quality within noise: BENCHMARKS.md "Precision on
+#: this CPU"), float32 elsewhere (GPU float16 not measured on this project's machines).
+AUTO_PRECISION: dict[str, str] = {"cpu_bfloat16": "bfloat16", "other": "float32"}
+#: How much slower than float32 a precision runs without its units (bfloat16 on a CPU without AVX512-BF16,
+#: float16 on a CPU), measured with the Predictor: the figure the one-time warning gives.
+UNITLESS_SLOWDOWN: dict[str, float] = {"bfloat16": 1.0, "float16": 1.0}
+#: The Predictor's precision: "auto" follows AUTO_PRECISION on the machine it runs on.
+PREDICT_PRECISION = "float32"
+#: An export's precision: the artefact runs on the serving machine, whose units the exporting one cannot see.
+EXPORT_PRECISION = "float32"
 #: Accepted ``training.distribute`` values: one device, every local GPU (or CPU), or several machines
 #: described by ``TF_CONFIG``.
 DISTRIBUTE: tuple[str | None, ...] = (None, "mirrored", "multi_worker")

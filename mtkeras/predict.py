@@ -9,13 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from mtkeras._checks import check_int, check_text_container, check_texts
+from mtkeras._checks import check_bool, check_int, check_text_container, check_texts
 from mtkeras._compat import keras, tf
 from mtkeras.calibration import calibrated
 from mtkeras.data import check_word_tokenizer, encode_unpadded, pad_rows, token_word_starts
-from mtkeras.defaults import PREDICT_JIT_COMPILE, XLA_LENGTH_STEP
+from mtkeras.defaults import PREDICT_JIT_COMPILE, PREDICT_NO_JIT_PRECISIONS, PREDICT_PRECISION, XLA_LENGTH_STEP
 from mtkeras.encoder import load_tokenizer
 from mtkeras.model import ids_signature
+from mtkeras.precision import model_precision, with_precision
 from mtkeras.spec import TaskSpec
 
 
@@ -33,11 +34,16 @@ class Predictor:
         batch_size: texts per forward pass.
         chunk_size: texts tokenized (and length-sorted) together; bounds the memory
             that tokens take for long inputs.
-        jit_compile: run the model XLA-compiled (default: measured 1.1-1.2x faster on CPU,
-            ``BENCHMARKS.md``). Batch lengths are then rounded up to a multiple of
+        jit_compile: run the model XLA-compiled. Default (``None``): on in float32 and float16
+            (``defaults.PREDICT_JIT_COMPILE``), off in bfloat16 (``defaults.PREDICT_NO_JIT_PRECISIONS``), as
+            measured in ``BENCHMARKS.md``. Batch lengths are then rounded up to a multiple of
             ``XLA_LENGTH_STEP`` tokens and a short last batch up to a power of two rows, so
             XLA compiles a bounded set of shapes (at most 8 lengths x 6 sizes at max_length
             128, batch 32), not one per length.
+        precision: what the encoder computes in: ``"float32"``, ``"bfloat16"``, ``"float16"``, ``"auto"``
+            (bfloat16 on a CPU with bfloat16 units, else float32: :mod:`mtkeras.precision`) or ``None`` (the
+            model as built). Default ``defaults.PREDICT_PRECISION``. Another precision than the model's runs a
+            copy of it rebuilt in that policy (``self.model``); heads and outputs stay float32.
 
     Example:
         >>> Predictor(model, spec).predict(["GNU image manipulation program"])
@@ -51,16 +57,24 @@ class Predictor:
         tokenizer: Any | None = None,
         batch_size: int = 32,
         chunk_size: int = 4096,
-        jit_compile: bool = PREDICT_JIT_COMPILE,
+        jit_compile: bool | None = None,
+        precision: str | None = PREDICT_PRECISION,
     ) -> None:
         check_int(batch_size, "batch_size", 1)
         check_int(chunk_size, "chunk_size", 1)
+        if jit_compile is not None:
+            check_bool(jit_compile, "jit_compile")
         missing = sorted(set(spec.group_names) - set(model.output_names))
         if missing:
             raise ValueError(
                 f"The model has no outputs for groups {missing}; its outputs are "
                 f"{sorted(model.output_names)}."
             )
+        model = model if precision is None else with_precision(model, spec, precision)
+        #: What the encoder computes in ("float32", "bfloat16" or "float16").
+        self.precision = model_precision(model)
+        if jit_compile is None:
+            jit_compile = PREDICT_JIT_COMPILE and self.precision not in PREDICT_NO_JIT_PRECISIONS
         self.model = model
         self.spec = spec
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec.encoder)

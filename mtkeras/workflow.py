@@ -303,7 +303,7 @@ def _fit(run: _Run, verbose: int | str) -> None:
     # Every epoch's validation probabilities, for the cross-fitted report (epochs compared on other rows).
     texts = [r[spec.text_column] for r in run.validation_records]
     raw = spec.with_temperatures({g.name: None for g in spec.groups if g.rules.calibrates})  # heads' own
-    predictor = Predictor(model, raw, run.tokenizer, jit_compile=False)
+    predictor = Predictor(model, raw, run.tokenizer, jit_compile=False, precision=None)  # the live model
     callbacks.append(EpochPredictions(os.path.join(run.run_dir, EPOCH_PREDICTIONS),
                                       lambda: predictor.predict_proba(texts)))
     model.fit(train_ds, steps_per_epoch=steps_per_epoch, validation_data=validation_ds, epochs=training["epochs"],
@@ -328,7 +328,7 @@ def _thresholds_and_report(run: _Run) -> tuple[dict, dict, dict]:
     raw = spec.with_temperatures({g.name: None for g in spec.groups if g.rules.calibrates})
     probs = epochs.get(best["epoch"] + 1)
     if probs is None:
-        probs = Predictor(run.model, raw, run.tokenizer).predict_proba(
+        probs = Predictor(run.model, raw, run.tokenizer, precision=None).predict_proba(
             [r[spec.text_column] for r in run.validation_records])
     targets, weights = encode_targets(spec, run.validation_records)
     thresholds = config["thresholds"]

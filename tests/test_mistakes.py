@@ -321,6 +321,10 @@ CLI_CASES: dict[str, tuple[Callable[[Path, Fixtures], list[str]], tuple[str, ...
     # --- export options
     "export --quantize without --tflite": (_model("export", "--name", "m", "--quantize", "dynamic"),
                                            (r"--quantize", r"--tflite")),
+    "export --precision bf16": (_model("export", "--name", "m", "--precision", "bf16"),
+                                (r"--precision", r"'bf16'", r"float32, bfloat16, float16")),
+    "predict --precision half": (_model("predict", "{texts}", "--precision", "half"),
+                                 (r"--precision", r"'half'", r"float32, bfloat16, float16, auto")),
     "export --version too large": (_model("export", "--name", "m", "--version", "99999999999999999999"),
                                    (r"version", r"99999999999999999999", r"int64|9223372036854775807")),
     "export --version 0": (_model("export", "--name", "m", "--version", "0"), (r"version", r"received 0\b")),

@@ -1,12 +1,14 @@
 """Mixed precision (bfloat16 on CPU; float16 gets loss scaling) and XLA-compiled models, through export."""
 
 import json
+import logging
 
 import numpy as np
 import pytest
 from conftest import synthetic_records, tiny_config
 
 import mtkeras as mtk
+from mtkeras import precision as mp
 from mtkeras._compat import tf
 
 
@@ -37,7 +39,8 @@ def test_bfloat16_encoder_float32_heads_trains_saves_and_exports(tiny_spec, tiny
     for name, value in loaded(x).items():
         np.testing.assert_allclose(value.numpy(), outputs[name].numpy(), atol=1e-6)
 
-    export = mtk.export_saved_model(model, tmp_path / "served", spec=tiny_spec, tokenizer=tiny_tokenizer)
+    export = mtk.export_saved_model(model, tmp_path / "served", spec=tiny_spec, tokenizer=tiny_tokenizer,
+                                    precision="bfloat16")
     served = tf.saved_model.load(export).signatures["predict_ids"](**{k: tf.constant(v) for k, v in x.items()})
     for name in tiny_spec.group_names:
         np.testing.assert_allclose(served[f"{name}_probabilities"].numpy(), outputs[name].numpy(), atol=1e-5)
@@ -109,3 +112,121 @@ def test_xla_export_pads_to_multiples_of_16_and_answers_like_the_plain_export(ti
     widths = {xla.signatures["tokenize"](text=tf.constant(b))["input_ids"].shape[1] for b in (texts, texts[:1])}
     assert widths == {16, 32}  # rounded up to 16, capped at max_length (32)
     assert json.loads((tmp_path / "x" / "1" / "assets.extra" / "mtkeras.json").read_text())["jit_compile"] is True
+
+
+# --- inference precision: Predictor(precision=...), export_saved_model(precision=...), "auto" ----------------
+
+X86 = "processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_vnni avx512_bf16\nprocessor\t: 1\n"
+ARM = "processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n"
+
+
+@pytest.mark.parametrize(("cpuinfo", "has"), [(X86, True), (ARM, True), (X86.replace(" avx512_bf16", ""), False),
+                                              ("", False)])
+def test_cpu_flags_name_the_bfloat16_units(cpuinfo, has):
+    assert bool(mp._cpu_flags(cpuinfo) & mp._BF16_FLAGS) is has
+
+
+def test_onednn_isa_below_bfloat16_counts_as_no_units(monkeypatch):
+    mp.cpu_bfloat16_units.cache_clear()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")
+    try:
+        assert mp.cpu_bfloat16_units() is False
+    finally:
+        mp.cpu_bfloat16_units.cache_clear()
+
+
+@pytest.mark.parametrize(("units", "gpu", "expected"), [(True, False, "bfloat16"), (False, False, "float32"),
+                                                        (True, True, "float32")])
+def test_auto_follows_the_rule(monkeypatch, units, gpu, expected):
+    monkeypatch.setattr(mp, "cpu_bfloat16_units", lambda: units)
+    monkeypatch.setattr(mp, "_has_gpu", lambda: gpu)
+    assert mp.resolve_precision("auto") == expected == mp.AUTO_PRECISION["cpu_bfloat16" if units and not gpu
+                                                                         else "other"]
+
+
+def test_bfloat16_without_units_warns_once_with_the_slowdown(monkeypatch, caplog):
+    monkeypatch.setattr(mp, "cpu_bfloat16_units", lambda: False)
+    monkeypatch.setattr(mp, "_has_gpu", lambda: False)
+    monkeypatch.setattr(mp, "_warned", set())
+    with caplog.at_level(logging.WARNING, logger="mtkeras"):
+        assert mp.resolve_precision("bfloat16") == "bfloat16"  # runs, emulated: a warning, not an error
+        mp.resolve_precision("bfloat16")
+        mp.resolve_precision("float32")
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1
+    assert "without bfloat16 dot-product units" in warnings[0]
+    assert f"{mtk.defaults.UNITLESS_SLOWDOWN['bfloat16']:.1f}x slower" in warnings[0]
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda m, s, t, d: mtk.Predictor(m, s, t, precision="bf16"),
+     r"`precision` must be one of \['float32', 'bfloat16', 'float16', 'auto'\], received 'bf16'"),
+    (lambda m, s, t, d: mtk.Predictor(m, s, t, precision=16),
+     r"`precision` must be one of .*received 16\b"),
+    (lambda m, s, t, d: mtk.Predictor(m, s, t, jit_compile="yes"), r"`jit_compile` must be true or false, "
+                                                                 r"received 'yes'"),
+    (lambda m, s, t, d: mtk.export_saved_model(m, d, spec=s, tokenizer=t, precision="int8"),
+     r"`precision` must be one of .*received 'int8'"),
+    (lambda m, s, t, d: mtk.export_saved_model(m, d, spec=s, tokenizer=t, precision="auto"),
+     r"'auto' is refused for an export.*'float32', 'bfloat16' or 'float16'"),
+], ids=["predictor-bf16", "predictor-int", "predictor-jit", "export-int8", "export-auto"])
+def test_bad_precision_is_named(tiny_model, tiny_spec, tiny_tokenizer, tmp_path, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(tiny_model, tiny_spec, tiny_tokenizer, tmp_path / "export")
+    assert not (tmp_path / "export").exists()
+
+
+def test_model_precision_refuses_a_policy_it_does_not_know(tiny_spec):
+    model = mtk.build_model(tiny_spec, bert_config=tiny_config())
+    model.get_layer("encoder")._set_dtype_policy("float64")  # a model put together by hand
+    with pytest.raises(ValueError, match=r"policy 'float64', which is none of the precisions"):
+        mp.model_precision(model)
+
+
+def test_predictor_and_export_in_bfloat16_agree_and_leave_the_model_as_it_was(tiny_model, tiny_spec,
+                                                                              tiny_tokenizer, tmp_path):
+    texts = ["red alpha", "blue green beta program " * 4, "gamma", ""][:3]
+    plain = mtk.Predictor(tiny_model, tiny_spec, tiny_tokenizer)
+    half = mtk.Predictor(tiny_model, tiny_spec, tiny_tokenizer, precision="bfloat16")
+    assert (plain.precision, half.precision) == ("float32", "bfloat16")
+    assert (plain.jit_compile, half.jit_compile) == (True, False)  # bfloat16: no XLA by default (measured)
+    assert half.model is not tiny_model and mp.model_precision(tiny_model) == "float32"
+    assert half.model.get_layer("encoder").compute_dtype == "bfloat16"
+    want, got = plain.predict_proba(texts), half.predict_proba(texts)
+    for name in tiny_spec.group_names:  # the same weights, bfloat16 rounding only
+        assert got[name].dtype == np.float32
+        np.testing.assert_allclose(got[name], want[name], atol=0.03)
+    # back to float32: the copy gives the original's answers again
+    again = mtk.Predictor(half.model, tiny_spec, tiny_tokenizer, precision="float32", jit_compile=False)
+    for name, value in again.predict_proba(texts).items():
+        np.testing.assert_allclose(value, want[name], atol=1e-5)
+    # None: the model as built, no copy
+    assert mtk.Predictor(half.model, tiny_spec, tiny_tokenizer, precision=None).model is half.model
+
+    export = mtk.export_saved_model(tiny_model, tmp_path / "bf16", spec=tiny_spec, tokenizer=tiny_tokenizer,
+                                    precision="bfloat16")
+    metadata = json.loads((tmp_path / "bf16" / "1" / "assets.extra" / "mtkeras.json").read_text())
+    assert metadata["precision"] == "bfloat16"
+    served = tf.saved_model.load(export).signatures["serving_default"](text=tf.constant(texts))
+    for name in tiny_spec.group_names:  # the export computes what the bfloat16 Predictor computes
+        np.testing.assert_allclose(served[f"{name}_probabilities"].numpy(), got[name], atol=1e-3)
+    assert mp.model_precision(tiny_model) == "float32"
+
+
+def test_a_bfloat16_model_exports_float32_by_default_and_to_tflite(tiny_spec, tiny_tokenizer, tmp_path):
+    mtk.keras.utils.set_random_seed(3)
+    model = mtk.build_model(tiny_spec, bert_config=tiny_config(), mixed_precision="mixed_bfloat16")
+    x = mtk.tokenize(tiny_tokenizer, ["red alpha", "blue beta gamma tool"], tiny_spec.max_length)
+    float32 = mp.with_precision(model, tiny_spec, "float32")
+    want = float32(x)
+    export = mtk.export_saved_model(model, tmp_path / "served", spec=tiny_spec, tokenizer=tiny_tokenizer)
+    assert json.loads((tmp_path / "served" / "1" / "assets.extra" / "mtkeras.json").read_text())["precision"] \
+        == "float32"
+    served = tf.saved_model.load(export).signatures["predict_ids"](**{k: tf.constant(v) for k, v in x.items()})
+    path = mtk.export_tflite(model, tmp_path / "m.tflite", spec=tiny_spec)
+    interpreter = tf.lite.Interpreter(model_path=path)
+    runner = interpreter.get_signature_runner()
+    lite = runner(**{k: np.asarray(v, np.int32) for k, v in x.items()})
+    for name in tiny_spec.group_names:
+        np.testing.assert_allclose(served[f"{name}_probabilities"].numpy(), want[name].numpy(), atol=1e-5)
+        np.testing.assert_allclose(lite[f"{name}_probabilities"], want[name].numpy(), atol=1e-4)

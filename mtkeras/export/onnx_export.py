@@ -8,6 +8,7 @@ from typing import Any
 from mtkeras._checks import check_int
 from mtkeras._io import write_atomic, write_json
 from mtkeras.export.saved_model import ids_function, ids_metadata, resolve_source
+from mtkeras.precision import with_precision
 from mtkeras.spec import TaskSpec
 
 #: The ONNX opset written by default (ONNX Runtime 1.16 and later run it).
@@ -45,6 +46,7 @@ def export_onnx(
     except ImportError as error:
         raise ImportError(f"ONNX export needs tf2onnx: {_INSTALL}.") from error
     model, spec, _ = resolve_source(model_or_run, spec, None, need_tokenizer=False)
+    model = with_precision(model, spec, "float32")  # a float32 graph (a model trained in mixed precision too)
     serve = ids_function(model, spec)
     proto, _ = tf2onnx.convert.from_function(serve, input_signature=serve.input_signature, opset=opset)
     rewrite_unsupported(proto)

@@ -13,10 +13,11 @@ from mtkeras._checks import check_bool
 from mtkeras._compat import keras, tf, transformers
 from mtkeras._io import disk_error, write_json
 from mtkeras.calibration import calibrated
-from mtkeras.defaults import EXPORT_JIT_COMPILE, XLA_LENGTH_STEP
+from mtkeras.defaults import EXPORT_JIT_COMPILE, EXPORT_PRECISION, XLA_LENGTH_STEP
 from mtkeras.export.text_graph import InGraphTokenizer, tokenizer_settings, write_vocab
 from mtkeras.export.warmup import WARMUP_FILE, write_warmup
 from mtkeras.model import ids_signature
+from mtkeras.precision import check_precision, model_precision, with_precision
 from mtkeras.serving import METADATA_FILE
 from mtkeras.spec import TaskSpec
 
@@ -127,7 +128,7 @@ def ids_metadata(spec: TaskSpec) -> dict[str, Any]:
     return metadata
 
 
-def export_metadata(spec: TaskSpec, jit_compile: bool = False) -> dict[str, Any]:
+def export_metadata(spec: TaskSpec, jit_compile: bool = False, precision: str = "float32") -> dict[str, Any]:
     """What a client needs to read an export: signatures, outputs per group, labels, thresholds, spec."""
     outputs = {}
     for group in spec.groups:
@@ -149,6 +150,7 @@ def export_metadata(spec: TaskSpec, jit_compile: bool = False) -> dict[str, Any]
         "max_windows": spec.max_windows,
         "stride": spec.stride,
         "jit_compile": bool(jit_compile),
+        "precision": precision,
         "invalid_utf8": "bytes that are not valid UTF-8 are replaced by U+FFFD, which is then dropped",
         "spec": spec.to_dict(),
         "versions": {"tensorflow": tf.__version__, "transformers": transformers.__version__},
@@ -220,6 +222,7 @@ def export_saved_model(
     overwrite: bool = False,
     jit_compile: bool = EXPORT_JIT_COMPILE,
     warmup: bool = True,
+    precision: str = EXPORT_PRECISION,
 ) -> str:
     """Write a TF Serving SavedModel to ``base_dir/<version>/`` and return that path.
 
@@ -236,7 +239,10 @@ def export_saved_model(
     marks the model part of the graph for XLA (the tokenizer ops stay outside it)
     and pads texts to a multiple of 16 tokens so XLA compiles a few shapes. With ``warmup`` (default) the
     version holds ``assets.extra/tf_serving_warmup_requests``: ``serving_default`` requests at a few lengths
-    and batch sizes that TF Serving replays on load (:mod:`mtkeras.export.warmup`).
+    and batch sizes that TF Serving replays on load (:mod:`mtkeras.export.warmup`). ``precision``
+    (``"float32"``, ``"bfloat16"``, ``"float16"``; not ``"auto"``: the serving machine is not this one) is
+    what the exported encoder computes in (weights stay float32, cast on use; outputs float32: see
+    :mod:`mtkeras.precision`; bfloat16 for CPUs with bfloat16 units, float16 for GPUs).
 
     Example:
         >>> export_saved_model("runs/debtags", "saved_models/debtags", version=1)
@@ -244,12 +250,16 @@ def export_saved_model(
     """
     version = _check_version(version)
     check_bool(warmup, "warmup")
+    if check_precision(precision) == "auto":
+        raise ValueError("`precision` 'auto' is refused for an export: it would pick the precision of the "
+                         "machine exporting, not of the one serving; pass 'float32', 'bfloat16' or 'float16'.")
     if isinstance(model_or_run, keras.Model) and (
         model_or_run.optimizer is None or int(model_or_run.optimizer.iterations.numpy()) == 0
     ):
         logger.warning("Exporting a model that was never fitted (not compiled, or no training step): "
                        "its heads are untrained.")
     model, spec, tokenizer = resolve_source(model_or_run, spec, tokenizer)
+    model = with_precision(model, spec, precision)
     base_dir = os.path.abspath(os.fspath(base_dir))
     final = os.path.join(base_dir, str(version))
     if os.path.exists(final) and not overwrite:
@@ -272,7 +282,7 @@ def export_saved_model(
                         "tokenize": module.tokenize},
         )
         os.makedirs(os.path.join(exported, "assets.extra"), exist_ok=True)
-        write_json(export_metadata(spec, jit_compile), os.path.join(exported, METADATA_FILE))
+        write_json(export_metadata(spec, jit_compile, model_precision(model)), os.path.join(exported, METADATA_FILE))
         if warmup:  # inside the staging folder: a visible version has all of it or none
             write_warmup(os.path.join(exported, WARMUP_FILE), spec, tokenizer, model_name=os.path.basename(base_dir))
         if os.path.exists(final):  # overwrite: retire the old version in one rename, then drop it

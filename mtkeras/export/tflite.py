@@ -11,6 +11,7 @@ from mtkeras._compat import tf
 from mtkeras._io import write_atomic, write_json
 from mtkeras.defaults import QUANTIZE
 from mtkeras.export.saved_model import ids_function, ids_metadata, resolve_source
+from mtkeras.precision import with_precision
 from mtkeras.spec import TaskSpec
 
 logger = logging.getLogger("mtkeras")
@@ -28,7 +29,8 @@ def export_tflite(
     """Write a ``.tflite`` model taking ``input_ids``, ``attention_mask``, ``token_type_ids``
     (int32 ``[batch, length]``) and returning the model's outputs as ``predict_ids``
     names them (``<group>_probabilities``, ``<group>_values``, ``<group>_token_probabilities``);
-    labels and thresholds go to ``<path>.json`` beside it. TFLite builtin ops only where the
+    labels and thresholds go to ``<path>.json`` beside it. The graph is float32 (``quantize`` makes it smaller);
+    a model built in mixed precision is rebuilt in float32 first. TFLite builtin ops only where the
     graph allows it (it does for BERT); otherwise TF select ops, with a warning.
 
     Example:
@@ -39,6 +41,7 @@ def export_tflite(
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path!r} already exists; pass overwrite=True to replace it.")
     model, spec, _ = resolve_source(model_or_run, spec, None, need_tokenizer=False)
+    model = with_precision(model, spec, "float32")  # a float32 graph (a model trained in mixed precision too)
     serve = ids_function(model, spec)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], model)
     if quantize is not None:
