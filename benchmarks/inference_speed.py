@@ -4,6 +4,8 @@
     python benchmarks/inference_speed.py vs-torch  [--repeats 5]
     python benchmarks/inference_speed.py xla       [--repeats 5]
     python benchmarks/inference_speed.py threads   [--repeats 5]
+    python benchmarks/inference_speed.py vs-ort    [--repeats 3]      # issue 17: ONNX Runtime, bfloat16
+    python benchmarks/inference_speed.py int8      [--repeats 3]      # issue 17: int8 paths
 
 Each contender is its own worker process (``benchmarks/_workers.py``): it loads
 its model, makes one warm-up pass over the texts, then waits. The orchestrator
@@ -17,7 +19,12 @@ Texts: the 1,425 Debtags validation descriptions, in file order. Needs the
 runs written by ``benchmarks/debtags_quality.py`` (``runs/bench/``), their exports
 (``mtkeras export runs/bench/<run> --name <run, ':' as '-'> --output-dir runs/bench/exports``,
 and ``--jit-compile --name multitask-xla`` for the ``xla`` table)
-and, for ``vs-torch``, the PyTorch virtualenv from ``benchmarks/torch_venv.sh``.
+and, for ``vs-torch``, the PyTorch virtualenv from ``benchmarks/torch_venv.sh``. ``vs-ort`` and ``int8`` use
+the run named by ``MTKERAS_BENCH_RUN`` (default ``multitask``) and its exports (``mtkeras export runs/bench/RUN
+--name RUN --output-dir runs/bench/exports --tflite --quantize dynamic --onnx``, and ``--precision bfloat16
+--name RUN-bf16``); their ONNX Runtime contender runs in the PyTorch virtualenv with ``onnxruntime==1.30.0``
+added (``runs/torch-venv/bin/pip install onnxruntime==1.30.0 onnx==1.23.1``): it exports the same MiniLM from
+PyTorch with mean pooling and the four heads once (``runs/bench/exports/ort-minilm/``) and fuses it.
 
 FLOPs per text (BERT encoder, d = hidden 384, f = FFN 1536, 6 layers, L = the
 row's padded length): per layer 2·L·(4·d² + 2·d·f) for the dense layers plus
@@ -42,6 +49,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "runs", "bench")
 EXPORTS = os.path.join(BENCH, "exports")
 TORCH_PYTHON = os.environ.get("MTKERAS_TORCH_PYTHON", os.path.join(ROOT, "runs", "torch-venv", "bin", "python"))
+ORT_PYTHON = os.environ.get("MTKERAS_ORT_PYTHON", os.path.join(ROOT, "runs", "ort-venv", "bin", "python"))
 GROUPS = ("section", "interface", "use", "works_with")
 HIDDEN, FFN, LAYERS = 384, 1536, 6
 
@@ -63,6 +71,10 @@ def flops(length: int) -> float:
 
 
 def _tables() -> dict[str, list[dict]]:
+    run = os.environ.get("MTKERAS_BENCH_RUN", "multitask")
+    ort_cache = os.path.join(EXPORTS, "ort-minilm")
+    run_model = os.path.join(BENCH, run, "model")
+    tflite, onnx = (os.path.join(EXPORTS, f"{run}-v1{suffix}") for suffix in ("-dynamic.tflite", ".onnx"))
     multitask = _export("multitask")
     singles = [_export(f"single-{g}") for g in GROUPS]
     keras_run = os.path.join(BENCH, "multitask", "model")
@@ -90,6 +102,36 @@ def _tables() -> dict[str, list[dict]]:
             {"name": "SavedModel exported with jit_compile=True (requests of 32)", "kind": "savedmodel",
              "paths": [_export("multitask-xla")], "order": "input"},
         ],
+        "vs-ort": [
+            {"name": "ONNX Runtime fused float32, length-sorted (the peer)", "kind": "ort",
+             "paths": [_minilm(), ort_cache], "order": "sorted", "args": ["--order", "sorted"]},
+            {"name": "ONNX Runtime fused float32, input order", "kind": "ort", "paths": [_minilm(), ort_cache],
+             "order": "input"},
+            {"name": "mtkeras Predictor float32 (defaults: sorted, XLA)", "kind": "predictor", "paths": [run_model],
+             "order": "sorted", "args": ["--jit"]},
+            {"name": "mtkeras Predictor bfloat16 (sorted, no XLA)", "kind": "predictor", "paths": [run_model],
+             "order": "sorted", "args": ["--precision", "bfloat16"]},
+            {"name": "SavedModel float32 serving_default, requests of 32", "kind": "savedmodel",
+             "paths": [_export(run)], "order": "input"},
+            {"name": "SavedModel bfloat16 serving_default, requests of 32", "kind": "savedmodel",
+             "paths": [_export(f"{run}-bf16")], "order": "input"},
+            {"name": "HF transformers 5 + PyTorch, input order", "kind": "torch", "paths": [_minilm()],
+             "order": "input"},
+        ],
+        "int8": [
+            {"name": "SavedModel float32 serving_default, requests of 32", "kind": "savedmodel",
+             "paths": [_export(run)], "order": "input"},
+            {"name": "TFLite dynamic-range int8 (XNNPACK, 2 threads), input order", "kind": "tflite",
+             "paths": [tflite, _minilm()], "order": "input"},
+            {"name": "mtkeras ONNX float32 in ONNX Runtime, input order", "kind": "onnx", "paths": [onnx, _minilm()],
+             "order": "input"},
+            {"name": "mtkeras ONNX + ORT dynamic int8, input order", "kind": "onnx", "paths": [onnx, _minilm()],
+             "order": "input", "args": ["--quantize"]},
+            {"name": "mtkeras ONNX + ORT dynamic int8, length-sorted", "kind": "onnx", "paths": [onnx, _minilm()],
+             "order": "sorted", "args": ["--quantize", "--order", "sorted"]},
+            {"name": "ORT fused graph (PyTorch export) dynamic int8, input order", "kind": "ort",
+             "paths": [_minilm(), ort_cache], "order": "input", "args": ["--quantize"]},
+        ],
         "threads": [
             {"name": f"Predictor (XLA off), {label}", "kind": "predictor", "paths": [keras_run], "order": "sorted",
              "args": args}
@@ -114,7 +156,7 @@ def computed_flops(lengths: np.ndarray, order: str, batch: int) -> float:
 
 
 def start_worker(contender: dict, texts_path: str) -> subprocess.Popen:
-    python = TORCH_PYTHON if contender["kind"] == "torch" else sys.executable
+    python = {"torch": TORCH_PYTHON, "ort": ORT_PYTHON}.get(contender["kind"], sys.executable)
     command = [python, os.path.join(ROOT, "benchmarks", "_workers.py"), contender["kind"], texts_path,
                *contender["paths"], *contender.get("args", [])]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")

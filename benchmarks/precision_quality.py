@@ -1,0 +1,145 @@
+"""Quality and label agreement of the lower-precision paths against float32, on one trained model (issue 17).
+
+    python benchmarks/precision_quality.py RUN [--contenders bfloat16,tflite-dynamic,onnx,onnx-int8]
+
+RUN is a trained Debtags run of ``benchmarks/debtags_quality.py`` (e.g. ``runs/bench/precision-bfloat16``). Every
+contender computes the heads' own probabilities (no temperatures) on the 1,425 validation texts from the same
+weights: ``float32`` and ``bfloat16`` with the ``Predictor`` (``precision=...``, no XLA), ``tflite-dynamic``
+(``export_tflite(..., quantize="dynamic")``: int8 weights, XNNPACK), ``onnx`` (``export_onnx``, ONNX Runtime)
+and ``onnx-int8`` (that file through ``onnxruntime.quantization.quantize_dynamic``, int8 weights and
+activations). Reported per contender:
+
+- **label sets equal to float32's** with the run's deployed temperatures and thresholds (every group equal,
+  per text) and the largest probability difference;
+- **re-tuned**: the same agreement when each contender's thresholds are tuned on its own outputs — the
+  validation rows split in two seeded halves, thresholds (float32's and the contender's) tuned on one half,
+  agreement counted on the other, mean of both ways;
+- **quality** under the honest protocol (``mtk.cross_fitted_report``, calibrate and tune as the run's config;
+  one candidate: the run's best weights), the headline column per group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+
+import numpy as np
+
+import mtkeras as mtk
+from mtkeras._compat import tf
+from mtkeras.calibration import calibrate_arrays
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HEADLINE = [("section", "accuracy"), ("interface", "micro_f1"), ("use", "micro_f1"), ("works_with", "micro_f1")]
+
+
+def _id_batches(tokenizer, spec, texts: list[str], batch: int = 32) -> list[tuple[np.ndarray, dict]]:
+    encoded = mtk.data.encode_unpadded(tokenizer, texts, spec)
+    order = np.argsort([len(ids) for ids in encoded["input_ids"]], kind="stable")
+    return [(order[i:i + batch], mtk.data.pad_rows(encoded, order[i:i + batch], tokenizer.pad_token_id, 1,
+                                                   window=spec.max_length))
+            for i in range(0, len(texts), batch)]
+
+
+def _gather(spec, batches, run_batch, rows: int) -> dict[str, np.ndarray]:
+    out = {g.name: np.zeros((rows, len(g.labels)), np.float32) for g in spec.groups}
+    for index, batch in batches:
+        result = run_batch(batch)
+        for group in spec.groups:
+            out[group.name][index] = np.asarray(result[f"{group.name}_probabilities"])
+    return out
+
+
+def contender_probs(name: str, model, raw, tokenizer, texts: list[str], work: str) -> dict[str, np.ndarray]:
+    """The heads' own probabilities of one contender, in input order."""
+    if name in mtk.defaults.PRECISIONS:
+        return mtk.Predictor(model, raw, tokenizer, precision=name, jit_compile=False).predict_proba(texts)
+    batches = _id_batches(tokenizer, raw, texts)
+    if name == "tflite-dynamic":
+        path = mtk.export_tflite(model, os.path.join(work, "m.tflite"), spec=raw, quantize="dynamic")
+        runner = tf.lite.Interpreter(model_path=path, num_threads=2).get_signature_runner()
+        return _gather(raw, batches, lambda b: runner(**b), len(texts))
+    import onnxruntime as ort
+
+    path = os.path.join(work, "m.onnx")
+    if not os.path.exists(path):
+        mtk.export_onnx(model, path, spec=raw)
+    if name == "onnx-int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(path, os.path.join(work, "m-int8.onnx"), weight_type=QuantType.QInt8)
+        path = os.path.join(work, "m-int8.onnx")
+    elif name != "onnx":
+        raise SystemExit(f"unknown contender {name!r}")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = 2, 1
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return _gather(raw, batches, lambda b: dict(zip(names, session.run(None, b), strict=True)), len(texts))
+
+
+def _labels(spec, probs: dict[str, np.ndarray]) -> list[dict]:
+    """Each row's answers with ``spec``'s temperatures and thresholds (what a deployed model returns)."""
+    calibrated = calibrate_arrays(spec, probs)
+    rows = len(next(iter(probs.values())))
+    decoded = {g.name: g.rules.decode(calibrated[g.name], [""] * rows) for g in spec.groups}
+    return [{name: values[i] for name, values in decoded.items()} for i in range(rows)]
+
+
+def _rows(values: dict, mask: np.ndarray) -> dict:
+    return {k: v[mask] for k, v in values.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run")
+    parser.add_argument("--contenders", default="bfloat16,tflite-dynamic,onnx,onnx-int8")
+    args = parser.parse_args()
+    model, spec, tokenizer = mtk.load_model(args.run)
+    with open(os.path.join(args.run, "config.json"), encoding="utf-8") as handle:
+        config = json.load(handle)
+    settings = config["thresholds"]
+    validation = mtk.read_records(config["data"]["validation"], spec)
+    texts = [r[spec.text_column] for r in validation]
+    targets, weights = mtk.encode_targets(spec, validation)
+    raw = spec.with_temperatures({g.name: None for g in spec.groups if g.rules.calibrates})
+    work = tempfile.mkdtemp(prefix="precision-quality-")
+    probs = {name: contender_probs(name, model, raw, tokenizer, texts, work)
+             for name in ["float32", *args.contenders.split(",")]}
+
+    half = np.empty(len(texts), np.int64)
+    half[np.random.default_rng(0).permutation(len(texts))] = np.arange(len(texts)) % 2
+    deployed = {name: _labels(spec, p) for name, p in probs.items()}
+
+    def retuned(name: str) -> float:
+        equal = []
+        for k in (0, 1):
+            tune, score = half != k, half == k
+            chosen = {}
+            for contender in ("float32", name):
+                calibrated = calibrate_arrays(spec, _rows(probs[contender], tune))
+                tuned = mtk.tune_thresholds(spec, calibrated, _rows(targets, tune), _rows(weights, tune),
+                                            floor=settings["floor"], min_positives=settings["min_positives"])
+                chosen[contender] = _labels(tuned, _rows(probs[contender], score))
+            equal += [a == b for a, b in zip(chosen["float32"], chosen[name], strict=True)]
+        return float(np.mean(equal))
+
+    print(f"\n{len(texts)} Debtags validation texts; model {args.run}\n")
+    print("| contender | label sets equal to float32 (deployed thresholds) | re-tuned on its own outputs | "
+          "max abs Δ probability | " + " | ".join(f"{g} {m}" for g, m in HEADLINE) + " |")
+    print("|---" * (4 + len(HEADLINE)) + "|")
+    for name, values in probs.items():
+        equal = np.mean([a == b for a, b in zip(deployed[name], deployed["float32"], strict=True)])
+        delta = max(float(np.max(np.abs(values[g] - probs["float32"][g]))) for g in values)
+        report = mtk.cross_fitted_report(raw, [values], targets, weights, seed=config["training"]["seed"],
+                                         tune=settings["tune"], calibrate=settings["calibrate"],
+                                         floor=settings["floor"], min_positives=settings["min_positives"])
+        cells = [f"{report['summary'][f'{g}/{m}']:.3f}" for g, m in HEADLINE]
+        again = "—" if name == "float32" else f"{retuned(name):.2%}"
+        print(f"| {name} | {equal:.2%} | {again} | {delta:.4f} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
