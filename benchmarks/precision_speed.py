@@ -25,7 +25,7 @@ import numpy as np
 import mtkeras as mtk
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-POLICIES = {"float32": None, "bfloat16": "mixed_bfloat16"}
+POLICIES = mtk.defaults.PRECISIONS
 
 
 def main() -> None:
@@ -43,7 +43,7 @@ def main() -> None:
         precision, _, xla = name.partition("+")
         model = mtk.build_model(spec, mixed_precision=POLICIES[precision])
         model.set_weights(trained.get_weights())
-        predictor = mtk.Predictor(model, spec, tokenizer, jit_compile=xla != "noxla")
+        predictor = mtk.Predictor(model, spec, tokenizer, jit_compile=xla != "noxla", precision=None)
         predictor.predict_proba(texts)  # warm-up: traces, XLA compiles each shape
         contenders.append({"name": name, "predictor": predictor, "rates": []})
     for _ in range(args.passes):
