@@ -71,7 +71,7 @@ def main() -> None:
             "forward + backward": grads,
             "optimizer update": tf.function(
                 lambda x, y, w, model=model, variables=variables, fixed=fixed:
-                model.optimizer.apply_gradients(zip(fixed, variables))),
+                model.optimizer.apply_gradients(zip(fixed, variables, strict=True))),
             "train step": tf.function(lambda x, y, w, model=model: model.train_step((x, y, w))),
         }
 
