@@ -185,6 +185,8 @@ def record(name: str, seconds: float, metrics_path: str, command: str) -> None:
                  ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip(),
              "summary": report["cross_fitted"]["summary"],
              "chosen": [fold["candidate"] for fold in report["cross_fitted"]["folds"]],
+             "deployed": ({"epoch": report["best_epoch"]["epoch"] + 1, "monitor": report["best_epoch"]["monitor"]}
+                          if "best_epoch" in report else None),
              "summary_tuned_on_reported_rows": mtk.evaluation.summary(report["validation"])}
     with open(os.path.join(OUT, "results.jsonl"), "a") as handle:
         handle.write(json.dumps(entry) + "\n")

@@ -26,7 +26,7 @@ from typing import Any
 
 from mtkeras._checks import check_bool, check_int, check_number, check_option
 from mtkeras._io import read_utf8
-from mtkeras.defaults import DATASET_PADDINGS, DEFAULT_MONITOR, DISTRIBUTE, MIXED_PRECISION, TRAINING
+from mtkeras.defaults import DATASET_PADDINGS, DISTRIBUTE, MIXED_PRECISION, SELECTION_MONITOR, TRAINING
 from mtkeras.files import TRUNCATED
 
 #: Every accepted key with its default; ``None`` under ``spec``/``data`` marks a required value.
@@ -44,7 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "training": {
         **TRAINING.as_dict(),
         "mixed_precision": None,
-        "monitor": DEFAULT_MONITOR,
+        "monitor": SELECTION_MONITOR,
         "monitor_mode": "max",
         "early_stopping_patience": 2,
         "suggest_loss_weights_steps": 0,

@@ -83,6 +83,11 @@ EXPORT_PRECISION = "float32"
 DISTRIBUTE: tuple[str | None, ...] = (None, "mirrored", "multi_worker")
 #: Accepted TFLite ``quantize`` values: none (float32), float16 weights, dynamic-range int8 weights.
 QUANTIZE: tuple[str | None, ...] = (None, "float16", "dynamic")
-#: The default model-selection metric: mean validation ROC-AUC over the heads that report it.
+#: The model-selection metric of ``training_callbacks`` without validation records: mean validation ROC-AUC over
+#: the heads that report it (Keras' streaming metrics).
 ROC_AUC = "roc_auc"
 DEFAULT_MONITOR = f"val_mean_{ROC_AUC}"
+#: The model-selection metric of a run with validation records (``mtkeras train``'s default): the mean over groups
+#: of each kind's ``selection_metric`` on the epoch's validation probabilities — the rule the cross-fitted
+#: report picks epochs by, so the deployed checkpoint is the epoch the honest protocol would choose.
+SELECTION_MONITOR = "val_selection_score"

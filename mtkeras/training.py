@@ -15,7 +15,7 @@ import numpy as np
 from mtkeras._checks import check_int, check_number, check_option
 from mtkeras._compat import keras, tf
 from mtkeras._io import write_json
-from mtkeras.defaults import DEFAULT_MONITOR, DISTRIBUTE, ROC_AUC, TRAINING
+from mtkeras.defaults import DEFAULT_MONITOR, DISTRIBUTE, ROC_AUC, SELECTION_MONITOR, TRAINING
 from mtkeras.optim import RAdam
 from mtkeras.spec import TaskSpec
 
@@ -201,7 +201,8 @@ class MeanOverHeads(keras.callbacks.Callback):
 
 def log_names(spec: TaskSpec) -> list[str]:
     """The epoch-log keys a run of ``spec`` can monitor: losses, each head's metrics, the mean ROC-AUC (and their
-    ``val_`` forms). A single-output model's metrics are also accepted unprefixed, as Keras logs them."""
+    ``val_`` forms), and ``val_selection_score`` (runs given validation records, see :func:`training_callbacks`).
+    A single-output model's metrics are also accepted unprefixed, as Keras logs them."""
     names = {"loss"}
     for group in spec.groups:
         names.add(f"{group.name}_loss")
@@ -211,7 +212,7 @@ def log_names(spec: TaskSpec) -> list[str]:
                 names.add(metric)
     if any(ROC_AUC in group.rules.metric_names for group in spec.groups):
         names.add(f"mean_{ROC_AUC}")
-    return sorted(names | {f"val_{name}" for name in names})
+    return sorted(names | {f"val_{name}" for name in names} | {SELECTION_MONITOR})
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
@@ -295,21 +296,31 @@ class BestCheckpoint(keras.callbacks.Callback):
 
 class EpochPredictions(keras.callbacks.Callback):
     """Keeps every epoch's validation probabilities (``<folder>/epoch_<n>.npz``, n from 1), so the epochs
-    can be compared on any rows afterwards (:func:`mtkeras.cross_fitted_report`) without keeping their weights.
+    can be compared on any rows afterwards (:func:`mtkeras.cross_fitted_report`) without keeping their weights;
+    with ``score``, adds ``val_selection_score`` (``score(probabilities)``) to the epoch logs.
 
-    ``predict`` returns ``{group: probabilities}`` for the validation texts with the model's current weights.
+    ``predict`` returns ``{group: probabilities}`` for the validation texts with the weights of the model it is
+    given (the live model). Place it before callbacks that monitor the score (:class:`BestCheckpoint`).
     """
 
-    def __init__(self, folder: str, predict: Callable[[], Mapping[str, np.ndarray]]) -> None:
+    def __init__(
+        self,
+        folder: str,
+        predict: Callable[[keras.Model], Mapping[str, np.ndarray]],
+        score: Callable[[Mapping[str, np.ndarray]], float] | None = None,
+    ) -> None:
         super().__init__()
-        self.folder, self.predict = folder, predict
+        self.folder, self.predict, self.score = folder, predict, score
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        probs = self.predict(self.model)
         os.makedirs(self.folder, exist_ok=True)
         path = os.path.join(self.folder, f"epoch_{epoch + 1}.npz")
         with open(path + ".tmp", "wb") as handle:
-            np.savez(handle, **{name: np.asarray(values) for name, values in self.predict().items()})
+            np.savez(handle, **{name: np.asarray(values) for name, values in probs.items()})
         os.replace(path + ".tmp", path)
+        if self.score is not None and logs is not None:
+            logs[SELECTION_MONITOR] = float(self.score(probs))
 
 
 def load_epoch_predictions(folder: str) -> dict[int, dict[str, np.ndarray]]:
@@ -339,35 +350,79 @@ def training_callbacks(
     spec: TaskSpec,
     run_dir: str,
     *,
-    monitor: str = DEFAULT_MONITOR,
+    validation_records: Sequence[Mapping[str, Any]] | None = None,
+    tokenizer: Any | None = None,
+    monitor: str | None = None,
     mode: str = "max",
     patience: int | None = 2,
 ) -> list[keras.callbacks.Callback]:
     """The callbacks of a resumable run: a stop at the first non-finite loss, backup/restore, mean ROC-AUC,
-    best checkpoint, early stopping.
+    (with ``validation_records``) every epoch's validation probabilities and their selection score, best
+    checkpoint, early stopping.
 
     ``run_dir/backup`` holds the state of the last finished epoch (weights,
     optimizer moments and step count, epoch number): restarting the same
     ``fit`` after an interruption continues from there. ``run_dir/best.weights.h5``
-    holds the best weights by ``monitor``.
+    holds the best weights by ``monitor``. With ``validation_records`` (and their
+    ``tokenizer``; default: the spec's encoder's), ``run_dir/validation_predictions/``
+    keeps each epoch's probabilities and ``monitor`` defaults to ``val_selection_score``:
+    the mean over groups of each kind's ``selection_metric`` — the rule
+    :func:`mtkeras.cross_fitted_report` picks epochs by. Without them it defaults to
+    ``val_mean_roc_auc`` (``val_loss`` for regression-only specs).
 
     Example:
-        >>> model.fit(train, validation_data=val, epochs=5, callbacks=training_callbacks(spec, "runs/x"))
+        >>> callbacks = training_callbacks(spec, "runs/x", validation_records=val_records, tokenizer=tokenizer)
+        >>> model.fit(train, validation_data=val, epochs=5, callbacks=callbacks)
     """
     with_auc = [group.name for group in spec.groups if ROC_AUC in group.rules.metric_names]
-    if monitor == DEFAULT_MONITOR and not with_auc:
-        logger.warning("No group reports ROC-AUC (regression only): monitoring val_loss (min) instead of %s.", monitor)
-        monitor, mode = "val_loss", "min"
     callbacks: list[keras.callbacks.Callback] = [
         StopOnNonFiniteLoss(spec.group_names),
         keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
         MeanOverHeads(with_auc, outputs=len(spec.groups)),
-        BestCheckpoint(os.path.join(run_dir, BEST_WEIGHTS), monitor=monitor, mode=mode, patience=patience or None),
     ]
+    if validation_records is not None:
+        callbacks.append(_validation_scores(spec, run_dir, validation_records, tokenizer))
+        monitor = SELECTION_MONITOR if monitor is None else monitor
+    elif monitor == SELECTION_MONITOR:
+        raise ValueError(f"`monitor={SELECTION_MONITOR!r}` is computed from validation probabilities: pass "
+                         "`validation_records` (and their `tokenizer`), or another `monitor`.")
+    if monitor is None:
+        monitor = DEFAULT_MONITOR
+        if not with_auc:
+            logger.warning("No group reports ROC-AUC (regression only): monitoring val_loss (min) instead of %s.",
+                           monitor)
+            monitor, mode = "val_loss", "min"
+    callbacks.append(
+        BestCheckpoint(os.path.join(run_dir, BEST_WEIGHTS), monitor=monitor, mode=mode, patience=patience or None))
     return callbacks
 
 
+def _validation_scores(
+    spec: TaskSpec, run_dir: str, records: Sequence[Mapping[str, Any]], tokenizer: Any | None
+) -> EpochPredictions:
+    """Every epoch's validation probabilities (the heads' own: no temperatures) and their selection score."""
+    from mtkeras.data import encode_targets
+    from mtkeras.encoder import load_tokenizer
+    from mtkeras.evaluation import evaluation_report, selection_score
+    from mtkeras.predict import Predictor
+
+    raw = spec.with_temperatures({g.name: None for g in spec.groups if g.rules.calibrates})
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec.encoder)
+    texts = [record[spec.text_column] for record in records]
+    targets, weights = encode_targets(raw, records)
+
+    def predict(model: keras.Model) -> Mapping[str, np.ndarray]:
+        return Predictor(model, raw, tokenizer, jit_compile=False, precision=None).predict_proba(texts)
+
+    def score(probs: Mapping[str, np.ndarray]) -> float:
+        return selection_score(raw, evaluation_report(raw, probs, targets, weights))
+
+    return EpochPredictions(os.path.join(run_dir, EPOCH_PREDICTIONS), predict, score)
+
+
 BEST_WEIGHTS = "best.weights.h5"
+#: Where :func:`training_callbacks` keeps every epoch's validation probabilities, inside the run folder.
+EPOCH_PREDICTIONS = "validation_predictions"
 
 
 # --- loss weights ---------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from mtkeras.shards import is_shards
 from mtkeras.spec import TaskSpec
 from mtkeras.training import (
     BEST_WEIGHTS,
-    EpochPredictions,
+    EPOCH_PREDICTIONS,
     compile_model,
     is_chief,
     load_epoch_predictions,
@@ -48,9 +48,6 @@ from mtkeras.training import (
 )
 
 logger = logging.getLogger("mtkeras")
-
-#: The run folder's sub-folder with every epoch's validation probabilities.
-EPOCH_PREDICTIONS = "validation_predictions"
 
 
 def labels_from_data(groups: Sequence[Mapping[str, Any]], records: Iterable[Mapping[str, Any]]) -> list[dict]:
@@ -297,15 +294,12 @@ def _fit(run: _Run, verbose: int | str) -> None:
         head_lr_multiplier=training["head_lr_multiplier"], layer_lr_decay=training["layer_lr_decay"],
         jit_compile=training["jit_compile"],
     )
-    callbacks = training_callbacks(spec, run.run_dir, monitor=training["monitor"], mode=training["monitor_mode"],
-                                   patience=training["early_stopping_patience"])
-    callbacks.append(keras.callbacks.CSVLogger(os.path.join(run.run_dir, "history.csv"), append=True))
-    # Every epoch's validation probabilities, for the cross-fitted report (epochs compared on other rows).
-    texts = [r[spec.text_column] for r in run.validation_records]
-    raw = spec.with_temperatures({g.name: None for g in spec.groups if g.rules.calibrates})  # heads' own
-    predictor = Predictor(model, raw, run.tokenizer, jit_compile=False, precision=None)  # the live model
-    callbacks.append(EpochPredictions(os.path.join(run.run_dir, EPOCH_PREDICTIONS),
-                                      lambda: predictor.predict_proba(texts)))
+    # Every epoch's validation probabilities are kept (the cross-fitted report compares the epochs on other rows)
+    # and scored: the default monitor is the selection score the cross-fitted report picks epochs by.
+    callbacks = training_callbacks(spec, run.run_dir, validation_records=run.validation_records,
+                                   tokenizer=run.tokenizer, monitor=training["monitor"],
+                                   mode=training["monitor_mode"], patience=training["early_stopping_patience"])
+    callbacks.insert(-1, keras.callbacks.CSVLogger(os.path.join(run.run_dir, "history.csv"), append=True))
     model.fit(train_ds, steps_per_epoch=steps_per_epoch, validation_data=validation_ds, epochs=training["epochs"],
               callbacks=callbacks, verbose=verbose)
     if run.strategy is not None:

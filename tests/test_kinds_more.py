@@ -535,12 +535,13 @@ def test_config_and_cli_with_the_new_kinds(tiny_folder, tmp_path, capsys, monkey
     assert [(w["word"], w["start"], w["end"]) for w in answer["marks"]] == [
         ("red", 0, 3), ("alpha", 4, 9), ("program", 10, 17)]
 
-    # regression alone: no group reports ROC-AUC, so the best epoch is chosen by val_loss
+    # regression alone: no group reports ROC-AUC; the selection score is the kind's own (R²)
     config["spec"]["groups"] = [config["spec"]["groups"][1]]
     config["training"]["epochs"], config["output"] = 1, "run-count"
     (tmp_path / "count.yaml").write_text(yaml.safe_dump(config))
     assert cli_main(["train", str(tmp_path / "count.yaml"), "--verbose", "0"]) == 0
-    assert json.loads((tmp_path / "run-count" / "best.weights.h5.json").read_text())["monitor"] == "val_loss"
+    best = json.loads((tmp_path / "run-count" / "best.weights.h5.json").read_text())
+    assert best["monitor"] == "val_selection_score" and np.isfinite(best["best"])
     assert not (tmp_path / "run-count" / "roc_curves.png").exists()  # nothing with probabilities to plot
 
 

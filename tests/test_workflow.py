@@ -137,6 +137,38 @@ def test_mean_over_heads_and_best_checkpoint(tiny_model, tmp_path):
         mtk.training.BestCheckpoint(path, patience=0)
 
 
+def test_epoch_predictions_keep_and_score_each_epoch(tiny_model, tmp_path):
+    given = []
+
+    def predict(model):
+        given.append(model)
+        return {"topic": np.full((2, 3), 1 / 3, dtype=np.float32)}
+
+    callback = mtk.training.EpochPredictions(str(tmp_path / "p"), predict, score=lambda probs: probs["topic"].sum())
+    callback.set_model(tiny_model)
+    logs = {"val_loss": 1.0}
+    callback.on_epoch_end(0, logs)
+    assert given == [tiny_model] and logs == {"val_loss": 1.0, "val_selection_score": pytest.approx(2.0)}
+    assert mtk.training.load_epoch_predictions(str(tmp_path / "p"))[1]["topic"].shape == (2, 3)
+
+
+def test_training_callbacks_choose_their_monitor(tiny_spec, tiny_tokenizer, tmp_path):
+    def monitor_of(callbacks):
+        return callbacks[-1].monitor, callbacks[-1].mode
+
+    records = [{"text": "alpha red", "topic": "alpha", "colour": ["red"]}]
+    given = mtk.training_callbacks(tiny_spec, str(tmp_path), validation_records=records, tokenizer=tiny_tokenizer)
+    assert monitor_of(given) == ("val_selection_score", "max")
+    assert isinstance(given[-2], mtk.training.EpochPredictions)  # scores the epoch before the checkpoint reads it
+    assert monitor_of(mtk.training_callbacks(tiny_spec, str(tmp_path))) == ("val_mean_roc_auc", "max")
+    regression = mtk.TaskSpec(encoder=tiny_spec.encoder, max_length=32,
+                              groups=[mtk.LabelGroup("count", "regression", labels=["count"])])
+    assert monitor_of(mtk.training_callbacks(regression, str(tmp_path))) == ("val_loss", "min")
+    with pytest.raises(ValueError, match=r"`monitor='val_selection_score'` is computed from validation "
+                                         r"probabilities: pass `validation_records`"):
+        mtk.training_callbacks(tiny_spec, str(tmp_path), monitor="val_selection_score")
+
+
 def test_early_stopping_counts_from_the_best_epoch_across_restarts(tiny_model, tmp_path):
     path = str(tmp_path / "best.weights.h5")
     first = mtk.training.BestCheckpoint(path, patience=2)
@@ -177,6 +209,19 @@ def test_cli_train_evaluate_predict(config_file, tmp_path, capsys, monkeypatch):
     assert spec.group("colour").temperature is not None and spec.group("topic").temperature is not None
     used = json.loads((run / "config.json").read_text())
     assert used["training"]["epochs"] == 6 and used["data"]["train"] == str(tmp_path / "train.jsonl")
+    # The deployed epoch is the one the cross-fitted report's rule (the selection score) picks on all rows.
+    best = json.loads((run / "best.weights.h5.json").read_text())
+    validation = [json.loads(line) for line in (tmp_path / "validation.jsonl").read_text().splitlines()]
+    raw = spec.with_temperatures({"topic": None, "colour": None})
+    targets = mtk.encode_targets(raw, validation)
+    epochs = mtk.training.load_epoch_predictions(run / "validation_predictions")
+    scores = {epoch: mtk.evaluation.selection_score(raw, mtk.evaluation_report(raw, probs, *targets))
+              for epoch, probs in epochs.items()}
+    assert best["monitor"] == "val_selection_score" and best["epoch"] + 1 == max(scores, key=scores.get)
+    assert best["best"] == pytest.approx(max(scores.values()), abs=1e-6)
+    with open(run / "history.csv", encoding="utf-8") as handle:
+        logged = [float(row["val_selection_score"]) for row in __import__("csv").DictReader(handle)]
+    assert logged == pytest.approx([scores[epoch] for epoch in sorted(scores)], abs=1e-6)
     capsys.readouterr()
 
     assert cli_main(["evaluate", str(run), str(tmp_path / "validation.jsonl"), "--output", str(tmp_path / "ev")]) == 0
@@ -226,7 +271,7 @@ def test_train_a_single_group(config_file, tmp_path):
     config = mtk.load_config(config_file, ["training.epochs=1"])
     config["spec"]["groups"] = config["spec"]["groups"][:1]
     run = mtk.train(config, verbose=0)
-    assert json.loads((tmp_path / "run" / "best.weights.h5.json").read_text())["monitor"] == "val_mean_roc_auc"
+    assert json.loads((tmp_path / "run" / "best.weights.h5.json").read_text())["monitor"] == "val_selection_score"
     assert set(json.loads((tmp_path / "run" / "metrics.json").read_text())["validation"]["groups"]) == {"topic"}
     assert os.path.isdir(os.path.join(run, "model"))
 
