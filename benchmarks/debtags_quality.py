@@ -31,6 +31,9 @@ import mtkeras as mtk
 from mtkeras._io import write_json
 from mtkeras.workflow import spec_from_config
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _runs import as_trained, threshold_settings  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CONFIG = os.path.join(ROOT, "examples", "debtags.yaml")
@@ -149,29 +152,33 @@ def run_tfidf() -> None:
     save_linear_report("tfidf", spec, probs, y_val, w_val, started)
 
 
-def rescore(name: str) -> None:
+def rescore(name: str, scope: str | None = None, record_as: str | None = None) -> None:
     """Recompute a fine-tuned run's cross-fitted report from the validation probabilities it kept (every
-    epoch), with this checkout's protocol code; the run's other fields (time, command) are kept."""
+    epoch), with this checkout's protocol code; the run's other fields (time, command) are kept. ``scope``
+    overrides the run's ``thresholds.scope``; ``record_as`` records the result under another name (a new
+    table row) and leaves the run's ``metrics.json`` as it is."""
     from mtkeras.training import load_epoch_predictions
 
     folder = os.path.join(OUT, name)
-    spec = mtk.TaskSpec.load(os.path.join(folder, "model", "spec.json"))
-    spec = spec.with_temperatures({g.name: None for g in spec.groups if g.rules.calibrates})
-    with open(os.path.join(folder, "config.json")) as handle:
-        config = json.load(handle)
+    spec, config = as_trained(folder)
     validation = mtk.read_records(config["data"]["validation"], spec)
     targets, weights = mtk.encode_targets(spec, validation)
     epochs = load_epoch_predictions(os.path.join(folder, "validation_predictions"))
+    settings = {**threshold_settings(config), "calibrate": True, **({"scope": scope} if scope else {})}
     report = mtk.cross_fitted_report(spec, list(epochs.values()), targets, weights, seed=config["training"]["seed"],
-                                     calibrate=True)
+                                     **settings)
     report["candidates"] = [f"epoch {epoch}" for epoch in epochs]
-    with open(os.path.join(folder, "metrics.json")) as handle:
-        metrics = json.load(handle)
-    metrics["cross_fitted"] = report
-    write_json(metrics, os.path.join(folder, "metrics.json"))
+    if record_as is None:
+        with open(os.path.join(folder, "metrics.json")) as handle:
+            metrics = json.load(handle)
+        metrics["cross_fitted"] = report
+        write_json(metrics, os.path.join(folder, "metrics.json"))
     previous = [json.loads(line) for line in open(os.path.join(OUT, "results.jsonl"))]
-    entry = [e for e in previous if e["name"] == name][-1]
-    entry.update(summary=report["summary"], chosen=[fold["candidate"] for fold in report["folds"]])
+    entry = dict([e for e in previous if e["name"] == name][-1])
+    entry.update(summary=report["summary"], chosen=[fold["candidate"] for fold in report["folds"]],
+                 name=record_as or name, thresholds_scope=settings["scope"],
+                 rescored=f"python benchmarks/debtags_quality.py rescore {name}"
+                          + (f" --scope {scope}" if scope else "") + (f" --as {record_as}" if record_as else ""))
     with open(os.path.join(OUT, "results.jsonl"), "a") as handle:
         handle.write(json.dumps(entry) + "\n")
     print(json.dumps(entry["summary"]))
@@ -254,11 +261,14 @@ def main() -> None:
     sub.add_parser("table")
     again = sub.add_parser("rescore", help="recompute a run's cross-fitted report from its kept predictions")
     again.add_argument("name")
+    again.add_argument("--scope", choices=sorted(mtk.defaults.THRESHOLD_SCOPES), default=None,
+                       help="thresholds.scope to rescore with (default: the run's)")
+    again.add_argument("--as", dest="record_as", default=None, help="record under this name (a new row)")
     args = parser.parse_args()
     if args.command == "table":
         table()
     elif args.command == "rescore":
-        rescore(args.name)
+        rescore(args.name, args.scope, args.record_as)
     elif args.what == "multitask":
         run_finetune(args.name or "multitask", list(GROUPS), args.epochs, args.set, what="multitask")
     elif args.what.startswith("single:") and args.what[7:] in GROUPS:

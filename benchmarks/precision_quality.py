@@ -21,8 +21,8 @@ activations). Reported per contender:
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import sys
 import tempfile
 
 import numpy as np
@@ -30,6 +30,9 @@ import numpy as np
 import mtkeras as mtk
 from mtkeras._compat import tf
 from mtkeras.calibration import calibrate_arrays
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _runs import as_trained, threshold_settings  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEADLINE = [("section", "accuracy"), ("interface", "micro_f1"), ("use", "micro_f1"), ("works_with", "micro_f1")]
@@ -98,13 +101,11 @@ def main() -> None:
     parser.add_argument("--contenders", default="bfloat16,tflite-dynamic,onnx,onnx-int8")
     args = parser.parse_args()
     model, spec, tokenizer = mtk.load_model(args.run)
-    with open(os.path.join(args.run, "config.json"), encoding="utf-8") as handle:
-        config = json.load(handle)
-    settings = config["thresholds"]
+    raw, config = as_trained(args.run)  # nothing fitted on validation: the cross-fitted reports start here
+    settings = threshold_settings(config)
     validation = mtk.read_records(config["data"]["validation"], spec)
     texts = [r[spec.text_column] for r in validation]
     targets, weights = mtk.encode_targets(spec, validation)
-    raw = spec.with_temperatures({g.name: None for g in spec.groups if g.rules.calibrates})
     work = tempfile.mkdtemp(prefix="precision-quality-")
     probs = {name: contender_probs(name, model, raw, tokenizer, texts, work)
              for name in ["float32", *args.contenders.split(",")]}
@@ -120,8 +121,11 @@ def main() -> None:
             chosen = {}
             for contender in ("float32", name):
                 calibrated = calibrate_arrays(spec, _rows(probs[contender], tune))
-                tuned = mtk.tune_thresholds(spec, calibrated, _rows(targets, tune), _rows(weights, tune),
-                                            floor=settings["floor"], min_positives=settings["min_positives"])
+                tuned = mtk.tune_thresholds(raw.with_temperatures({g.name: spec.group(g.name).temperature
+                                                                    for g in raw.groups}),
+                                            calibrated, _rows(targets, tune), _rows(weights, tune),
+                                            floor=settings["floor"], min_positives=settings["min_positives"],
+                                            scope=settings["scope"])
                 chosen[contender] = _labels(tuned, _rows(probs[contender], score))
             equal += [a == b for a, b in zip(chosen["float32"], chosen[name], strict=True)]
         return float(np.mean(equal))
@@ -134,8 +138,7 @@ def main() -> None:
         equal = np.mean([a == b for a, b in zip(deployed[name], deployed["float32"], strict=True)])
         delta = max(float(np.max(np.abs(values[g] - probs["float32"][g]))) for g in values)
         report = mtk.cross_fitted_report(raw, [values], targets, weights, seed=config["training"]["seed"],
-                                         tune=settings["tune"], calibrate=settings["calibrate"],
-                                         floor=settings["floor"], min_positives=settings["min_positives"])
+                                         **settings)
         cells = [f"{report['summary'][f'{g}/{m}']:.3f}" for g, m in HEADLINE]
         again = "—" if name == "float32" else f"{retuned(name):.2%}"
         print(f"| {name} | {equal:.2%} | {again} | {delta:.4f} | " + " | ".join(cells) + " |", flush=True)

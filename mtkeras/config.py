@@ -26,7 +26,15 @@ from typing import Any
 
 from mtkeras._checks import check_bool, check_int, check_number, check_option
 from mtkeras._io import read_utf8
-from mtkeras.defaults import DATASET_PADDINGS, DISTRIBUTE, MIXED_PRECISION, SELECTION_MONITOR, TRAINING
+from mtkeras.defaults import (
+    DATASET_PADDINGS,
+    DISTRIBUTE,
+    MIXED_PRECISION,
+    SELECTION_MONITOR,
+    THRESHOLD_SCOPE,
+    THRESHOLD_SCOPES,
+    TRAINING,
+)
 from mtkeras.files import TRUNCATED
 
 #: Every accepted key with its default; ``None`` under ``spec``/``data`` marks a required value.
@@ -50,7 +58,7 @@ DEFAULTS: dict[str, Any] = {
         "suggest_loss_weights_steps": 0,
         "distribute": None,
     },
-    "thresholds": {"tune": True, "calibrate": True, "floor": 0.1, "min_positives": 5},
+    "thresholds": {"tune": True, "calibrate": True, "floor": 0.1, "min_positives": 5, "scope": THRESHOLD_SCOPE},
     "output": None,
 }
 _PATH_KEYS = (("data", "train"), ("data", "validation"), ("output",), ("spec", "encoder"))
@@ -141,6 +149,7 @@ _CHECKS: dict[str, dict[str, _Check]] = {
         "calibrate": check_bool,
         "floor": partial(check_number, low=0.0, high=1.0, high_open=True),
         "min_positives": partial(check_int, minimum=1),
+        "scope": lambda value, name: check_option(value, name, tuple(THRESHOLD_SCOPES)),
     },
 }
 

@@ -81,6 +81,13 @@ EXPORT_PRECISION = "float32"
 #: Accepted ``training.distribute`` values: one device, every local GPU (or CPU), or several machines
 #: described by ``TF_CONFIG``.
 DISTRIBUTE: tuple[str | None, ...] = (None, "mirrored", "multi_worker")
+#: How :func:`mtkeras.tune_thresholds` tunes a multilabel group's thresholds; the keys are the accepted ``scope``
+#: (``thresholds.scope``) values.
+THRESHOLD_SCOPES: dict[str, str] = {
+    "label": "one threshold per label, maximising its F1 (labels with few positives take the group's)",
+    "group": "one threshold per group, maximising the group's micro-F1",
+}
+THRESHOLD_SCOPE = "label"
 #: Accepted TFLite ``quantize`` values: none (float32), float16 weights, dynamic-range int8 weights.
 QUANTIZE: tuple[str | None, ...] = (None, "float16", "dynamic")
 #: The model-selection metric of ``training_callbacks`` without validation records: mean validation ROC-AUC over

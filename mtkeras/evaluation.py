@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from mtkeras._checks import check_int, check_number
+from mtkeras._checks import check_int, check_number, check_option
 from mtkeras._io import write_json
+from mtkeras.defaults import THRESHOLD_SCOPE, THRESHOLD_SCOPES
 from mtkeras.spec import TaskSpec
 
 #: Threshold candidates tried by :func:`tune_thresholds` (before the floor is applied).
@@ -85,19 +86,23 @@ def tune_thresholds(
     *,
     floor: float = 0.1,
     min_positives: int = 5,
+    scope: str = THRESHOLD_SCOPE,
 ) -> TaskSpec:
-    """A copy of ``spec`` whose thresholded groups carry per-label thresholds maximising F1.
+    """A copy of ``spec`` whose thresholded groups carry thresholds maximising F1.
 
-    Candidates are 0.01, 0.02, ..., 0.99 not below ``floor``; ties go to the
-    candidate nearest 0.5. A label with fewer than ``min_positives`` annotated
-    positives keeps its threshold: F1 on a handful of rows is noise.
-    Tune on validation data, never on the data you report.
+    ``scope`` (one of :data:`mtkeras.defaults.THRESHOLD_SCOPES`): ``"label"`` gives each label the
+    threshold that maximises its own F1; a label with fewer than ``min_positives`` annotated positives
+    (F1 on a handful of rows is noise) takes its group's threshold instead. ``"group"`` gives every label
+    of a group one threshold, the one that maximises the group's micro-F1. Candidates are 0.01, 0.02, ...,
+    0.99 not below ``floor``; ties go to the candidate nearest 0.5. A group without positives keeps its
+    thresholds. Tune on validation data, never on the data you report.
 
     Example:
         >>> tuned = tune_thresholds(spec, predictor.predict_proba(texts), *encode_targets(spec, records))
     """
     check_number(floor, "floor", 0.0, 1.0, high_open=True)
     check_int(min_positives, "min_positives", 1)
+    check_option(scope, "scope", tuple(THRESHOLD_SCOPES))
     grid = THRESHOLD_GRID[THRESHOLD_GRID >= floor]
     tuned = {}
     for group in spec.groups:
@@ -106,17 +111,24 @@ def tune_thresholds(
         annotated = _annotated(weights, group.name, len(targets[group.name]))
         p = group.rules.flatten(np.asarray(probs[group.name])[annotated])
         t = group.rules.flatten(np.asarray(targets[group.name])[annotated]) > 0.5
-        thresholds = list(group.thresholds)
-        for j in range(len(group.labels)):
-            if t[:, j].sum() < min_positives:
-                continue
-            chosen = p[:, j][None, :] >= grid[:, None]  # [candidates, rows]
-            tp = (chosen & t[:, j]).sum(axis=1)
-            f1 = 2 * tp / (chosen.sum(axis=1) + t[:, j].sum())
-            best = np.flatnonzero(f1 >= f1.max() - 1e-12)
-            thresholds[j] = float(grid[best[np.argmin(np.abs(grid[best] - 0.5))]])
+        if not t.any():
+            continue
+        whole = _best_f1_threshold(p.ravel(), t.ravel(), grid)
+        thresholds = [whole] * len(group.labels)
+        if scope == "label":
+            thresholds = [_best_f1_threshold(p[:, j], t[:, j], grid) if t[:, j].sum() >= min_positives else whole
+                          for j in range(len(group.labels))]
         tuned[group.name] = thresholds
     return spec.with_thresholds(tuned)
+
+
+def _best_f1_threshold(p: np.ndarray, t: np.ndarray, grid: np.ndarray) -> float:
+    """The candidate of ``grid`` whose F1 over scores ``p`` and truths ``t`` is highest (ties: nearest 0.5)."""
+    chosen = p[None, :] >= grid[:, None]  # [candidates, scores]
+    tp = (chosen & t).sum(axis=1)
+    f1 = 2 * tp / (chosen.sum(axis=1) + t.sum())
+    best = np.flatnonzero(f1 >= f1.max() - 1e-12)
+    return float(grid[best[np.argmin(np.abs(grid[best] - 0.5))]])
 
 
 def _rows(arrays: Mapping[str, np.ndarray] | None, mask: np.ndarray) -> dict[str, np.ndarray] | None:
@@ -143,13 +155,15 @@ def cross_fitted_report(
     calibrate: bool = False,
     floor: float = 0.1,
     min_positives: int = 5,
+    scope: str = THRESHOLD_SCOPE,
 ) -> dict[str, Any]:
     """An honest report: every row is scored with choices made on other rows only.
 
     The rows are split into ``folds`` parts (seeded). For each part, the other parts pick the
     candidate (e.g. one set of validation probabilities per epoch) with the best
     :func:`selection_score`, fit the temperatures (with ``calibrate``; candidates are then the heads'
-    own probabilities) and tune the thresholds on the calibrated probabilities (with ``tune``); the
+    own probabilities) and tune the thresholds on the calibrated probabilities (with ``tune``, as
+    :func:`tune_thresholds` with ``floor``, ``min_positives`` and ``scope``); the
     part is then scored with those choices. ``summary`` is the mean over parts of each headline
     number (with ``calibrate``, ``<group>/ece_uncalibrated`` too); ``folds`` keeps each part's
     report and choices.
@@ -185,7 +199,7 @@ def cross_fitted_report(
             probs = calibrate_arrays(chosen_spec, probs)
         if tune:
             chosen_spec = tune_thresholds(chosen_spec, _rows(probs, choose), chosen_targets, chosen_weights,
-                                          floor=floor, min_positives=min_positives)
+                                          floor=floor, min_positives=min_positives, scope=scope)
         report = evaluation_report(chosen_spec, _rows(probs, scored), _rows(targets, scored), _rows(weights, scored))
         reports.append({"rows": int(scored.sum()), "candidate": best, "selection_score": scores[best],
                         "temperatures": {g.name: g.temperature for g in chosen_spec.groups if g.rules.calibrates},

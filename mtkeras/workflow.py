@@ -329,7 +329,7 @@ def _thresholds_and_report(run: _Run) -> tuple[dict, dict, dict]:
     cross_fitted = cross_fitted_report(
         raw, list(epochs.values()) or [probs], targets, weights, seed=config["training"]["seed"],
         tune=thresholds["tune"], calibrate=thresholds["calibrate"], floor=thresholds["floor"],
-        min_positives=thresholds["min_positives"])
+        min_positives=thresholds["min_positives"], scope=thresholds["scope"])
     cross_fitted["candidates"] = [f"epoch {epoch}" for epoch in epochs] or ["the best epoch"]
     # The deployed model: temperatures fitted and thresholds tuned on all validation rows.
     run.raw_probs, run.spec = probs, raw
@@ -340,7 +340,7 @@ def _thresholds_and_report(run: _Run) -> tuple[dict, dict, dict]:
     run.report = {"validation": evaluation_report(spec, probs, targets, weights)}
     if thresholds["tune"]:
         run.spec = tune_thresholds(spec, probs, targets, weights, floor=thresholds["floor"],
-                                   min_positives=thresholds["min_positives"])
+                                   min_positives=thresholds["min_positives"], scope=thresholds["scope"])
         run.report = {
             "validation_default_thresholds": run.report["validation"],
             "validation": evaluation_report(run.spec, probs, targets, weights),

@@ -35,18 +35,35 @@ def test_tune_thresholds_floor_ties_and_rare_labels(spec):
     label0 = [0.3] * 5 + [0.08] * 5 + [0.03] * 10
     probs = np.array([[p, 0.9 if i < 10 else 0.1, 0.3, 0.5] for i, p in enumerate(label0)])
     truth = np.array([[1, 1, 0, 0]] * 10 + [[0, 0, 0, 0]] * 10, dtype=np.float32)
-    truth[0, 2] = 1  # label 2 has a single positive: below min_positives, keeps 0.5
+    truth[0, 2] = 1  # label 2 has a single positive, label 3 none: below min_positives, they take the group's
     no_floor = mtk.tune_thresholds(spec, {"colour": probs}, {"colour": truth}, floor=0.0).group("colour").thresholds
     assert no_floor[0] == 0.08  # 0.04-0.08 all separate perfectly; ties go to the one nearest 0.5
     floored = mtk.tune_thresholds(spec, {"colour": probs}, {"colour": truth}, floor=0.1, min_positives=5)
     thresholds = floored.group("colour").thresholds
     assert thresholds[0] == 0.3  # from 0.1 up, 0.1-0.3 tie (F1 2/3); the floor keeps 0.08 out
     assert thresholds[1] == 0.5  # 0.11-0.9 all perfect: the tie goes to 0.5
-    assert thresholds[2] == 0.5
+    whole = mtk.tune_thresholds(spec, {"colour": probs}, {"colour": truth}, floor=0.1, scope="group")
+    assert thresholds[2] == thresholds[3] == whole.group("colour").thresholds[0] == 0.51  # the group's micro-F1 best
     with pytest.raises(ValueError, match=r"`floor` must be a number in \[0, 1\), received 1.5"):
         mtk.tune_thresholds(spec, {"colour": probs}, {"colour": truth}, floor=1.5)
     with pytest.raises(ValueError, match=r"`min_positives` must be an integer >= 1, received 0"):
         mtk.tune_thresholds(spec, {"colour": probs}, {"colour": truth}, min_positives=0)
+
+
+def test_one_threshold_per_group_maximises_its_micro_f1(spec):
+    # label 0: positives 0.8, negatives 0.2 (alone: 0.21-0.8 tie, 0.5 wins); label 1: positives 0.35,
+    # negatives 0.05 (alone: 0.35). Together 0.21-0.35 separate every label: 0.35, nearest 0.5.
+    truth = np.array([[1, 1], [1, 0], [0, 1], [0, 0]] * 5, dtype=np.float32)
+    probs = np.where(truth, [0.8, 0.35], [0.2, 0.05])
+    probs = np.concatenate([probs, np.full((20, 2), 0.01)], axis=1)  # labels 2 and 3: never positive
+    truth = np.concatenate([truth, np.zeros((20, 2), np.float32)], axis=1)
+    per_label = mtk.tune_thresholds(spec, {"colour": probs}, {"colour": truth}).group("colour").thresholds
+    per_group = mtk.tune_thresholds(spec, {"colour": probs}, {"colour": truth}, scope="group").group("colour")
+    assert per_label[:2] == (0.5, 0.35) and per_group.thresholds == (0.35,) * 4
+    nothing = mtk.tune_thresholds(spec, {"colour": probs}, {"colour": np.zeros_like(truth)}, scope="group")
+    assert nothing.group("colour").thresholds == spec.group("colour").thresholds  # no positives: kept
+    with pytest.raises(ValueError, match=r"`scope` must be one of \['label', 'group'\], received 'labels'"):
+        mtk.tune_thresholds(spec, {"colour": probs}, {"colour": truth}, scope="labels")
 
 
 def test_tuning_ignores_rows_that_are_not_annotated(spec):

@@ -73,6 +73,7 @@ def test_config_errors(config_file, tmp_path):
         ("data", "drop_empty_texts", "no", r"`data.drop_empty_texts` must be true or false, received 'no'"),
         ("data", "train_rows", -5, r"`data.train_rows` must be an integer >= 0, received -5"),
         ("thresholds", "min_positives", 0, r"`thresholds.min_positives` must be an integer >= 1, received 0"),
+        ("thresholds", "scope", "labels", r"`thresholds.scope` must be one of \['label', 'group'\], received 'labels'"),
         ("thresholds", "tune", 1, r"`thresholds.tune` must be true or false, received 1"),
         ("thresholds", "calibrate", "yes", r"`thresholds.calibrate` must be true or false, received 'yes'"),
     ],

@@ -1,0 +1,34 @@
+"""Reading a finished ``mtkeras train`` run folder back for rescoring (benchmarks only)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from typing import Any
+
+import mtkeras as mtk
+
+
+def as_trained(run_dir: str) -> tuple[mtk.TaskSpec, dict[str, Any]]:
+    """The run's spec as it was before anything was fitted on validation, and the run's config.
+
+    ``model/spec.json`` carries the temperatures and thresholds fitted on all validation rows; a
+    cross-fitted rescore must start from the spec as trained (no temperatures, the config's thresholds),
+    or labels that have too few positives in one half keep thresholds tuned on the other half.
+    """
+    spec = mtk.TaskSpec.load(os.path.join(run_dir, "model", "spec.json"))
+    with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as handle:
+        config = json.load(handle)
+    given = {group["name"]: group.get("thresholds") for group in config["spec"]["groups"]}
+    groups = [replace(group, temperature=None,
+                      thresholds=None if given.get(group.name) is None else tuple(given[group.name]))
+              for group in spec.groups]
+    return replace(spec, groups=tuple(groups)), config
+
+
+def threshold_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The run's threshold protocol as ``cross_fitted_report`` keywords (runs before ``scope``: per label)."""
+    settings = config["thresholds"]
+    return {"tune": settings["tune"], "calibrate": settings["calibrate"], "floor": settings["floor"],
+            "min_positives": settings["min_positives"], "scope": settings.get("scope", "label")}
