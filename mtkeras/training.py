@@ -411,8 +411,12 @@ def _validation_scores(
     texts = [record[spec.text_column] for record in records]
     targets, weights = encode_targets(raw, records)
 
+    predictors: dict[int, Predictor] = {}  # one per live model (the same every epoch), built on first use
+
     def predict(model: keras.Model) -> Mapping[str, np.ndarray]:
-        return Predictor(model, raw, tokenizer, jit_compile=False, precision=None).predict_proba(texts)
+        if id(model) not in predictors:
+            predictors[id(model)] = Predictor(model, raw, tokenizer, jit_compile=False, precision=None)
+        return predictors[id(model)].predict_proba(texts)
 
     def score(probs: Mapping[str, np.ndarray]) -> float:
         return selection_score(raw, evaluation_report(raw, probs, targets, weights))
