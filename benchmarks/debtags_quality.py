@@ -4,6 +4,8 @@
     python benchmarks/debtags_quality.py run single:section       # one group alone, same budget
     python benchmarks/debtags_quality.py run frozen               # MiniLM embeddings + logistic regression
     python benchmarks/debtags_quality.py run tfidf                # TF-IDF + logistic regression (no BERT)
+    python benchmarks/debtags_quality.py run tfidf --name tfidf-auto \
+        --set thresholds.scope=auto                               # baselines take the threshold settings too
     python benchmarks/debtags_quality.py run multitask --name multitask-max_length \
         --set training.padding=max_length                         # same run, every row padded to 128
     python benchmarks/debtags_quality.py table                    # the markdown table for BENCHMARKS.md
@@ -65,12 +67,12 @@ def run_finetune(name: str, groups: list[str], epochs: int, settings: list[str],
            + "".join(f" --set {setting}" for setting in settings))
 
 
-def run_frozen() -> None:
+def run_frozen(name: str, settings: list[str]) -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
 
     started = time.perf_counter()
-    config = mtk.load_config(CONFIG, [f"spec.encoder={minilm()}", "output=unused"])
+    config = mtk.load_config(CONFIG, [f"spec.encoder={minilm()}", "output=unused", *settings])
     train = mtk.read_records(config["data"]["train"], config["spec"])
     validation = mtk.read_records(config["data"]["validation"], config["spec"])
     spec = spec_from_config(config, train + validation)
@@ -101,24 +103,30 @@ def run_frozen() -> None:
             p = np.zeros((len(validation), len(group.labels)), np.float32)
             p[:, clf.classes_] = clf.predict_proba(x_val)
         probs[group.name] = p
-    save_linear_report("frozen", spec, probs, y_val, w_val, started)
+    save_linear_report(name, "frozen", spec, probs, y_val, w_val, started, config, settings)
 
 
-def save_linear_report(name: str, spec: mtk.TaskSpec, probs: dict, y_val: dict, w_val: dict, started: float) -> None:
-    """A linear baseline's metrics.json, laid out like a training run's (one candidate: no epochs)."""
-    tuned = mtk.tune_thresholds(spec, probs, y_val, w_val)
+def save_linear_report(name: str, what: str, spec: mtk.TaskSpec, probs: dict, y_val: dict, w_val: dict,
+                       started: float, config: dict, settings: list[str]) -> None:
+    """A linear baseline's metrics.json, laid out like a training run's (one candidate: no epochs), scored with
+    the config's threshold settings (``--set thresholds.scope=...`` applies to baselines too)."""
+    protocol = {**threshold_settings(config), "calibrate": True}
+    tuned = mtk.tune_thresholds(spec, probs, y_val, w_val, floor=protocol["floor"],
+                                min_positives=protocol["min_positives"], scope=protocol["scope"])
     report = {
         "validation_default_thresholds": mtk.evaluation_report(spec, probs, y_val, w_val),
         "validation": mtk.evaluation_report(tuned, probs, y_val, w_val),
-        "cross_fitted": mtk.cross_fitted_report(spec, [probs], y_val, w_val, seed=0, calibrate=True),
+        "cross_fitted": mtk.cross_fitted_report(spec, [probs], y_val, w_val, seed=config["training"]["seed"],
+                                                **protocol),
     }
     os.makedirs(os.path.join(OUT, name), exist_ok=True)
     path = os.path.join(OUT, name, "metrics.json")
     write_json(report, path)
-    record(name, time.perf_counter() - started, path, f"python benchmarks/debtags_quality.py run {name}")
+    record(name, time.perf_counter() - started, path, f"python benchmarks/debtags_quality.py run {what}"
+           + (f" --name {name}" if name != what else "") + "".join(f" --set {setting}" for setting in settings))
 
 
-def run_tfidf() -> None:
+def run_tfidf(name: str, settings: list[str]) -> None:
     """What a user picks instead of BERT: TF-IDF on word 1-2-grams and character 3-5-grams, one logistic
     regression per group (one-vs-rest for multilabel groups), C=20, on the same rows and protocol."""
     from scipy.sparse import hstack
@@ -127,7 +135,7 @@ def run_tfidf() -> None:
     from sklearn.multiclass import OneVsRestClassifier
 
     started = time.perf_counter()
-    config = mtk.load_config(CONFIG, [f"spec.encoder={minilm()}", "output=unused"])
+    config = mtk.load_config(CONFIG, [f"spec.encoder={minilm()}", "output=unused", *settings])
     train = mtk.read_records(config["data"]["train"], config["spec"])
     validation = mtk.read_records(config["data"]["validation"], config["spec"])
     spec = spec_from_config(config, train + validation)
@@ -149,7 +157,7 @@ def run_tfidf() -> None:
             p = np.zeros((len(validation), len(group.labels)), np.float32)
             p[:, clf.classes_] = clf.predict_proba(x_val)
             probs[group.name] = p
-    save_linear_report("tfidf", spec, probs, y_val, w_val, started)
+    save_linear_report(name, "tfidf", spec, probs, y_val, w_val, started, config, settings)
 
 
 def rescore(name: str, scope: str | None = None, record_as: str | None = None) -> None:
@@ -274,9 +282,9 @@ def main() -> None:
     elif args.what.startswith("single:") and args.what[7:] in GROUPS:
         run_finetune(args.name or args.what, [args.what[7:]], args.epochs, args.set, what=args.what)
     elif args.what == "frozen":
-        run_frozen()
+        run_frozen(args.name or "frozen", args.set)
     elif args.what == "tfidf":
-        run_tfidf()
+        run_tfidf(args.name or "tfidf", args.set)
     else:
         sys.exit(f"unknown run {args.what!r}; accepted: multitask, single:<{'|'.join(GROUPS)}>, frozen, tfidf")
 

@@ -86,6 +86,8 @@ DISTRIBUTE: tuple[str | None, ...] = (None, "mirrored", "multi_worker")
 THRESHOLD_SCOPES: dict[str, str] = {
     "label": "one threshold per label, maximising its F1 (labels with few positives take the group's)",
     "group": "one threshold per group, maximising the group's micro-F1",
+    "auto": "per group, whichever of label and group scores the higher micro-F1 tuned on one half of the "
+            "tuning rows and scored on the other",
 }
 THRESHOLD_SCOPE = "label"
 #: Accepted TFLite ``quantize`` values: none (float32), float16 weights, dynamic-range int8 weights.

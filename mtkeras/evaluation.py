@@ -93,18 +93,35 @@ def tune_thresholds(
     ``scope`` (one of :data:`mtkeras.defaults.THRESHOLD_SCOPES`): ``"label"`` gives each label the
     threshold that maximises its own F1; a label with fewer than ``min_positives`` annotated positives
     (F1 on a handful of rows is noise) takes its group's threshold instead. ``"group"`` gives every label
-    of a group one threshold, the one that maximises the group's micro-F1. Candidates are 0.01, 0.02, ...,
-    0.99 not below ``floor``; ties go to the candidate nearest 0.5. A group without positives keeps its
-    thresholds. Tune on validation data, never on the data you report.
+    of a group one threshold, the one that maximises the group's micro-F1. ``"auto"`` decides per group
+    between the two on these rows alone: each rule is tuned on one seeded half of them and scored
+    (micro-F1) on the other, both ways; the better rule (ties: ``"group"``) is then tuned on all rows.
+    Candidates are 0.01, 0.02, ..., 0.99 not below ``floor``; ties go to the candidate nearest 0.5. A
+    group without positives keeps its thresholds. Tune on validation data, never on the data you report.
 
     Example:
         >>> tuned = tune_thresholds(spec, predictor.predict_proba(texts), *encode_targets(spec, records))
     """
+    return _tune_thresholds(spec, probs, targets, weights, floor=floor, min_positives=min_positives,
+                            scope=scope)[0]
+
+
+def _tune_thresholds(
+    spec: TaskSpec,
+    probs: Mapping[str, np.ndarray],
+    targets: Mapping[str, np.ndarray],
+    weights: Mapping[str, np.ndarray] | None,
+    *,
+    floor: float,
+    min_positives: int,
+    scope: str,
+) -> tuple[TaskSpec, dict[str, str]]:
+    """:func:`tune_thresholds`, and the rule (``"label"`` or ``"group"``) each tuned group used."""
     check_number(floor, "floor", 0.0, 1.0, high_open=True)
     check_int(min_positives, "min_positives", 1)
     check_option(scope, "scope", tuple(THRESHOLD_SCOPES))
     grid = THRESHOLD_GRID[THRESHOLD_GRID >= floor]
-    tuned = {}
+    tuned, rules = {}, {}
     for group in spec.groups:
         if not group.rules.thresholded:
             continue
@@ -113,13 +130,40 @@ def tune_thresholds(
         t = group.rules.flatten(np.asarray(targets[group.name])[annotated]) > 0.5
         if not t.any():
             continue
-        whole = _best_f1_threshold(p.ravel(), t.ravel(), grid)
-        thresholds = [whole] * len(group.labels)
-        if scope == "label":
-            thresholds = [_best_f1_threshold(p[:, j], t[:, j], grid) if t[:, j].sum() >= min_positives else whole
-                          for j in range(len(group.labels))]
-        tuned[group.name] = thresholds
-    return spec.with_thresholds(tuned)
+        rules[group.name] = _auto_scope(p, t, grid, min_positives) if scope == "auto" else scope
+        tuned[group.name] = _group_thresholds(p, t, grid, min_positives, rules[group.name])
+    return spec.with_thresholds(tuned), rules
+
+
+def _group_thresholds(p: np.ndarray, t: np.ndarray, grid: np.ndarray, min_positives: int, scope: str) -> list[float]:
+    """One group's thresholds under ``scope`` ``"label"`` or ``"group"`` (scores and truths ``[rows, labels]``)."""
+    whole = _best_f1_threshold(p.ravel(), t.ravel(), grid)
+    if scope == "group":
+        return [whole] * p.shape[1]
+    return [_best_f1_threshold(p[:, j], t[:, j], grid) if t[:, j].sum() >= min_positives else whole
+            for j in range(p.shape[1])]
+
+
+def _auto_scope(p: np.ndarray, t: np.ndarray, grid: np.ndarray, min_positives: int) -> str:
+    """``"label"`` or ``"group"``: the rule whose thresholds, tuned on one seeded half of the rows, give the
+    higher micro-F1 on the other half (both ways, counts pooled); ties (and too few rows) go to ``"group"``."""
+    if len(p) < 4:
+        return "group"
+    half = np.empty(len(p), dtype=np.int64)
+    half[np.random.default_rng(0).permutation(len(p))] = np.arange(len(p)) % 2
+    f1 = {}
+    for rule in ("label", "group"):
+        tp = fp = fn = 0
+        for k in (0, 1):
+            fit, held = half != k, half == k
+            if not t[fit].any():
+                continue
+            chosen = p[held] >= np.asarray(_group_thresholds(p[fit], t[fit], grid, min_positives, rule))
+            tp += int((chosen & t[held]).sum())
+            fp += int((chosen & ~t[held]).sum())
+            fn += int((~chosen & t[held]).sum())
+        f1[rule] = 2 * tp / max(2 * tp + fp + fn, 1)
+    return "label" if f1["label"] > f1["group"] else "group"
 
 
 def _best_f1_threshold(p: np.ndarray, t: np.ndarray, grid: np.ndarray) -> float:
@@ -188,7 +232,7 @@ def cross_fitted_report(
         scores = [selection_score(spec, evaluation_report(spec, _rows(probs, choose), chosen_targets, chosen_weights))
                   for probs in candidates]
         best = int(np.argmax(scores))  # ties: the earliest candidate
-        chosen_spec, probs, before = spec, candidates[best], {}
+        chosen_spec, probs, before, rules = spec, candidates[best], {}, {}
         if calibrate:
             from mtkeras.calibration import calibrate_arrays, fit_temperatures
 
@@ -198,11 +242,12 @@ def cross_fitted_report(
             chosen_spec = fit_temperatures(spec, _rows(probs, choose), chosen_targets, chosen_weights)
             probs = calibrate_arrays(chosen_spec, probs)
         if tune:
-            chosen_spec = tune_thresholds(chosen_spec, _rows(probs, choose), chosen_targets, chosen_weights,
-                                          floor=floor, min_positives=min_positives, scope=scope)
+            chosen_spec, rules = _tune_thresholds(chosen_spec, _rows(probs, choose), chosen_targets, chosen_weights,
+                                                  floor=floor, min_positives=min_positives, scope=scope)
         report = evaluation_report(chosen_spec, _rows(probs, scored), _rows(targets, scored), _rows(weights, scored))
         reports.append({"rows": int(scored.sum()), "candidate": best, "selection_score": scores[best],
                         "temperatures": {g.name: g.temperature for g in chosen_spec.groups if g.rules.calibrates},
+                        "threshold_scopes": rules,
                         "summary": {**summary(report), **before}, "report": report})
     keys = set.intersection(*(set(entry["summary"]) for entry in reports))
     return {

@@ -62,8 +62,25 @@ def test_one_threshold_per_group_maximises_its_micro_f1(spec):
     assert per_label[:2] == (0.5, 0.35) and per_group.thresholds == (0.35,) * 4
     nothing = mtk.tune_thresholds(spec, {"colour": probs}, {"colour": np.zeros_like(truth)}, scope="group")
     assert nothing.group("colour").thresholds == spec.group("colour").thresholds  # no positives: kept
-    with pytest.raises(ValueError, match=r"`scope` must be one of \['label', 'group'\], received 'labels'"):
+    with pytest.raises(ValueError, match=r"`scope` must be one of \['label', 'group', 'auto'\], received 'labels'"):
         mtk.tune_thresholds(spec, {"colour": probs}, {"colour": truth}, scope="labels")
+    # Both rules separate every label on each half: a tie, which "auto" gives to the one threshold per group.
+    assert mtk.tune_thresholds(spec, {"colour": probs}, {"colour": truth}, scope="auto").group("colour") == per_group
+
+
+def test_auto_scope_keeps_per_label_thresholds_when_held_out_rows_prefer_them(spec):
+    # label 0: positives 0.8, negatives 0.6; label 1: positives 0.3, negatives 0.1. No single threshold
+    # separates both labels (label 0's negatives score above label 1's positives); one per label does, on
+    # every half of the rows, so "auto" keeps them and tunes them on all rows.
+    truth = np.array([[1, 1], [1, 0], [0, 1], [0, 0]] * 10, dtype=np.float32)
+    probs = np.concatenate([np.where(truth, [0.8, 0.3], [0.6, 0.1]), np.full((40, 2), 0.01)], axis=1)
+    truth = np.concatenate([truth, np.zeros((40, 2), np.float32)], axis=1)
+    auto = mtk.tune_thresholds(spec, {"colour": probs}, {"colour": truth}, scope="auto")
+    per_label = mtk.tune_thresholds(spec, {"colour": probs}, {"colour": truth}, scope="label")
+    assert auto == per_label and auto.group("colour").thresholds[:2] == (0.61, 0.3)
+    report = mtk.cross_fitted_report(spec, [{"colour": probs, "topic": np.full((40, 3), 1 / 3)}],
+                                     {"colour": truth, "topic": np.eye(3)[np.arange(40) % 3]}, scope="auto")
+    assert [fold["threshold_scopes"] for fold in report["folds"]] == [{"colour": "label"}] * 2
 
 
 def test_tuning_ignores_rows_that_are_not_annotated(spec):
