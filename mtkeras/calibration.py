@@ -27,6 +27,11 @@ def calibrated(spec: TaskSpec, outputs: Mapping[str, Any]) -> dict[str, Any]:
     return {name: spec.group(name).rules.calibrate(value) for name, value in outputs.items()}
 
 
+def uncalibrated(spec: TaskSpec) -> TaskSpec:
+    """A copy of ``spec`` without temperatures: it serves the heads' own probabilities (what the model outputs)."""
+    return spec.with_temperatures({group.name: None for group in spec.groups if group.rules.calibrates})
+
+
 def calibrate_arrays(spec: TaskSpec, probs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """:func:`calibrated` on numpy arrays (run eagerly with the same ops)."""
     from mtkeras._compat import tf

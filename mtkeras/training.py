@@ -401,12 +401,13 @@ def _validation_scores(
     spec: TaskSpec, run_dir: str, records: Sequence[Mapping[str, Any]], tokenizer: Any | None
 ) -> EpochPredictions:
     """Every epoch's validation probabilities (the heads' own: no temperatures) and their selection score."""
+    from mtkeras.calibration import uncalibrated
     from mtkeras.data import encode_targets
     from mtkeras.encoder import load_tokenizer
     from mtkeras.evaluation import evaluation_report, selection_score
     from mtkeras.predict import Predictor
 
-    raw = spec.with_temperatures({g.name: None for g in spec.groups if g.rules.calibrates})
+    raw = uncalibrated(spec)
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec.encoder)
     texts = [record[spec.text_column] for record in records]
     targets, weights = encode_targets(raw, records)

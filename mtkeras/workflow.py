@@ -15,7 +15,7 @@ from typing import Any
 
 from mtkeras._compat import keras
 from mtkeras._io import write_json
-from mtkeras.calibration import calibrate_arrays, fit_temperatures, plot_reliability
+from mtkeras.calibration import calibrate_arrays, fit_temperatures, plot_reliability, uncalibrated
 from mtkeras.data import (
     encode_targets,
     fit_target_stats,
@@ -319,7 +319,7 @@ def _thresholds_and_report(run: _Run) -> tuple[dict, dict, dict]:
     with open(os.path.join(run.run_dir, BEST_WEIGHTS + ".json"), encoding="utf-8") as handle:
         best = json.load(handle)
     epochs = load_epoch_predictions(os.path.join(run.run_dir, EPOCH_PREDICTIONS))
-    raw = spec.with_temperatures({g.name: None for g in spec.groups if g.rules.calibrates})
+    raw = uncalibrated(spec)
     probs = epochs.get(best["epoch"] + 1)
     if probs is None:
         probs = Predictor(run.model, raw, run.tokenizer, precision=None).predict_proba(

@@ -11,7 +11,7 @@ from conftest import synthetic_records, tiny_config
 
 import mtkeras as mtk
 from mtkeras._compat import tf
-from mtkeras.calibration import TEMPERATURE_GRID, calibrate_arrays, fit_temperatures, plot_reliability
+from mtkeras.calibration import TEMPERATURE_GRID, calibrate_arrays, fit_temperatures, plot_reliability, uncalibrated
 from mtkeras.heads import WeightedCrossentropy
 from mtkeras.kinds import CLASS_WEIGHTINGS, KINDS
 
@@ -37,6 +37,7 @@ def test_every_artefact_serves_the_same_calibrated_probabilities(tiny_spec, tiny
         np.testing.assert_allclose(python[name], expected[name], atol=1e-6)
         assert not np.allclose(python[name], raw[name], atol=1e-3)  # the temperature did something
     np.testing.assert_array_equal(python["topic"].argmax(1), raw["topic"].argmax(1))  # argmax unchanged
+    assert uncalibrated(spec) == tiny_spec  # the heads' own probabilities again
     mtk.save_model(model, spec, tmp_path / "m", tiny_tokenizer)
     loaded = mtk.Predictor.from_folder(str(tmp_path / "m")).predict_proba(texts)
     np.testing.assert_allclose(loaded["colour"], python["colour"], atol=1e-6)
