@@ -238,14 +238,15 @@ def _check_resume(run: _Run) -> None:
 
 
 def _loss_weights(run: _Run) -> None:
-    """Stage 5 (optional): loss weights suggested once and kept in the run, so a resumed run reuses them."""
+    """Stage 5 (optional): loss weights suggested once and kept in the run, so a resumed run reuses them. The
+    losses are measured on the training rows: nothing of the recipe is chosen on the validation rows."""
     training = run.config["training"]
     if not training["suggest_loss_weights_steps"]:
         return
     path = os.path.join(run.run_dir, "loss_weights.json")
     if not os.path.exists(path):
         suggestion = suggest_loss_weights(
-            run.spec, run.train_records, run.validation_records, steps=training["suggest_loss_weights_steps"],
+            run.spec, run.train_records, steps=training["suggest_loss_weights_steps"],
             batch_size=training["batch_size"], learning_rate=training["learning_rate"],
             head_lr_multiplier=training["head_lr_multiplier"], seed=training["seed"], tokenizer=run.tokenizer,
         )
