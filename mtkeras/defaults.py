@@ -89,7 +89,7 @@ THRESHOLD_SCOPES: dict[str, str] = {
     "auto": "per group, whichever of label and group scores the higher micro-F1 tuned on one half of the "
             "tuning rows and scored on the other",
 }
-THRESHOLD_SCOPE = "label"
+THRESHOLD_SCOPE = "auto"
 #: Accepted TFLite ``quantize`` values: none (float32), float16 weights, dynamic-range int8 weights.
 QUANTIZE: tuple[str | None, ...] = (None, "float16", "dynamic")
 #: The model-selection metric of ``training_callbacks`` without validation records: mean validation ROC-AUC over

@@ -21,7 +21,7 @@ def test_tune_thresholds_finds_the_known_best(spec):
     # the highest negative.
     probs = np.where(truth, rng.uniform(0.6, 0.7, (n, 4)), rng.uniform(0.0, 0.55, (n, 4)))
     targets = {"colour": truth.astype(np.float32), "topic": np.eye(3)[rng.integers(0, 3, n)]}
-    tuned = mtk.tune_thresholds(spec, {"colour": probs, "topic": targets["topic"]}, targets)
+    tuned = mtk.tune_thresholds(spec, {"colour": probs, "topic": targets["topic"]}, targets, scope="label")
     highest_negative = np.where(truth, 0.0, probs).max(axis=0)
     expected = tuple(float(np.ceil(h * 100 + 1e-9) / 100) for h in highest_negative)
     assert tuned.group("colour").thresholds == pytest.approx(expected)
@@ -36,9 +36,11 @@ def test_tune_thresholds_floor_ties_and_rare_labels(spec):
     probs = np.array([[p, 0.9 if i < 10 else 0.1, 0.3, 0.5] for i, p in enumerate(label0)])
     truth = np.array([[1, 1, 0, 0]] * 10 + [[0, 0, 0, 0]] * 10, dtype=np.float32)
     truth[0, 2] = 1  # label 2 has a single positive, label 3 none: below min_positives, they take the group's
-    no_floor = mtk.tune_thresholds(spec, {"colour": probs}, {"colour": truth}, floor=0.0).group("colour").thresholds
+    label = {"scope": "label"}
+    no_floor = mtk.tune_thresholds(spec, {"colour": probs}, {"colour": truth}, floor=0.0, **label).group("colour")
+    no_floor = no_floor.thresholds
     assert no_floor[0] == 0.08  # 0.04-0.08 all separate perfectly; ties go to the one nearest 0.5
-    floored = mtk.tune_thresholds(spec, {"colour": probs}, {"colour": truth}, floor=0.1, min_positives=5)
+    floored = mtk.tune_thresholds(spec, {"colour": probs}, {"colour": truth}, floor=0.1, min_positives=5, **label)
     thresholds = floored.group("colour").thresholds
     assert thresholds[0] == 0.3  # from 0.1 up, 0.1-0.3 tie (F1 2/3); the floor keeps 0.08 out
     assert thresholds[1] == 0.5  # 0.11-0.9 all perfect: the tie goes to 0.5
@@ -57,7 +59,8 @@ def test_one_threshold_per_group_maximises_its_micro_f1(spec):
     probs = np.where(truth, [0.8, 0.35], [0.2, 0.05])
     probs = np.concatenate([probs, np.full((20, 2), 0.01)], axis=1)  # labels 2 and 3: never positive
     truth = np.concatenate([truth, np.zeros((20, 2), np.float32)], axis=1)
-    per_label = mtk.tune_thresholds(spec, {"colour": probs}, {"colour": truth}).group("colour").thresholds
+    per_label = mtk.tune_thresholds(spec, {"colour": probs}, {"colour": truth}, scope="label").group("colour")
+    per_label = per_label.thresholds
     per_group = mtk.tune_thresholds(spec, {"colour": probs}, {"colour": truth}, scope="group").group("colour")
     assert per_label[:2] == (0.5, 0.35) and per_group.thresholds == (0.35,) * 4
     nothing = mtk.tune_thresholds(spec, {"colour": probs}, {"colour": np.zeros_like(truth)}, scope="group")
