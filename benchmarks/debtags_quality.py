@@ -220,9 +220,9 @@ def record(name: str, seconds: float, metrics_path: str, command: str) -> None:
     print(json.dumps(entry, indent=2))
 
 
-def table() -> None:
+def table(names: list[str] | None = None) -> None:
     """The markdown table for BENCHMARKS.md: the cross-fitted numbers of every recorded run (latest entry per
-    name), TF-IDF first: every other row is read against it."""
+    name), TF-IDF first: every other row is read against it. With ``names``: those rows, in that order."""
     entries = {}
     with open(os.path.join(OUT, "results.jsonl")) as handle:
         for line in handle:
@@ -233,6 +233,12 @@ def table() -> None:
                ("section", "ece_uncalibrated"), ("section", "ece")]
     print("| model | " + " | ".join(f"{g} {m}" for g, m in columns) + " | epochs chosen | wall time |")
     print("|---" * (len(columns) + 3) + "|")
+    if names:
+        missing = [name for name in names if name not in entries]
+        if missing:
+            sys.exit(f"table: no recorded run named {missing}; recorded: {sorted(entries)}")
+        _print_rows(columns, [(name, entries[name]) for name in names])
+        return
     rows = [("TF-IDF + logistic regression", entries.get("tfidf")),
             ("frozen MiniLM + logistic regression", entries.get("frozen")),
             ("fine-tuned, recipe before this issue (3 epochs)", entries.get("multitask"))]
@@ -244,11 +250,15 @@ def table() -> None:
                                                 "seconds": sum(e["seconds"] for e in singles.values())}))
     rows += [(DEFAULT_ROW if name == DEFAULT_RUN else f"ablation: {name[len('ablation-'):]}", entry)
              for name, entry in entries.items() if name.startswith("ablation")]
+    _print_rows(columns, rows)
+
+
+def _print_rows(columns: list[tuple[str, str]], rows: list[tuple[str, dict | None]]) -> None:
     for label, entry in rows:
         if entry is None:
             continue
         cells = [entry["summary"].get(f"{g}/{m}") for g, m in columns]
-        linear = entry.get("name") in ("tfidf", "frozen")
+        linear = entry.get("command", "").split()[3:4] in (["tfidf"], ["frozen"])  # python <script> run <what>
         chosen = ", ".join(str(c + 1) for c in entry["chosen"]) if entry.get("chosen") and not linear else "–"
         print(f"| {label} | " + " | ".join("–" if c is None else f"{c:.3f}" for c in cells)
               + f" | {chosen} | {entry['seconds']} s |")
@@ -278,7 +288,8 @@ def main() -> None:
     run.add_argument("--epochs", type=int, default=2)
     run.add_argument("--name", default=None, help="run folder and results name (default: what)")
     run.add_argument("--set", action="append", default=[], help="config override key.sub=value (repeatable)")
-    sub.add_parser("table")
+    shown = sub.add_parser("table")
+    shown.add_argument("names", nargs="*", help="rows to show, in this order (default: the issue's table)")
     again = sub.add_parser("rescore", help="recompute a run's cross-fitted report from its kept predictions")
     again.add_argument("name")
     again.add_argument("--scope", choices=sorted(mtk.defaults.THRESHOLD_SCOPES), default=None,
@@ -286,7 +297,7 @@ def main() -> None:
     again.add_argument("--as", dest="record_as", default=None, help="record under this name (a new row)")
     args = parser.parse_args()
     if args.command == "table":
-        table()
+        table(args.names)
     elif args.command == "rescore":
         rescore(args.name, args.scope, args.record_as)
     elif args.what == "multitask":
