@@ -173,11 +173,14 @@ def run_tfidf(name: str, settings: list[str]) -> None:
     save_linear_report(name, "tfidf", spec, probs, y_val, w_val, started, config, settings)
 
 
-def rescore(name: str, scope: str | None = None, record_as: str | None = None) -> None:
+def rescore(name: str, scope: str | None = None, record_as: str | None = None,
+            average: list[int] | None = None) -> None:
     """Recompute a fine-tuned run's cross-fitted report from the validation probabilities it kept (every
     epoch), with this checkout's protocol code; the run's other fields (time, command) are kept. ``scope``
     overrides the run's ``thresholds.scope``; ``record_as`` records the result under another name (a new
-    table row) and leaves the run's ``metrics.json`` as it is."""
+    table row) and leaves the run's ``metrics.json`` as it is. ``average`` (epoch numbers) scores one candidate,
+    the mean of those epochs' probabilities: what averaging their checkpoints could give at best, at the cost
+    of one model per epoch."""
     from mtkeras.training import load_epoch_predictions
 
     folder = os.path.join(OUT, name)
@@ -185,10 +188,17 @@ def rescore(name: str, scope: str | None = None, record_as: str | None = None) -
     validation = mtk.read_records(config["data"]["validation"], spec)
     targets, weights = mtk.encode_targets(spec, validation)
     epochs = load_epoch_predictions(os.path.join(folder, "validation_predictions"))
+    if average:
+        if record_as is None:
+            sys.exit("rescore --average needs --as NAME: it scores another model than the run's")
+        missing = [epoch for epoch in average if epoch not in epochs]
+        if missing:
+            sys.exit(f"rescore --average: epochs {missing} not kept; kept: {sorted(epochs)}")
+        epochs = {0: {group: np.mean([epochs[e][group] for e in average], axis=0) for group in epochs[average[0]]}}
     settings = {**threshold_settings(config), "calibrate": True, **({"scope": scope} if scope else {})}
     report = mtk.cross_fitted_report(spec, list(epochs.values()), targets, weights, seed=config["training"]["seed"],
                                      **settings)
-    report["candidates"] = [f"epoch {epoch}" for epoch in epochs]
+    report["candidates"] = [f"mean of epochs {average}"] if average else [f"epoch {epoch}" for epoch in epochs]
     if record_as is None:
         with open(os.path.join(folder, "metrics.json")) as handle:
             metrics = json.load(handle)
@@ -196,10 +206,12 @@ def rescore(name: str, scope: str | None = None, record_as: str | None = None) -
         write_json(metrics, os.path.join(folder, "metrics.json"))
     previous = [json.loads(line) for line in open(os.path.join(OUT, "results.jsonl"))]
     entry = dict([e for e in previous if e["name"] == name][-1])
-    entry.update(summary=report["summary"], chosen=[fold["candidate"] for fold in report["folds"]],
+    entry.update(summary=report["summary"], averaged=average,
+                 chosen=None if average else [fold["candidate"] for fold in report["folds"]],
                  name=record_as or name, thresholds_scope=settings["scope"],
                  rescored=f"python benchmarks/debtags_quality.py rescore {name}"
-                          + (f" --scope {scope}" if scope else "") + (f" --as {record_as}" if record_as else ""))
+                          + (f" --scope {scope}" if scope else "") + (f" --as {record_as}" if record_as else "")
+                          + (" --average " + " ".join(map(str, average)) if average else ""))
     with open(os.path.join(OUT, "results.jsonl"), "a") as handle:
         handle.write(json.dumps(entry) + "\n")
     print(json.dumps(entry["summary"]))
@@ -260,6 +272,8 @@ def _print_rows(columns: list[tuple[str, str]], rows: list[tuple[str, dict | Non
         cells = [entry["summary"].get(f"{g}/{m}") for g, m in columns]
         linear = entry.get("command", "").split()[3:4] in (["tfidf"], ["frozen"])  # python <script> run <what>
         chosen = ", ".join(str(c + 1) for c in entry["chosen"]) if entry.get("chosen") and not linear else "–"
+        if entry.get("averaged"):
+            chosen = "mean of " + " + ".join(map(str, entry["averaged"]))
         print(f"| {label} | " + " | ".join("–" if c is None else f"{c:.3f}" for c in cells)
               + f" | {chosen} | {entry['seconds']} s |")
 
@@ -295,11 +309,13 @@ def main() -> None:
     again.add_argument("--scope", choices=sorted(mtk.defaults.THRESHOLD_SCOPES), default=None,
                        help="thresholds.scope to rescore with (default: the run's)")
     again.add_argument("--as", dest="record_as", default=None, help="record under this name (a new row)")
+    again.add_argument("--average", type=int, nargs="+", default=None, metavar="EPOCH",
+                       help="score the mean of these epochs' probabilities (one candidate; needs --as)")
     args = parser.parse_args()
     if args.command == "table":
         table(args.names)
     elif args.command == "rescore":
-        rescore(args.name, args.scope, args.record_as)
+        rescore(args.name, args.scope, args.record_as, args.average)
     elif args.what == "multitask":
         run_finetune(args.name or "multitask", list(GROUPS), args.epochs, args.set, what="multitask")
     elif args.what.startswith("single:") and args.what[7:] in GROUPS:
