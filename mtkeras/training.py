@@ -433,6 +433,22 @@ EPOCH_PREDICTIONS = "validation_predictions"
 # --- loss weights ---------------------------------------------------------------------------
 
 
+#: The most training rows :func:`suggest_loss_weights` holds apart to measure losses on (a fifth of them otherwise).
+SUGGEST_HELD_APART = 1000
+
+
+def _held_apart(records: Sequence[Mapping[str, Any]], seed: int) -> tuple[list, list]:
+    """``(kept, held)``: a seeded fifth of ``records`` (at least 1, at most SUGGEST_HELD_APART) held apart."""
+    if len(records) < 2:
+        raise ValueError(
+            f"suggest_loss_weights needs at least 2 training records to hold some apart, received {len(records)}; "
+            "pass `eval_records`."
+        )
+    order = np.random.default_rng(seed).permutation(len(records))
+    held = max(1, min(SUGGEST_HELD_APART, len(records) // 5))
+    return [records[i] for i in sorted(order[held:])], [records[i] for i in sorted(order[:held])]
+
+
 def suggest_loss_weights(
     spec: TaskSpec,
     train_records: Sequence[Mapping[str, Any]],
@@ -449,10 +465,12 @@ def suggest_loss_weights(
     """Loss weights that keep any one head from dominating, found the way users do it by hand.
 
     Each group is trained alone for ``steps`` batches (a fresh model each
-    time), its loss on ``eval_records`` (default: the training records) is
-    taken, and each group is weighted by the inverse of that loss, scaled so the
-    weights average 1. Returns ``{"weights": {...}, "losses": {...}}`` (also
-    logged); the weights go into ``spec.with_loss_weights(...)``.
+    time), its loss on ``eval_records`` is taken, and each group is weighted by
+    the inverse of that loss, scaled so the weights average 1. Without
+    ``eval_records``, a seeded fifth of the training records (at most
+    :data:`SUGGEST_HELD_APART` rows) is held apart for it and not trained on.
+    Returns ``{"weights": {...}, "losses": {...}}`` (also logged); the weights
+    go into ``spec.with_loss_weights(...)``.
 
     Example:
         >>> suggestion = suggest_loss_weights(spec, train_records, val_records, steps=100)
@@ -466,7 +484,8 @@ def suggest_loss_weights(
 
     check_int(steps, "steps", 1)
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec.encoder)
-    eval_records = eval_records if eval_records is not None else train_records
+    if eval_records is None:
+        train_records, eval_records = _held_apart(train_records, seed)
     losses = {}
     for group in spec.groups:
         alone = replace(spec, groups=(replace(group, loss_weight=1.0),))

@@ -239,7 +239,8 @@ def _check_resume(run: _Run) -> None:
 
 def _loss_weights(run: _Run) -> None:
     """Stage 5 (optional): loss weights suggested once and kept in the run, so a resumed run reuses them. The
-    losses are measured on the training rows: nothing of the recipe is chosen on the validation rows."""
+    losses are measured on training rows held apart from the suggestion's own training, never on validation rows
+    (nothing of the recipe is chosen on the rows it is reported on)."""
     training = run.config["training"]
     if not training["suggest_loss_weights_steps"]:
         return

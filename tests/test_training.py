@@ -113,3 +113,16 @@ def test_suggest_loss_weights_inverts_the_losses_reached_alone(tiny_spec, tiny_t
         mtk.suggest_loss_weights(tiny_spec, records, steps=0, tokenizer=tiny_tokenizer)
     with pytest.raises(KeyError, match="No label group named 'nope'"):
         tiny_spec.with_loss_weights({"nope": 1.0})
+    with pytest.raises(ValueError, match=r"at least 2 training records to hold some apart, received 1; pass `eval"):
+        mtk.suggest_loss_weights(tiny_spec, records[:1], steps=1, tokenizer=tiny_tokenizer)
+
+
+def test_suggest_loss_weights_holds_training_rows_apart_to_measure_on():
+    from mtkeras.training import SUGGEST_HELD_APART, _held_apart
+
+    records = [{"text": str(i)} for i in range(6000)]
+    kept, held = _held_apart(records, seed=0)
+    assert len(held) == SUGGEST_HELD_APART and len(kept) == 5000  # a fifth, capped
+    assert {r["text"] for r in kept}.isdisjoint(r["text"] for r in held)
+    assert _held_apart(records, seed=0) == (kept, held) and _held_apart(records, seed=1)[1] != held
+    assert [len(part) for part in _held_apart(records[:64], seed=0)] == [52, 12]
