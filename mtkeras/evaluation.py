@@ -149,8 +149,7 @@ def _auto_scope(p: np.ndarray, t: np.ndarray, grid: np.ndarray, min_positives: i
     higher micro-F1 on the other half (both ways, counts pooled); ties (and too few rows) go to ``"group"``."""
     if len(p) < 4:
         return "group"
-    half = np.empty(len(p), dtype=np.int64)
-    half[np.random.default_rng(0).permutation(len(p))] = np.arange(len(p)) % 2
+    half = _seeded_parts(len(p), 2, seed=0)
     f1 = {}
     for rule in ("label", "group"):
         tp = fp = fn = 0
@@ -173,6 +172,13 @@ def _best_f1_threshold(p: np.ndarray, t: np.ndarray, grid: np.ndarray) -> float:
     f1 = 2 * tp / (chosen.sum(axis=1) + t.sum())
     best = np.flatnonzero(f1 >= f1.max() - 1e-12)
     return float(grid[best[np.argmin(np.abs(grid[best] - 0.5))]])
+
+
+def _seeded_parts(rows: int, parts: int, seed: int) -> np.ndarray:
+    """Each row's part, 0 to ``parts - 1``: a seeded shuffle dealt round-robin (sizes differ by at most one)."""
+    part = np.empty(rows, dtype=np.int64)
+    part[np.random.default_rng(seed).permutation(rows)] = np.arange(rows) % parts
+    return part
 
 
 def _rows(arrays: Mapping[str, np.ndarray] | None, mask: np.ndarray) -> dict[str, np.ndarray] | None:
@@ -223,8 +229,7 @@ def cross_fitted_report(
         )
     rows = len(next(iter(targets.values())))
     check_int(folds, "folds", 2, maximum=max(2, rows))
-    part = np.empty(rows, dtype=np.int64)
-    part[np.random.default_rng(seed).permutation(rows)] = np.arange(rows) % folds
+    part = _seeded_parts(rows, folds, seed)
     reports = []
     for k in range(folds):
         choose, scored = part != k, part == k
