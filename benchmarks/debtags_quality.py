@@ -74,7 +74,7 @@ def run_finetune(name: str, groups: list[str], epochs: int, settings: list[str],
     config["spec"]["groups"] = [g for g in config["spec"]["groups"] if g["name"] in groups]
     started = time.perf_counter()
     run_dir = mtk.train(config, verbose=2)
-    record(name, time.perf_counter() - started, os.path.join(run_dir, "metrics.json"),
+    record(name, "fine-tuned", time.perf_counter() - started, os.path.join(run_dir, "metrics.json"),
            f"python benchmarks/debtags_quality.py run {what or name} --epochs {epochs}"
            + (f" --name {name}" if what and what != name else "")
            + "".join(f" --set {setting}" for setting in settings))
@@ -135,7 +135,7 @@ def save_linear_report(name: str, what: str, spec: mtk.TaskSpec, probs: dict, y_
     os.makedirs(os.path.join(OUT, name), exist_ok=True)
     path = os.path.join(OUT, name, "metrics.json")
     write_json(report, path)
-    record(name, time.perf_counter() - started, path, f"python benchmarks/debtags_quality.py run {what}"
+    record(name, "linear", time.perf_counter() - started, path, f"python benchmarks/debtags_quality.py run {what}"
            + (f" --name {name}" if name != what else "") + "".join(f" --set {setting}" for setting in settings))
 
 
@@ -217,10 +217,11 @@ def rescore(name: str, scope: str | None = None, record_as: str | None = None,
     print(json.dumps(entry["summary"]))
 
 
-def record(name: str, seconds: float, metrics_path: str, command: str) -> None:
+def record(name: str, kind: str, seconds: float, metrics_path: str, command: str) -> None:
+    """Append one run to results.jsonl; ``kind`` is ``fine-tuned`` (epochs to choose from) or ``linear``."""
     with open(metrics_path) as handle:
         report = json.load(handle)
-    entry = {"name": name, "seconds": round(seconds), "command": command, "machine": machine(),
+    entry = {"name": name, "kind": kind, "seconds": round(seconds), "command": command, "machine": machine(),
              "commit": COMMIT,
              "summary": report["cross_fitted"]["summary"],
              "chosen": [fold["candidate"] for fold in report["cross_fitted"]["folds"]],
@@ -232,9 +233,10 @@ def record(name: str, seconds: float, metrics_path: str, command: str) -> None:
     print(json.dumps(entry, indent=2))
 
 
-def table(names: list[str] | None = None) -> None:
+def table(names: list[str] | None = None, singles: str | None = None) -> None:
     """The markdown table for BENCHMARKS.md: the cross-fitted numbers of every recorded run (latest entry per
-    name), TF-IDF first: every other row is read against it. With ``names``: those rows, in that order."""
+    name), TF-IDF first: every other row is read against it. With ``names``: those rows, in that order; with
+    ``singles`` (a run-name prefix): one more row joining the single-task runs ``<prefix><group>``."""
     entries = {}
     with open(os.path.join(OUT, "results.jsonl")) as handle:
         for line in handle:
@@ -249,17 +251,17 @@ def table(names: list[str] | None = None) -> None:
         missing = [name for name in names if name not in entries]
         if missing:
             sys.exit(f"table: no recorded run named {missing}; recorded: {sorted(entries)}")
-        _print_rows(columns, [(name, entries[name]) for name in names])
+        rows = [(name, entries[name]) for name in names]
+        if singles:
+            rows.append(_singles_row(entries, singles))
+        _print_rows(columns, rows)
         return
     rows = [("TF-IDF + logistic regression", entries.get("tfidf")),
             ("frozen MiniLM + logistic regression", entries.get("frozen")),
             ("fine-tuned, recipe before this issue (3 epochs)", entries.get("multitask"))]
-    singles = {g: entries[f"single:{g}"] for g in GROUPS if f"single:{g}" in entries}
-    if singles:
-        missing = [g for g in GROUPS if g not in singles]
-        rows.append((f"single-task, recipe before this issue (one model per group{'; not run yet: ' if missing else ''}"
-                     f"{', '.join(missing)})", {"summary": singles_summary(list(singles)),
-                                                "seconds": sum(e["seconds"] for e in singles.values())}))
+    if any(f"single:{g}" in entries for g in GROUPS):
+        label, entry = _singles_row(entries, "single:")
+        rows.append((label.replace("single-task", "single-task, recipe before this issue"), entry))
     rows += [(DEFAULT_ROW if name == DEFAULT_RUN else f"ablation: {name[len('ablation-'):]}", entry)
              for name, entry in entries.items() if name.startswith("ablation")]
     _print_rows(columns, rows)
@@ -270,8 +272,11 @@ def _print_rows(columns: list[tuple[str, str]], rows: list[tuple[str, dict | Non
         if entry is None:
             continue
         cells = [entry["summary"].get(f"{g}/{m}") for g, m in columns]
-        linear = entry.get("command", "").split()[3:4] in (["tfidf"], ["frozen"])  # python <script> run <what>
+        linear = (entry["kind"] == "linear" if "kind" in entry  # entries before `kind`: read the command
+                  else entry.get("command", "").split()[3:4] in (["tfidf"], ["frozen"]))
         chosen = ", ".join(str(c + 1) for c in entry["chosen"]) if entry.get("chosen") and not linear else "–"
+        if entry.get("chosen_text"):
+            chosen = "; ".join(entry["chosen_text"])
         if entry.get("averaged"):
             chosen = "mean of " + " + ".join(map(str, entry["averaged"]))
         print(f"| {label} | " + " | ".join("–" if c is None else f"{c:.3f}" for c in cells)
@@ -284,14 +289,20 @@ DEFAULT_ROW = ("**default now**: lr 2e-4, layer decay 0.8, 4 epochs, tag groups 
                "(ablation: default_epochs4_loss_weights_8)")
 
 
-def singles_summary(groups: list[str]) -> dict[str, float]:
-    """The single-task runs' cross-fitted numbers side by side (same seed: the same two halves; each run
-    chose its own epoch and thresholds on the other half). No `overall` row: the runs chose apart."""
-    result = {}
-    for name in groups:
-        with open(os.path.join(OUT, f"single:{name}", "metrics.json")) as handle:
-            result.update(json.load(handle)["cross_fitted"]["summary"])
-    return {key: value for key, value in result.items() if not key.startswith("overall/")}
+def _singles_row(entries: dict[str, dict], prefix: str) -> tuple[str, dict]:
+    """One table row from the single-task runs named ``<prefix><group>``: each group's columns from its own run
+    (same seed: the same two halves; each run chose its own epoch and thresholds on the other half). No
+    `overall` column (the runs chose apart); the wall time is the runs' sum."""
+    runs = {g: entries[prefix + g] for g in GROUPS if prefix + g in entries}
+    if not runs:
+        sys.exit(f"table --singles {prefix}: no recorded run named {prefix}<{'|'.join(GROUPS)}>")
+    missing = [g for g in GROUPS if g not in runs]
+    summary = {key: value for group, entry in runs.items() for key, value in entry["summary"].items()
+               if key.startswith(f"{group}/")}
+    chosen = [f"{group[0]}: {'+'.join(str(c + 1) for c in entry['chosen'])}" for group, entry in runs.items()]
+    label = (f"single-task (one model per group, {prefix}<group>"
+             + (f"; not run yet: {', '.join(missing)})" if missing else ")"))
+    return label, {"summary": summary, "seconds": sum(e["seconds"] for e in runs.values()), "chosen_text": chosen}
 
 
 def main() -> None:
@@ -304,6 +315,8 @@ def main() -> None:
     run.add_argument("--set", action="append", default=[], help="config override key.sub=value (repeatable)")
     shown = sub.add_parser("table")
     shown.add_argument("names", nargs="*", help="rows to show, in this order (default: the issue's table)")
+    shown.add_argument("--singles", default=None, metavar="PREFIX",
+                       help="with names: add one row joining the single-task runs PREFIX<group>")
     again = sub.add_parser("rescore", help="recompute a run's cross-fitted report from its kept predictions")
     again.add_argument("name")
     again.add_argument("--scope", choices=sorted(mtk.defaults.THRESHOLD_SCOPES), default=None,
@@ -313,7 +326,7 @@ def main() -> None:
                        help="score the mean of these epochs' probabilities (one candidate; needs --as)")
     args = parser.parse_args()
     if args.command == "table":
-        table(args.names)
+        table(args.names, args.singles)
     elif args.command == "rescore":
         rescore(args.name, args.scope, args.record_as, args.average)
     elif args.what == "multitask":
