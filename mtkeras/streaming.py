@@ -175,8 +175,10 @@ def scan(spec: Any, pattern: str, options: ReadOptions = ReadOptions(), what: st
     return Scan(counts, arrays, {g: np.asarray(v, np.float32) for g, v in weights.items()})
 
 
-def labels_seen(groups: Iterable[Mapping[str, Any]], records: Iterable[Mapping[str, Any]]) -> dict[str, set]:
-    """``{group name: labels seen}`` for the group dicts without ``labels``, in one pass over ``records``."""
+def labels_seen(groups: Iterable[Mapping[str, Any]], records: Iterable[Mapping[str, Any]],
+                columns: set | None = None) -> dict[str, set]:
+    """``{group name: labels seen}`` for the group dicts without ``labels``, in one pass over ``records``;
+    ``columns``, when given, is filled with every column name the records have (for error messages)."""
     from mtkeras.kinds import KINDS
 
     wanted = {}
@@ -188,6 +190,8 @@ def labels_seen(groups: Iterable[Mapping[str, Any]], records: Iterable[Mapping[s
     if not wanted:
         return seen
     for record in records:
+        if columns is not None:
+            columns.update(record)
         for name, (column, kind) in wanted.items():
             value = record.get(column)
             if value is not None:

@@ -68,16 +68,30 @@ def labels_from_data(groups: Sequence[Mapping[str, Any]], records: Iterable[Mapp
         if group.get("labels") is None and kind.labels_in(None) is None:
             group["labels"] = [group.get("name")]  # named targets, not found in data: one named like the group
         checked.append(group)
-    seen = labels_seen(checked, records)
+    columns: set = set()
+    seen = labels_seen(checked, records, columns)
     for group in checked:
         if group.get("labels") is None:
             if not seen[group.get("name")]:
-                raise ValueError(
-                    f"Group {group.get('name')!r} has no `labels` and the data has none in "
-                    f"column {group.get('column') or group.get('name')!r}; list its labels in the spec."
-                )
+                raise ValueError(_no_labels_message(group, columns))
             group["labels"] = sorted(seen[group.get("name")])
     return checked
+
+
+def _no_labels_message(group: Mapping[str, Any], columns: set) -> str:
+    """Why a group without ``labels`` found none: its column is missing (with the columns the data has and the
+    closest name), or every value in it is empty."""
+    import difflib
+
+    column = group.get("column") or group.get("name")
+    start = f"Group {group.get('name')!r} has no `labels` and "
+    if column in columns:
+        return start + f"the data's column {column!r} is empty in every row; list the group's labels in the spec."
+    names = sorted(str(name) for name in columns)
+    close = difflib.get_close_matches(str(column), names, n=1)
+    return (start + f"the data has no column {column!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+            + f"; the data's columns: {names}. Name the group like its column (or set its `column`), "
+            "or list its labels in the spec.")
 
 
 def spec_from_config(config: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) -> TaskSpec:
@@ -144,6 +158,8 @@ def _read_data(run: _Run) -> None:
     """Stage 2: records checked (train rows sampled when asked); nothing is written yet."""
     data, seed = run.config["data"], run.config["training"]["seed"]
     read = dict(label_delimiter=data["label_delimiter"], drop_empty_texts=data["drop_empty_texts"])
+    for key in ("train", "validation"):
+        _check_data_path(f"data.{key}", data[key], shards=key == "train")
     if is_pattern(data["train"]) or is_shards(data["train"]):
         _check_streamed_config(run.config)
         run.train_source = data["train"]
@@ -154,6 +170,19 @@ def _read_data(run: _Run) -> None:
         order = list(range(len(run.train_records)))
         random.Random(seed).shuffle(order)
         run.train_records = run.train_records.take(order[: data["train_rows"]])
+
+
+def _check_data_path(key: str, path: str, *, shards: bool) -> None:
+    """A data path that names no file is refused with the config key and what the key accepts (a pattern that
+    matches nothing is refused where its files are listed)."""
+    if is_pattern(path) or os.path.exists(path):
+        return
+    accepted = "a .jsonl or .csv file, a glob pattern such as 'data/train-*.jsonl'" + (
+        ", or a shards folder written by `mtkeras prepare`" if shards else "")
+    raise FileNotFoundError(
+        f"Config `{key}` {path!r} does not exist (relative paths in a config file are read from the file's "
+        f"folder); accepted: {accepted}."
+    )
 
 
 def _check_streamed_config(config: Mapping[str, Any]) -> None:
@@ -413,6 +442,8 @@ def prepare(config: Mapping[str, Any], out_dir: str, *, rows_per_shard: int | No
     train, options = config["data"]["train"], _read_options(config)
     if shards.is_shards(train):
         raise ValueError(f"Config `data.train` {train!r} is already a shards folder; prepare reads .jsonl/.csv files.")
+    _check_data_path("data.train", train, shards=False)
+    _check_data_path("data.validation", config["data"]["validation"], shards=False)
     validation = read_records(config["data"]["validation"], config["spec"], label_delimiter=options.label_delimiter,
                               drop_empty_texts=options.drop_empty_texts)
     column = config["spec"].get("text_column", "text")

@@ -108,6 +108,17 @@ def test_thresholds_outside_unit_interval_in_a_spec(config_file):
         mtk.workflow.spec_from_config(config, [{"topic": "alpha"}, {"topic": "beta"}])
 
 
+def test_a_group_without_labels_says_why_none_were_found():
+    groups = [{"name": "colour", "kind": "multilabel"}]
+    with pytest.raises(ValueError, match=r"'colour' has no `labels` and the data's column 'colour' is empty in every"):
+        mtk.workflow.labels_from_data(groups, [{"text": "a", "colour": []}, {"text": "b", "colour": None}])
+    with pytest.raises(ValueError, match=r"no column 'color' \(did you mean 'colour'\?\); the data's columns: "
+                                         r"\['colour', 'text'\]"):
+        mtk.workflow.labels_from_data([{"name": "color", "kind": "multilabel"}], [{"text": "a", "colour": ["red"]}])
+    with pytest.raises(ValueError, match=r"no column 'size'; the data's columns: \['text'\]"):
+        mtk.workflow.labels_from_data([{"name": "size", "kind": "multiclass"}], [{"text": "a"}])
+
+
 # --- callbacks -----------------------------------------------------------------------------
 
 
