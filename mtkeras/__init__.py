@@ -82,8 +82,9 @@ _MOVED: dict[str, str] = {
     "TokenAUC": "heads",
 }
 #: Submodules reachable as attributes (``mtkeras.training.BestCheckpoint``) without importing them first.
-_SUBMODULES = ("config", "data", "defaults", "encoder", "evaluation", "export", "files", "heads", "kinds", "model",
-               "optim", "predict", "saving", "serving", "shards", "spec", "streaming", "training", "words", "workflow")
+_SUBMODULES = ("calibration", "config", "data", "defaults", "encoder", "evaluation", "export", "files", "heads",
+               "kinds", "model", "optim", "precision", "predict", "saving", "serving", "shards", "spec", "streaming",
+               "training", "windows", "words", "workflow")
 
 
 def __getattr__(name: str) -> Any:

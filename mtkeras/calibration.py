@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mtkeras.evaluation import _annotated
+from mtkeras.evaluation import _annotated, _check_arrays
 from mtkeras.spec import TaskSpec
 
 #: Temperatures tried by :func:`fit_temperatures`: 0.2 to 10, log-spaced (about 4% apart).
@@ -60,6 +60,7 @@ def fit_temperatures(
     """
     from mtkeras._compat import tf
 
+    _check_arrays(spec, probs, targets, weights, groups=[g for g in spec.groups if g.rules.calibrates])
     temperatures = {}
     for group in spec.groups:
         if not group.rules.calibrates:

@@ -412,6 +412,21 @@ def _fixed_buckets(boundaries: Sequence[int], max_length: int, max_windows: int 
                   | {max_length * k + 1 for k in range(1, max_windows + 1)})
 
 
+def _texts_of(records: Sequence[Mapping[str, Any]], column: str) -> list[Any]:
+    """Each record's text; a row without the text column is an error naming the row, its columns and the spec's
+    ``text_column``."""
+    texts = []
+    for index, record in enumerate(records):
+        if not isinstance(record, Mapping) or column not in record:
+            name = records.row_names[index] if isinstance(records, Records) else f"Row {index}"
+            held = f"its columns: {sorted(map(str, record))}" if isinstance(record, Mapping) else (
+                f"it is {type(record).__name__}, not a dict")
+            raise KeyError(f"{name} has no text column {column!r} ({held}); name the column with the spec's "
+                           "`text_column`.")
+        texts.append(record[column])
+    return texts
+
+
 def make_dataset(
     spec: TaskSpec,
     tokenizer: Any,
@@ -472,7 +487,7 @@ def make_dataset(
     if len(records) == 0:
         raise ValueError("`records` is empty; a dataset needs at least one row.")
     check_option(padding, "padding", PADDINGS)
-    texts = check_texts([record[spec.text_column] for record in records], arg=f"records[*][{spec.text_column!r}]")
+    texts = check_texts(_texts_of(records, spec.text_column), arg=f"records[*][{spec.text_column!r}]")
     check_word_tokenizer(spec, tokenizer)
     encoded = encode_unpadded(tokenizer, texts, spec, offsets=spec.needs_words)
     lengths = np.array([len(ids) for ids in encoded["input_ids"]], dtype=np.int64)

@@ -22,6 +22,35 @@ def _annotated(weights: Mapping[str, np.ndarray] | None, name: str, rows: int) -
     return np.ones(rows, bool) if weights is None else np.asarray(weights[name]) > 0
 
 
+def _check_arrays(spec: TaskSpec, probs: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray],
+                  weights: Mapping[str, np.ndarray] | None = None, what: str = "probs",
+                  groups: Sequence[Any] | None = None) -> int:
+    """The row count shared by each group's (of ``groups``, default all) ``probs``, ``targets`` and ``weights``;
+    a clear error naming the group and the shapes when a group is missing or its rows or labels disagree (numpy
+    would index silently, or fail on a boolean mask, naming neither)."""
+    rows = None
+    for group in spec.groups if groups is None else groups:
+        arrays = {what: probs, "targets": targets, **({"weights": weights} if weights is not None else {})}
+        for name, given in arrays.items():
+            if group.name not in given:
+                raise KeyError(f"`{name}` has no entry for group {group.name!r}; received groups {sorted(given)}, "
+                               f"the spec's are {[g.name for g in spec.groups]}.")
+        shapes = {name: np.shape(given[group.name]) for name, given in arrays.items()}
+        counts = {name: shape[0] if shape else None for name, shape in shapes.items()}
+        rows = counts["targets"] if rows is None else rows
+        if any(count != rows for count in counts.values()):
+            named = " and ".join(f"`{name}`" for name in shapes)
+            raise ValueError(f"Group {group.name!r}: {named} must have one row per text ({rows} rows), received "
+                             f"shapes {shapes}.")
+        for name in (what, "targets"):
+            if np.asarray(arrays[name][group.name]).dtype == object:  # one array per text (token-level kinds)
+                continue
+            if len(shapes[name]) < 2 or shapes[name][-1] != len(group.labels):
+                raise ValueError(f"Group {group.name!r}: `{name}` must end in one column per label "
+                                 f"({len(group.labels)}), received shape {shapes[name]}.")
+    return int(rows or 0)
+
+
 def evaluation_report(
     spec: TaskSpec,
     probs: Mapping[str, np.ndarray],
@@ -36,8 +65,8 @@ def evaluation_report(
     compare one multi-task model with several single-task ones. Regression and
     token-level groups have their own reports only.
     """
+    rows = _check_arrays(spec, probs, targets, weights)
     report: dict[str, Any] = {"groups": {}, "overall": {}}
-    rows = len(next(iter(targets.values())))
     everywhere = np.ones(rows, dtype=bool)
     predicted, true = [], []
     for group in spec.groups:
@@ -120,6 +149,7 @@ def _tune_thresholds(
     check_number(floor, "floor", 0.0, 1.0, high_open=True)
     check_int(min_positives, "min_positives", 1)
     check_option(scope, "scope", tuple(THRESHOLD_SCOPES))
+    _check_arrays(spec, probs, targets, weights, groups=[g for g in spec.groups if g.rules.thresholded])
     grid = THRESHOLD_GRID[THRESHOLD_GRID >= floor]
     tuned, rules = {}, {}
     for group in spec.groups:
@@ -227,7 +257,8 @@ def cross_fitted_report(
             "`candidates` must be a non-empty list of {group: probabilities} dicts (one per candidate model), "
             f"received {candidates!r:.80}."
         )
-    rows = len(next(iter(targets.values())))
+    for index, probs in enumerate(candidates):
+        rows = _check_arrays(spec, probs, targets, weights, what=f"candidates[{index}]")
     check_int(folds, "folds", 2, maximum=max(2, rows))
     part = _seeded_parts(rows, folds, seed)
     reports = []

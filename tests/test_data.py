@@ -48,6 +48,15 @@ def test_encode_targets_errors(tiny_spec):
         mtk.encode_targets(tiny_spec, [{"topic": "beta"}])
 
 
+def test_make_dataset_names_a_row_without_text(tiny_spec, tiny_tokenizer):
+    rows = [{"text": "alpha", "topic": "alpha"}, {"body": "beta", "topic": "beta"}]
+    with pytest.raises(KeyError, match=r"Row 1 has no text column 'text' \(its columns: \['body', 'topic'\]\); "
+                                       r"name the column with the spec's `text_column`"):
+        mtk.make_dataset(tiny_spec, tiny_tokenizer, rows)
+    with pytest.raises(KeyError, match=r"Row 0 has no text column 'text' \(it is str, not a dict\)"):
+        mtk.make_dataset(tiny_spec, tiny_tokenizer, ["alpha"])
+
+
 def test_tokenize_pads_to_longest_or_max_length(tiny_tokenizer):
     x = mtk.tokenize(tiny_tokenizer, ["red", "the red blue program"], max_length=32)
     assert set(x) == set(mtk.spec.INPUT_NAMES)

@@ -130,6 +130,36 @@ def test_report_uses_only_annotated_rows(spec):
     assert report["overall"]["rows"] == 2
 
 
+_GOOD = {"topic": np.eye(3)[[0, 1, 2]], "colour": np.full((3, 4), 0.9)}
+_MISMATCHES = {
+    "rows": ({"topic": np.eye(3)[[0, 1, 2]], "colour": np.full((2, 4), 0.9)}, ValueError,
+             r"Group 'colour': `probs` and `targets` must have one row per text \(3 rows\), received shapes "
+             r"\{'probs': \(2, 4\), 'targets': \(3, 4\)\}"),
+    "columns": ({"topic": np.eye(3)[[0, 1, 2]], "colour": np.full((3, 3), 0.9)}, ValueError,
+                r"Group 'colour': `probs` must end in one column per label \(4\), received shape \(3, 3\)"),
+    "group missing": ({"topic": np.eye(3)[[0, 1, 2]]}, KeyError,
+                      r"`probs` has no entry for group 'colour'; received groups \['topic'\], the spec's are"),
+}
+_TAKING_PROBS = {
+    "evaluation_report": lambda spec, probs, targets: mtk.evaluation_report(spec, probs, targets),
+    "tune_thresholds": lambda spec, probs, targets: mtk.tune_thresholds(spec, probs, targets),
+    "fit_temperatures": lambda spec, probs, targets: mtk.calibration.fit_temperatures(spec, probs, targets),
+    "cross_fitted_report": lambda spec, probs, targets: mtk.cross_fitted_report(spec, [_GOOD, probs], targets),
+}
+
+
+@pytest.mark.parametrize("function", list(_TAKING_PROBS))
+@pytest.mark.parametrize("mismatch", list(_MISMATCHES))
+def test_probabilities_that_do_not_fit_the_targets_are_named(spec, function, mismatch):
+    probs, error, message = _MISMATCHES[mismatch]
+    if function == "cross_fitted_report":  # the second candidate is the bad one
+        message = message.replace("`probs`", r"`candidates\[1\]`").replace("'probs'", r"'candidates\[1\]'")
+    targets = {"topic": np.eye(3)[[0, 1, 0]], "colour": np.ones((3, 4), np.float32)}
+    _TAKING_PROBS[function](spec, _GOOD, targets)  # the good arrays pass
+    with pytest.raises(error, match=message):
+        _TAKING_PROBS[function](spec, probs, targets)
+
+
 def test_evaluate_writes_json_and_plot(tiny_model, tiny_spec, tiny_tokenizer, tmp_path):
     from conftest import synthetic_records
 

@@ -93,3 +93,22 @@ def test_moved_names_say_where_they_went():
     import mtkeras.evaluation  # a submodule import must not shadow the function of the same public name
 
     assert callable(mtkeras.evaluate) and mtkeras.evaluate.__module__ == "mtkeras.evaluation"
+
+
+def test_every_public_submodule_is_an_attribute():
+    """``mtkeras.calibration.fit_temperatures`` works in a fresh process, as for every public module."""
+    import os
+
+    import mtkeras
+
+    folder = os.path.dirname(mtkeras.__file__)
+    names = sorted(n.removesuffix(".py") for n in os.listdir(folder)
+                   if not n.startswith("_") and (n.endswith(".py") or os.path.isdir(os.path.join(folder, n, ""))
+                                                 and os.path.exists(os.path.join(folder, n, "__init__.py"))))
+    names.remove("cli")  # the command line: `python -m mtkeras` / the `mtkeras` script, not an API module
+    result = _run(f"""
+        import mtkeras
+        print([name for name in {names!r} if not hasattr(mtkeras, name)])
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
