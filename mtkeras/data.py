@@ -228,6 +228,9 @@ def _reading_view(spec: TaskSpec | Mapping[str, Any]) -> tuple[str, dict[str, st
     """The text column and ``{label column: kind}`` of a spec, or of its dict form (labels not needed)."""
     if isinstance(spec, TaskSpec):
         return spec.text_column, {group.source_column: group.kind for group in spec.groups}
+    if isinstance(spec, Mapping) and "groups" in spec and not isinstance(spec["groups"], list):
+        raise TypeError("spec `groups` must be a list of group mappings ([{name: ..., kind: ...}, ...]), received "
+                        f"{spec['groups']!r:.80}.")
     if not isinstance(spec, Mapping) or not isinstance(spec.get("groups"), list):
         raise TypeError(f"`spec` must be a TaskSpec or a spec mapping with `groups`, received {spec!r:.80}.")
     kinds = {}

@@ -26,28 +26,22 @@ def _check_arrays(spec: TaskSpec, probs: Mapping[str, np.ndarray], targets: Mapp
                   weights: Mapping[str, np.ndarray] | None = None, what: str = "probs",
                   groups: Sequence[Any] | None = None) -> int:
     """The row count shared by each group's (of ``groups``, default all) ``probs``, ``targets`` and ``weights``;
-    a clear error naming the group and the shapes when a group is missing or its rows or labels disagree (numpy
-    would index silently, or fail on a boolean mask, naming neither)."""
+    a clear error naming the group when one is missing, its layout is not its kind's (``check_outputs``) or its
+    rows disagree (numpy would index silently, or fail on a boolean mask, naming neither)."""
     rows = None
+    arrays = {what: probs, "targets": targets, **({"weights": weights} if weights is not None else {})}
     for group in spec.groups if groups is None else groups:
-        arrays = {what: probs, "targets": targets, **({"weights": weights} if weights is not None else {})}
         for name, given in arrays.items():
             if group.name not in given:
                 raise KeyError(f"`{name}` has no entry for group {group.name!r}; received groups {sorted(given)}, "
                                f"the spec's are {[g.name for g in spec.groups]}.")
-        shapes = {name: np.shape(given[group.name]) for name, given in arrays.items()}
-        counts = {name: shape[0] if shape else None for name, shape in shapes.items()}
+        counts = {name: len(group.rules.check_outputs(given[group.name], what=f"`{name}`")) if name != "weights"
+                  else len(np.atleast_1d(given[group.name])) for name, given in arrays.items()}
         rows = counts["targets"] if rows is None else rows
         if any(count != rows for count in counts.values()):
-            named = " and ".join(f"`{name}`" for name in shapes)
+            named = " and ".join(f"`{name}`" for name in counts)
             raise ValueError(f"Group {group.name!r}: {named} must have one row per text ({rows} rows), received "
-                             f"shapes {shapes}.")
-        for name in (what, "targets"):
-            if np.asarray(arrays[name][group.name]).dtype == object:  # one array per text (token-level kinds)
-                continue
-            if len(shapes[name]) < 2 or shapes[name][-1] != len(group.labels):
-                raise ValueError(f"Group {group.name!r}: `{name}` must end in one column per label "
-                                 f"({len(group.labels)}), received shape {shapes[name]}.")
+                             f"rows {counts}.")
     return int(rows or 0)
 
 

@@ -63,8 +63,8 @@ def labels_from_data(groups: Sequence[Mapping[str, Any]], records: Iterable[Mapp
         group = dict(raw)
         kind = KINDS.get(group.get("kind")) if isinstance(group.get("kind"), str) else None
         if kind is None:  # named before a missing label list is
-            raise ValueError(f"LabelGroup {group.get('name')!r}: unknown `kind` {group.get('kind')!r}. "
-                             f"Accepted kinds: {sorted(KINDS)}.")
+            said = "has no `kind`" if group.get("kind") is None else f"unknown `kind` {group.get('kind')!r}"
+            raise ValueError(f"LabelGroup {group.get('name')!r}: {said}. Accepted kinds: {sorted(KINDS)}.")
         if group.get("labels") is None and kind.labels_in(None) is None:
             group["labels"] = [group.get("name")]  # named targets, not found in data: one named like the group
         checked.append(group)

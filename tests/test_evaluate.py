@@ -133,10 +133,10 @@ def test_report_uses_only_annotated_rows(spec):
 _GOOD = {"topic": np.eye(3)[[0, 1, 2]], "colour": np.full((3, 4), 0.9)}
 _MISMATCHES = {
     "rows": ({"topic": np.eye(3)[[0, 1, 2]], "colour": np.full((2, 4), 0.9)}, ValueError,
-             r"Group 'colour': `probs` and `targets` must have one row per text \(3 rows\), received shapes "
-             r"\{'probs': \(2, 4\), 'targets': \(3, 4\)\}"),
+             r"Group 'colour': `probs` and `targets` must have one row per text \(3 rows\), received rows "
+             r"\{'probs': 2, 'targets': 3\}"),
     "columns": ({"topic": np.eye(3)[[0, 1, 2]], "colour": np.full((3, 3), 0.9)}, ValueError,
-                r"Group 'colour': `probs` must end in one column per label \(4\), received shape \(3, 3\)"),
+                r"`probs` of group 'colour' have shape \(3, 3\); expected \(rows, 4\): one column per label"),
     "group missing": ({"topic": np.eye(3)[[0, 1, 2]]}, KeyError,
                       r"`probs` has no entry for group 'colour'; received groups \['topic'\], the spec's are"),
 }

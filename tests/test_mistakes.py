@@ -236,6 +236,10 @@ CLI_CASES: dict[str, tuple[Callable[[Path, Fixtures], list[str]], tuple[str, ...
     # --- spec values
     "kind typo, labels omitted": (_train(spec__groups=[{"name": "topic", "kind": "multi-class"}]),
                                   (r"'topic'", r"`kind` 'multi-class'", r"'multiclass'")),
+    "kind missing, labels omitted": (_train(spec__groups=[{"name": "topic"}]),
+                                     (r"'topic': has no `kind`", r"'multiclass'")),
+    "groups a mapping, not a list": (_train(spec__groups={"name": "topic", "kind": "multiclass"}),
+                                     (r"`groups` must be a list of group mappings", r"received \{.*'name': 'topic'")),
     "groups empty": (_train(spec__groups=[]), (r"groups", r"\[\]")),
     "duplicate group names": (_train(spec__groups=[{"name": "topic", "kind": "multiclass"}] * 2),
                               (r"'topic'", r"[Dd]uplicate")),

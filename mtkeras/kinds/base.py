@@ -363,15 +363,16 @@ class GroupKind:
         """One answer per row from the outputs (in :meth:`Predictor.predict_proba` layout)."""
         raise NotImplementedError
 
-    def check_outputs(self, outputs: Any) -> np.ndarray:
+    def check_outputs(self, outputs: Any, what: str = "Outputs") -> np.ndarray:
         """``outputs`` as a float array in :meth:`Predictor.predict_proba` layout (``[rows, labels]``), or a
-        ValueError naming the group, the shape received and the shape expected."""
+        ValueError naming ``what`` (e.g. ``` `targets` ```), the group, the shape received and the shape
+        expected."""
         array = np.asarray(outputs)
         if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
-            raise ValueError(f"Outputs of group {self.group.name!r} must be numbers, received dtype {array.dtype}.")
+            raise ValueError(f"{what} of group {self.group.name!r} must be numbers, received dtype {array.dtype}.")
         if array.ndim != 2 or array.shape[1] != len(self.group.labels):
             raise ValueError(
-                f"Outputs of group {self.group.name!r} have shape {array.shape}; expected (rows, "
+                f"{what} of group {self.group.name!r} have shape {array.shape}; expected (rows, "
                 f"{len(self.group.labels)}): one column per label of {preview(self.group.labels)}."
             )
         return array

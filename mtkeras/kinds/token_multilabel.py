@@ -198,11 +198,12 @@ class TokenMultilabel(GroupKind):
             per_word[kept] = values[batch_row, word_start[kept]]
             out[row] = per_word
 
-    def check_outputs(self, outputs: Any) -> np.ndarray:
-        """One ``[words, labels]`` float array per row (an object array), or a ValueError naming the group."""
+    def check_outputs(self, outputs: Any, what: str = "Outputs") -> np.ndarray:
+        """One ``[words, labels]`` float array per row (an object array), or a ValueError naming ``what`` and the
+        group."""
         rows = list(outputs) if isinstance(outputs, (list, tuple, np.ndarray)) else None
         if rows is None:
-            raise ValueError(f"Outputs of token-level group {self.group.name!r} must be one [words, labels] array "
+            raise ValueError(f"{what} of token-level group {self.group.name!r} must be one [words, labels] array "
                              f"per row, received {type(outputs).__name__}.")
         checked = np.empty(len(rows), dtype=object)
         for index, row in enumerate(rows):
@@ -210,7 +211,7 @@ class TokenMultilabel(GroupKind):
             if array.ndim != 2 or array.shape[1] != len(self.group.labels) or not np.issubdtype(array.dtype,
                                                                                                  np.number):
                 raise ValueError(
-                    f"Outputs of token-level group {self.group.name!r}, row {index}: shape {array.shape} "
+                    f"{what} of token-level group {self.group.name!r}, row {index}: shape {array.shape} "
                     f"(dtype {array.dtype}); expected numbers of shape (words, {len(self.group.labels)})."
                 )
             checked[index] = array
