@@ -88,8 +88,12 @@ def test_spec_dict_is_enough_to_read(tmp_path):
     path.write_text("body,tags\nhello,a|b\n", encoding="utf-8")
     spec_dict = {"text_column": "body", "groups": [{"name": "tags", "kind": "multilabel"}]}
     assert mtk.read_records(path, spec_dict) == [{"body": "hello", "tags": ["a", "b"]}]
-    with pytest.raises(TypeError, match="`spec` must be a TaskSpec or a spec mapping with `groups`"):
+    with pytest.raises(TypeError, match=r"spec `groups` must be a list of group mappings .*, received None"):
         mtk.read_records(path, {"groups": None})
+    with pytest.raises(TypeError, match="`spec` must be a TaskSpec or a spec mapping with `groups`, received 3"):
+        mtk.read_records(path, 3)
+    with pytest.raises(TypeError, match="`spec` must be a TaskSpec or a spec mapping with `groups`, received {}"):
+        mtk.read_records(path, {})
 
 
 def batches(dataset):
