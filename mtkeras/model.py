@@ -6,6 +6,7 @@ import contextlib
 
 from mtkeras._checks import check_option
 from mtkeras._compat import BertConfig, keras, tf
+from mtkeras.bag import PieceBag
 from mtkeras.defaults import MIXED_PRECISION
 from mtkeras.encoder import BertEncoder, check_spec_fits, load_bert_config, load_encoder
 from mtkeras.kinds import Features
@@ -14,9 +15,11 @@ from mtkeras.spec import (
     ENCODER_LAYER,
     INPUT_NAMES,
     MERGE_WINDOWS_LAYER,
+    PIECE_BAG_LAYER,
     POOLING_LAYER,
     SPLIT_WINDOWS_LAYER,
     TOKEN_DROPOUT_LAYER,
+    WIDE_AND_DEEP_LAYER,
     TaskSpec,
 )
 from mtkeras.windows import MergeWindows, SplitWindows
@@ -106,6 +109,13 @@ def _build(spec: TaskSpec, bert_config: BertConfig | None, mixed_precision: str 
     # Pooling: mean over real tokens only, of every window (the mask keeps padding out).
     token_mask = tf.cast(inputs["attention_mask"], tf.bool)
     pooled = keras.layers.GlobalAveragePooling1D(name=POOLING_LAYER, dtype=policy)(hidden, mask=token_mask)
+
+    # Wide and deep (spec.bag_dim > 0): the bag of the text's word pieces, of every window, beside the
+    # pooled vector; text-level heads read both.
+    if spec.bag_dim:
+        bag = PieceBag(encoder.bert_config.vocab_size, spec.bag_dim, spec.bag_buckets, name=PIECE_BAG_LAYER)(
+            inputs["input_ids"], inputs["attention_mask"])
+        pooled = keras.layers.Concatenate(name=WIDE_AND_DEEP_LAYER, dtype="float32")([pooled, bag])
     pooled = keras.layers.Dropout(spec.head_dropout, name=DROPOUT_LAYER, dtype="float32")(pooled)
 
     # Heads: one per group, built by its kind on the pooled vector (text level) or on every

@@ -20,8 +20,9 @@ INPUT_NAMES: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
 ENCODER_LAYER, BERT_LAYER, POOLING_LAYER, DROPOUT_LAYER = "encoder", "bert_model", "mean_pooling", "head_dropout"
 TOKEN_DROPOUT_LAYER = "token_dropout"
 SPLIT_WINDOWS_LAYER, MERGE_WINDOWS_LAYER = "split_windows", "merge_windows"
+PIECE_BAG_LAYER, WIDE_AND_DEEP_LAYER = "piece_bag", "wide_and_deep"
 LAYER_NAMES: tuple[str, ...] = (ENCODER_LAYER, BERT_LAYER, POOLING_LAYER, DROPOUT_LAYER, TOKEN_DROPOUT_LAYER,
-                                SPLIT_WINDOWS_LAYER, MERGE_WINDOWS_LAYER)
+                                SPLIT_WINDOWS_LAYER, MERGE_WINDOWS_LAYER, PIECE_BAG_LAYER, WIDE_AND_DEEP_LAYER)
 
 _NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 SPEC_FORMAT_VERSION = 1
@@ -176,6 +177,12 @@ class TaskSpec:
             ``[0, max_length - 3]``.
         text_column: the data field holding the text.
         head_dropout: dropout on the pooled vector before the heads, in [0, 1).
+        bag_dim: the wide part of a wide-and-deep model (:class:`mtkeras.bag.PieceBag`): each word piece
+            (and hashed pair of consecutive pieces) of the text gets a learned vector of ``bag_dim`` numbers,
+            their mean over the text is concatenated to the pooled vector, so text-level heads read both
+            the encoder and the text's pieces; 0: no bag (the encoder alone).
+        bag_buckets: with ``bag_dim``: rows of the table that pairs of consecutive word pieces are hashed
+            into; 0: single pieces only.
 
     Example:
         >>> spec = TaskSpec(
@@ -197,6 +204,8 @@ class TaskSpec:
     stride: int = 0
     text_column: str = "text"
     head_dropout: float = 0.1
+    bag_dim: int = 0
+    bag_buckets: int = 0
     _by_name: dict[str, LabelGroup] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -240,6 +249,13 @@ class TaskSpec:
         if not is_number(self.head_dropout) or not 0.0 <= self.head_dropout < 1.0:
             raise ValueError(
                 f"TaskSpec `head_dropout` must be a number in [0, 1), received {self.head_dropout!r}."
+            )
+        check_int(self.bag_dim, "bag_dim", 0, why=" (dimensions of the bag of word pieces; 0: none)")
+        check_int(self.bag_buckets, "bag_buckets", 0, why=" (hashed word-piece pairs; 0: single pieces only)")
+        if self.bag_buckets and not self.bag_dim:
+            raise ValueError(
+                f"TaskSpec `bag_buckets`={self.bag_buckets} needs `bag_dim` > 0 (the bag it hashes pairs into), "
+                f"received bag_dim={self.bag_dim!r}."
             )
 
     # --- access -------------------------------------------------------------
@@ -304,6 +320,8 @@ class TaskSpec:
             "stride": self.stride,
             "text_column": self.text_column,
             "head_dropout": self.head_dropout,
+            "bag_dim": self.bag_dim,
+            "bag_buckets": self.bag_buckets,
             "groups": [group.to_dict() for group in self.groups],
         }
 

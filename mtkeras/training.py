@@ -133,10 +133,13 @@ def compile_model(
 
 def lr_multipliers(model: keras.Model, spec: TaskSpec, head_lr_multiplier: float,
                    layer_lr_decay: float) -> dict[str, float]:
-    """RAdam's ``lr_multipliers``: the heads' factor, then (with decay < 1) one per encoder layer and the
+    """RAdam's ``lr_multipliers``: the heads' (and the word-piece bag's) factor, then (with decay < 1) one per encoder layer and the
     embeddings' (variable-name patterns of ``TFBertModel``)."""
-    factors = {f"^{re.escape(name)}/": head_lr_multiplier for name in spec.group_names} if head_lr_multiplier != 1.0 \
-        else {}
+    from mtkeras.spec import PIECE_BAG_LAYER
+
+    # The heads and the bag of word pieces (both start from random values) step at the heads' factor.
+    fresh = [*spec.group_names, *([PIECE_BAG_LAYER] if spec.bag_dim else [])]
+    factors = {f"^{re.escape(name)}/": head_lr_multiplier for name in fresh} if head_lr_multiplier != 1.0 else {}
     if layer_lr_decay != 1.0:
         from mtkeras.spec import ENCODER_LAYER
 
