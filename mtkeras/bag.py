@@ -47,7 +47,8 @@ class PieceBag(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, input_ids: tf.Tensor, attention_mask: tf.Tensor) -> tf.Tensor:
-        mask = tf.cast(attention_mask, self.compute_dtype)[..., None]  # [batch, length, 1]
+        # [batch, length, 1]; expand_dims, not [..., None]: TFLite's builtins have no strided slice with new axes.
+        mask = tf.expand_dims(tf.cast(attention_mask, self.compute_dtype), -1)
         vector = _masked_mean(tf.gather(self.pieces, input_ids), mask)
         if self.bigrams is not None:
             # Pair (a, b) -> (a * vocab + b) mod buckets, in int64: no overflow for any vocabulary size.

@@ -330,8 +330,10 @@ class TaskSpec:
         if not isinstance(data, Mapping):
             raise TypeError(f"A task spec must be a JSON object, received {data!r}.")
         data = dict(data)
-        if "format_version" in data:  # a saved spec: one written before windows existed has none
+        if "format_version" in data:  # a saved spec: one written before windows (or the bag) existed has none
             data.setdefault("max_windows", 1)
+            data.setdefault("bag_dim", 0)
+            data.setdefault("bag_buckets", 0)
         version = data.pop("format_version", SPEC_FORMAT_VERSION)
         if version != SPEC_FORMAT_VERSION:
             raise ValueError(

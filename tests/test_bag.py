@@ -1,0 +1,157 @@
+"""Wide and deep: the bag of word pieces (``spec.bag_dim``) — what it computes, that padding and windows
+change nothing, that it trains, and that every artefact (Keras file, Predictor, SavedModel in a fresh process,
+TFLite, ONNX) gives the same answers."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from conftest import synthetic_records, tiny_config
+from test_windows import LONG, windowed
+
+import mtkeras as mtk
+from mtkeras._compat import tf
+from mtkeras.bag import PieceBag
+from mtkeras.spec import PIECE_BAG_LAYER, WIDE_AND_DEEP_LAYER
+from mtkeras.windows import window_rows
+
+
+def with_bag(spec: mtk.TaskSpec, **changes) -> mtk.TaskSpec:
+    return dataclasses.replace(spec, **{"bag_dim": 6, "bag_buckets": 50, **changes})
+
+
+def expected_bag(bag: PieceBag, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The bag by hand: mean of the real tokens' piece vectors plus mean of their pairs' hashed vectors."""
+    pieces, out = bag.pieces.numpy(), []
+    for row, keep in zip(ids.astype(np.int64), mask.astype(bool), strict=True):
+        real = row[keep]
+        vector = pieces[real].mean(0)
+        if bag.buckets:
+            pairs = [(a * bag.vocab_size + b) % bag.buckets for a, b in zip(real[:-1], real[1:], strict=True)]
+            vector = vector + (bag.bigrams.numpy()[pairs].mean(0) if pairs else 0.0)
+        out.append(vector)
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("buckets", [0, 7])
+def test_the_bag_is_the_mean_of_piece_and_pair_vectors(buckets):
+    # A vocabulary whose pair index (a * vocab + b) overflows int32: hashed in int64.
+    bag = PieceBag(vocab_size=200_000, dim=3, buckets=buckets)
+    ids = np.array([[101, 199_999, 199_998, 5, 102, 0], [101, 102, 0, 0, 0, 0]], np.int32)
+    mask = (ids > 0).astype(np.int32)
+    out = bag(ids, mask).numpy()
+    np.testing.assert_allclose(out, expected_bag(bag, ids, mask), atol=1e-6)
+    # Padding (mask 0) changes nothing; a row with no real token is zeros.
+    padded = bag(np.pad(ids, [(0, 0), (0, 4)], constant_values=7), np.pad(mask, [(0, 0), (0, 4)])).numpy()
+    np.testing.assert_allclose(padded, out, atol=1e-6)
+    np.testing.assert_array_equal(bag(ids[:1], np.zeros_like(mask[:1])).numpy(), np.zeros((1, 3)))
+
+
+def test_text_heads_read_the_pooled_vector_and_the_bag(tiny_spec, tiny_tokenizer):
+    spec = windowed(with_bag(tiny_spec))
+    mtk.keras.utils.set_random_seed(11)
+    model = mtk.build_model(spec, bert_config=tiny_config())
+    rows = window_rows(tiny_tokenizer, [LONG, "red"], spec)
+    batch = mtk.data.pad_rows(rows, [0, 1], tiny_tokenizer.pad_token_id, window=12)
+    out = model(batch)
+    # The head's input is [pooled over every window, bag over every window's pieces].
+    joined = mtk.keras.Model(model.inputs, model.get_layer(WIDE_AND_DEEP_LAYER).output)(batch).numpy()
+    bag = model.get_layer(PIECE_BAG_LAYER)
+    np.testing.assert_allclose(joined[:, -6:], expected_bag(bag, batch["input_ids"], batch["attention_mask"]),
+                               atol=1e-6)
+    np.testing.assert_allclose(model.get_layer("topic")(joined).numpy(), out["topic"].numpy(), atol=1e-5)
+    # Padding the batch wider changes nothing.
+    wider = {name: np.pad(value, [(0, 0), (0, 12)]) for name, value in batch.items()}
+    for name, value in model(wider).items():
+        np.testing.assert_allclose(value.numpy(), out[name].numpy(), atol=1e-6)
+    # The bag steps at the heads' factor, like the heads (both start from random values).
+    mtk.compile_model(model, spec, head_lr_multiplier=30.0)
+    assert model.optimizer._multiplier(bag.pieces) == 30.0 == model.optimizer._multiplier(bag.bigrams)
+
+
+def test_a_spec_without_a_bag_builds_the_model_it_built_before(tiny_spec):
+    model = mtk.build_model(tiny_spec, bert_config=tiny_config())
+    names = [layer.name for layer in model.layers]
+    assert PIECE_BAG_LAYER not in names and WIDE_AND_DEEP_LAYER not in names
+    assert model.get_layer("topic").kernel.shape[0] == tiny_config().hidden_size
+    bagged = mtk.build_model(with_bag(tiny_spec, bag_buckets=0), bert_config=tiny_config())
+    assert bagged.get_layer("topic").kernel.shape[0] == tiny_config().hidden_size + 6
+    assert [w.name for w in bagged.get_layer(PIECE_BAG_LAYER).weights] == ["piece_bag/pieces:0"]
+
+
+def test_the_bag_learns_and_every_artefact_answers_alike(tiny_spec, tiny_tokenizer, tmp_path, caplog):
+    from test_export import serve_in_fresh_process
+
+    spec = windowed(with_bag(tiny_spec))
+    mtk.keras.utils.set_random_seed(12)
+    model = mtk.build_model(spec, bert_config=tiny_config())
+    mtk.compile_model(model, spec, learning_rate=1e-3)
+    records = [dict(r, text=r["text"] + " " + LONG[: 40 * (i % 4)]) for i, r in enumerate(synthetic_records(48))]
+    before = model.get_layer(PIECE_BAG_LAYER).pieces.numpy().copy()
+    model.fit(mtk.make_dataset(spec, tiny_tokenizer, records, batch_size=8), epochs=1, verbose=0)
+    assert not np.allclose(model.get_layer(PIECE_BAG_LAYER).pieces.numpy(), before)
+    spec = spec.with_temperatures({"topic": 1.7, "colour": 0.8})
+    texts = [r["text"] for r in records[:6]] + [LONG, ""]
+    python = mtk.Predictor(model, spec, tiny_tokenizer).predict_proba(texts)
+    # Keras file: save -> load -> the same answers.
+    mtk.save_model(model, spec, tmp_path / "saved", tiny_tokenizer)
+    loaded, loaded_spec, _ = mtk.load_model(tmp_path / "saved")
+    assert loaded_spec == spec
+    reloaded = mtk.Predictor(loaded, loaded_spec, tiny_tokenizer).predict_proba(texts)
+    # SavedModel, served by a process with only TensorFlow and TF Text.
+    export = mtk.export_saved_model(model, str(tmp_path / "export"), spec=spec, tokenizer=tiny_tokenizer)
+    ids = mtk.data.pad_rows(window_rows(tiny_tokenizer, texts, spec), range(len(texts)), tiny_tokenizer.pad_token_id,
+                            window=12)
+    served = serve_in_fresh_process(export, texts, ids, tmp_path)
+    # TFLite on the same rows.
+    interpreter = tf.lite.Interpreter(model_path=mtk.export_tflite(model, str(tmp_path / "m.tflite"), spec=spec))
+    lite = interpreter.get_signature_runner()(**ids)
+    assert "select ops" not in caplog.text  # TFLite's builtins cover the bag
+    for group in spec.groups:
+        np.testing.assert_allclose(reloaded[group.name], python[group.name], atol=1e-6)
+        for signature in ("text", "ids"):
+            np.testing.assert_allclose(np.array(served[signature][f"{group.name}_probabilities"]), python[group.name],
+                                       atol=1e-5, err_msg=signature)
+        np.testing.assert_allclose(lite[f"{group.name}_probabilities"], python[group.name], atol=1e-5)
+
+
+def test_onnx_computes_the_bag(tiny_spec, tiny_tokenizer, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from mtkeras.export.saved_model import ids_function
+
+    spec = with_bag(tiny_spec)
+    mtk.keras.utils.set_random_seed(13)
+    model = mtk.build_model(spec, bert_config=tiny_config())
+    path = mtk.export_onnx(model, tmp_path / "m.onnx", spec=spec)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    inputs = {name: np.asarray(value, np.int32) for name, value in
+              mtk.tokenize(tiny_tokenizer, ["red alpha program", "", "the blue file " * 3], spec.max_length).items()}
+    served = dict(zip([o.name for o in session.get_outputs()], session.run(None, inputs), strict=True))
+    for name, value in ids_function(model, spec)(inputs).items():
+        np.testing.assert_allclose(served[name], value.numpy(), atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"bag_dim": -1}, r"`bag_dim` must be an integer >= 0 \(dimensions of the bag of word pieces; 0: none\), "
+                          r"received -1"),
+        ({"bag_dim": 2.5}, r"`bag_dim` must be an integer >= 0 .*received 2.5"),
+        ({"bag_buckets": -3}, r"`bag_buckets` must be an integer >= 0 \(hashed word-piece pairs.*received -3"),
+        ({"bag_buckets": "64"}, r"`bag_buckets` must be an integer >= 0 .*received '64'"),
+        ({"bag_dim": 0, "bag_buckets": 64}, r"`bag_buckets`=64 needs `bag_dim` > 0 .*received bag_dim=0"),
+    ],
+)
+def test_bad_bag_options_are_refused(tiny_spec, changes, match):
+    with pytest.raises(ValueError, match=match):
+        with_bag(tiny_spec, **changes)
+
+
+def test_a_spec_saved_before_the_bag_loads_without_one(tiny_spec):
+    data = tiny_spec.to_dict()
+    del data["bag_dim"], data["bag_buckets"]
+    loaded = mtk.TaskSpec.from_dict(data)
+    assert (loaded.bag_dim, loaded.bag_buckets) == (0, 0)
+    assert mtk.TaskSpec.from_dict(with_bag(tiny_spec).to_dict()) == with_bag(tiny_spec)
