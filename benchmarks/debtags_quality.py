@@ -8,6 +8,7 @@
         --set thresholds.scope=auto                               # baselines take the threshold settings too
     python benchmarks/debtags_quality.py run multitask --name multitask-max_length \
         --set training.padding=max_length                         # same run, every row padded to 128
+    python benchmarks/debtags_quality.py blend default tfidf --as default+tfidf   # an ensemble of two runs
     python benchmarks/debtags_quality.py table                    # the markdown table for BENCHMARKS.md
 
 Every row is evaluated on the 1,425 validation descriptions with the same code and the
@@ -20,6 +21,7 @@ reported is chosen on the rows it is reported on. Section is decided by argmax.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -132,7 +134,9 @@ def save_linear_report(name: str, what: str, spec: mtk.TaskSpec, probs: dict, y_
         "cross_fitted": mtk.cross_fitted_report(spec, [probs], y_val, w_val, seed=config["training"]["seed"],
                                                 **protocol),
     }
-    os.makedirs(os.path.join(OUT, name), exist_ok=True)
+    os.makedirs(os.path.join(OUT, name, "validation_predictions"), exist_ok=True)
+    # Kept like a training run's epochs (one "epoch"), so `blend` can mix them with a fine-tuned run's.
+    np.savez(os.path.join(OUT, name, "validation_predictions", "epoch_1.npz"), **probs)
     path = os.path.join(OUT, name, "metrics.json")
     write_json(report, path)
     record(name, "linear", time.perf_counter() - started, path, f"python benchmarks/debtags_quality.py run {what}"
@@ -215,6 +219,45 @@ def rescore(name: str, scope: str | None = None, record_as: str | None = None,
     with open(os.path.join(OUT, "results.jsonl"), "a") as handle:
         handle.write(json.dumps(entry) + "\n")
     print(json.dumps(entry["summary"]))
+
+
+#: The weights `blend` offers the protocol for the first run's probabilities (the second gets 1 - w).
+BLEND_WEIGHTS = (0.25, 0.5, 0.75)
+
+
+def blend(first: str, second: str, record_as: str) -> None:
+    """Score the weighted mean of two runs' validation probabilities (what an ensemble of the two models would
+    answer) under the same protocol: every (epoch of ``first``, epoch of ``second``, weight in
+    :data:`BLEND_WEIGHTS`) is one candidate, and each half is scored with the candidate chosen on the other
+    half, so neither the epochs nor the weight is chosen on the rows reported. The spec, thresholds settings and
+    seed are ``first``'s (a fine-tuned run)."""
+    from mtkeras.training import load_epoch_predictions
+
+    spec, config = as_trained(os.path.join(OUT, first))
+    validation = mtk.read_records(config["data"]["validation"], spec)
+    targets, weights = mtk.encode_targets(spec, validation)
+    runs = [load_epoch_predictions(os.path.join(OUT, name, "validation_predictions")) for name in (first, second)]
+    for name, epochs in zip((first, second), runs, strict=True):
+        if not epochs:
+            sys.exit(f"blend: run {name!r} kept no validation predictions in {os.path.join(OUT, name)}")
+    candidates, described = [], []
+    for (a, probs_a), (b, probs_b), w in itertools.product(runs[0].items(), runs[1].items(), BLEND_WEIGHTS):
+        candidates.append({g.name: w * probs_a[g.name] + (1 - w) * probs_b[g.name] for g in spec.groups})
+        described.append(f"{w:g} x {first} epoch {a} + {1 - w:g} x {second} epoch {b}")
+    report = mtk.cross_fitted_report(spec, candidates, targets, weights, seed=config["training"]["seed"],
+                                     **{**threshold_settings(config), "calibrate": True})
+    entries = {}
+    for line in open(os.path.join(OUT, "results.jsonl")):
+        entry = json.loads(line)
+        entries[entry["name"]] = entry
+    entry = {"name": record_as, "kind": "blend", "machine": machine(), "commit": COMMIT,
+             "seconds": sum(entries[name]["seconds"] for name in (first, second) if name in entries),
+             "command": f"python benchmarks/debtags_quality.py blend {first} {second} --as {record_as}",
+             "summary": report["summary"], "chosen": [fold["candidate"] for fold in report["folds"]],
+             "chosen_text": [described[fold["candidate"]] for fold in report["folds"]]}
+    with open(os.path.join(OUT, "results.jsonl"), "a") as handle:
+        handle.write(json.dumps(entry) + "\n")
+    print(json.dumps(entry, indent=2))
 
 
 def record(name: str, kind: str, seconds: float, metrics_path: str, command: str) -> None:
@@ -324,8 +367,14 @@ def main() -> None:
     again.add_argument("--as", dest="record_as", default=None, help="record under this name (a new row)")
     again.add_argument("--average", type=int, nargs="+", default=None, metavar="EPOCH",
                        help="score the mean of these epochs' probabilities (one candidate; needs --as)")
+    mixed = sub.add_parser("blend", help="score the weighted mean of two runs' probabilities (an ensemble)")
+    mixed.add_argument("first", help="a fine-tuned run (its spec, thresholds settings and seed are used)")
+    mixed.add_argument("second", help="another run: fine-tuned or linear (tfidf, frozen)")
+    mixed.add_argument("--as", dest="record_as", required=True, help="record under this name (a new row)")
     args = parser.parse_args()
-    if args.command == "table":
+    if args.command == "blend":
+        blend(args.first, args.second, args.record_as)
+    elif args.command == "table":
         table(args.names, args.singles)
     elif args.command == "rescore":
         rescore(args.name, args.scope, args.record_as, args.average)

@@ -17,7 +17,7 @@ from mtkeras._compat import keras, tf
 from mtkeras._io import write_json
 from mtkeras.defaults import DEFAULT_MONITOR, DISTRIBUTE, ROC_AUC, SELECTION_MONITOR, TRAINING
 from mtkeras.optim import RAdam
-from mtkeras.spec import TaskSpec
+from mtkeras.spec import PIECE_BAG_LAYER, TaskSpec
 
 logger = logging.getLogger("mtkeras")
 
@@ -133,10 +133,8 @@ def compile_model(
 
 def lr_multipliers(model: keras.Model, spec: TaskSpec, head_lr_multiplier: float,
                    layer_lr_decay: float) -> dict[str, float]:
-    """RAdam's ``lr_multipliers``: the heads' (and the word-piece bag's) factor, then (with decay < 1) one per encoder layer and the
-    embeddings' (variable-name patterns of ``TFBertModel``)."""
-    from mtkeras.spec import PIECE_BAG_LAYER
-
+    """RAdam's ``lr_multipliers``: the heads' (and the word-piece bag's) factor, then (with decay < 1) one per
+    encoder layer and the embeddings' (variable-name patterns of ``TFBertModel``)."""
     # The heads and the bag of word pieces (both start from random values) step at the heads' factor.
     fresh = [*spec.group_names, *([PIECE_BAG_LAYER] if spec.bag_dim else [])]
     factors = {f"^{re.escape(name)}/": head_lr_multiplier for name in fresh} if head_lr_multiplier != 1.0 else {}
