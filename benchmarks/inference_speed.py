@@ -6,6 +6,7 @@
     python benchmarks/inference_speed.py threads   [--repeats 5]
     python benchmarks/inference_speed.py vs-ort    [--repeats 3]      # issue 17: ONNX Runtime, bfloat16
     python benchmarks/inference_speed.py int8      [--repeats 3]      # issue 17: int8 paths
+    python benchmarks/inference_speed.py bag       [--repeats 3]      # issue 14: the word-piece bag's cost
 
 Each contender is its own worker process (``benchmarks/_workers.py``): it loads
 its model, makes one warm-up pass over the texts, then waits. The orchestrator
@@ -25,6 +26,9 @@ the run named by ``MTKERAS_BENCH_RUN`` (default ``multitask``) and its exports (
 --name RUN-bf16``); their ONNX Runtime contender runs in the PyTorch virtualenv with ``onnxruntime==1.30.0``
 added (``runs/torch-venv/bin/pip install onnxruntime==1.30.0 onnx==1.23.1``): it exports the same MiniLM from
 PyTorch with mean pooling and the four heads once (``runs/bench/exports/ort-minilm/``) and fuses it.
+``bag`` compares the run named by ``MTKERAS_BENCH_PLAIN`` (default ``default-s29``: no bag) with those named by
+``MTKERAS_BENCH_BAGS`` (comma-separated; default ``wide-bag64,wide-bag64-unigrams``), Predictor and SavedModel
+(``mtkeras export runs/bench/RUN --name RUN --output-dir runs/bench/exports`` for each).
 
 FLOPs per text (BERT encoder, d = hidden 384, f = FFN 1536, 6 layers, L = the
 row's padded length): per layer 2·L·(4·d² + 2·d·f) for the dense layers plus
@@ -131,6 +135,17 @@ def _tables() -> dict[str, list[dict]]:
              "order": "sorted", "args": ["--quantize", "--order", "sorted"]},
             {"name": "ORT fused graph (PyTorch export) dynamic int8, input order", "kind": "ort",
              "paths": [_minilm(), ort_cache], "order": "input", "args": ["--quantize"]},
+        ],
+        "bag": [
+            contender
+            for name in [os.environ.get("MTKERAS_BENCH_PLAIN", "default-s29"),
+                         *os.environ.get("MTKERAS_BENCH_BAGS", "wide-bag64,wide-bag64-unigrams").split(",")]
+            for contender in (
+                {"name": f"Predictor {name} (defaults: sorted, XLA)", "kind": "predictor",
+                 "paths": [os.path.join(BENCH, name, "model")], "order": "sorted", "args": ["--jit"]},
+                {"name": f"SavedModel {name}, requests of 32", "kind": "savedmodel", "paths": [_export(name)],
+                 "order": "input"},
+            )
         ],
         "threads": [
             {"name": f"Predictor (XLA off), {label}", "kind": "predictor", "paths": [keras_run], "order": "sorted",
