@@ -82,7 +82,7 @@ _MOVED: dict[str, str] = {
     "TokenAUC": "heads",
 }
 #: Submodules reachable as attributes (``mtkeras.training.BestCheckpoint``) without importing them first.
-_SUBMODULES = ("calibration", "config", "data", "defaults", "encoder", "evaluation", "export", "files", "heads",
+_SUBMODULES = ("bag", "calibration", "config", "data", "defaults", "encoder", "evaluation", "export", "files", "heads",
                "kinds", "model", "optim", "precision", "predict", "saving", "serving", "shards", "spec", "streaming",
                "training", "windows", "words", "workflow")
 
