@@ -178,13 +178,14 @@ def run_tfidf(name: str, settings: list[str]) -> None:
 
 
 def rescore(name: str, scope: str | None = None, record_as: str | None = None,
-            average: list[int] | None = None) -> None:
+            average: list[int] | None = None, seed: int | None = None) -> None:
     """Recompute a fine-tuned run's cross-fitted report from the validation probabilities it kept (every
     epoch), with this checkout's protocol code; the run's other fields (time, command) are kept. ``scope``
     overrides the run's ``thresholds.scope``; ``record_as`` records the result under another name (a new
     table row) and leaves the run's ``metrics.json`` as it is. ``average`` (epoch numbers) scores one candidate,
     the mean of those epochs' probabilities: what averaging their checkpoints could give at best, at the cost
-    of one model per epoch."""
+    of one model per epoch. ``seed`` splits the validation rows into other halves than the run's training seed
+    does (a run trained with seed 1 scored on the seed-0 halves of every other row)."""
     from mtkeras.training import load_epoch_predictions
 
     folder = os.path.join(OUT, name)
@@ -200,8 +201,8 @@ def rescore(name: str, scope: str | None = None, record_as: str | None = None,
             sys.exit(f"rescore --average: epochs {missing} not kept; kept: {sorted(epochs)}")
         epochs = {0: {group: np.mean([epochs[e][group] for e in average], axis=0) for group in epochs[average[0]]}}
     settings = {**threshold_settings(config), "calibrate": True, **({"scope": scope} if scope else {})}
-    report = mtk.cross_fitted_report(spec, list(epochs.values()), targets, weights, seed=config["training"]["seed"],
-                                     **settings)
+    halves = config["training"]["seed"] if seed is None else seed
+    report = mtk.cross_fitted_report(spec, list(epochs.values()), targets, weights, seed=halves, **settings)
     report["candidates"] = [f"mean of epochs {average}"] if average else [f"epoch {epoch}" for epoch in epochs]
     if record_as is None:
         with open(os.path.join(folder, "metrics.json")) as handle:
@@ -215,7 +216,8 @@ def rescore(name: str, scope: str | None = None, record_as: str | None = None,
                  name=record_as or name, thresholds_scope=settings["scope"],
                  rescored=f"python benchmarks/debtags_quality.py rescore {name}"
                           + (f" --scope {scope}" if scope else "") + (f" --as {record_as}" if record_as else "")
-                          + (" --average " + " ".join(map(str, average)) if average else ""))
+                          + (" --average " + " ".join(map(str, average)) if average else "")
+                          + (f" --seed {seed}" if seed is not None else ""))
     with open(os.path.join(OUT, "results.jsonl"), "a") as handle:
         handle.write(json.dumps(entry) + "\n")
     print(json.dumps(entry["summary"]))
@@ -367,6 +369,8 @@ def main() -> None:
     again.add_argument("--as", dest="record_as", default=None, help="record under this name (a new row)")
     again.add_argument("--average", type=int, nargs="+", default=None, metavar="EPOCH",
                        help="score the mean of these epochs' probabilities (one candidate; needs --as)")
+    again.add_argument("--seed", type=int, default=None,
+                       help="the validation halves' seed (default: the run's training.seed)")
     mixed = sub.add_parser("blend", help="score the weighted mean of two runs' probabilities (an ensemble)")
     mixed.add_argument("first", help="a fine-tuned run (its spec, thresholds settings and seed are used)")
     mixed.add_argument("second", help="another run: fine-tuned or linear (tfidf, frozen)")
@@ -377,7 +381,7 @@ def main() -> None:
     elif args.command == "table":
         table(args.names, args.singles)
     elif args.command == "rescore":
-        rescore(args.name, args.scope, args.record_as, args.average)
+        rescore(args.name, args.scope, args.record_as, args.average, args.seed)
     elif args.what == "multitask":
         run_finetune(args.name or "multitask", list(GROUPS), args.epochs, args.set, what="multitask")
     elif args.what.startswith("single:") and args.what[7:] in GROUPS:
