@@ -177,6 +177,29 @@ def run_tfidf(name: str, settings: list[str]) -> None:
     save_linear_report(name, "tfidf", spec, probs, y_val, w_val, started, config, settings)
 
 
+def _recorded() -> dict[str, dict]:
+    """The latest results.jsonl entry of every recorded name."""
+    entries = {}
+    with open(os.path.join(OUT, "results.jsonl")) as handle:
+        for line in handle:
+            entry = json.loads(line)
+            entries[entry["name"]] = entry
+    return entries
+
+
+def _append(entry: dict) -> None:
+    """Add one entry (a run, a rescore, a blend) to results.jsonl."""
+    with open(os.path.join(OUT, "results.jsonl"), "a") as handle:
+        handle.write(json.dumps(entry) + "\n")
+
+
+def _validation_targets(folder: str) -> tuple[mtk.TaskSpec, dict, dict, dict]:
+    """A fine-tuned run's spec as trained, its config, and the validation targets and weights it is scored on."""
+    spec, config = as_trained(folder)
+    targets, weights = mtk.encode_targets(spec, mtk.read_records(config["data"]["validation"], spec))
+    return spec, config, targets, weights
+
+
 def rescore(name: str, scope: str | None = None, record_as: str | None = None,
             average: list[int] | None = None, seed: int | None = None) -> None:
     """Recompute a fine-tuned run's cross-fitted report from the validation probabilities it kept (every
@@ -189,9 +212,7 @@ def rescore(name: str, scope: str | None = None, record_as: str | None = None,
     from mtkeras.training import load_epoch_predictions
 
     folder = os.path.join(OUT, name)
-    spec, config = as_trained(folder)
-    validation = mtk.read_records(config["data"]["validation"], spec)
-    targets, weights = mtk.encode_targets(spec, validation)
+    spec, config, targets, weights = _validation_targets(folder)
     epochs = load_epoch_predictions(os.path.join(folder, "validation_predictions"))
     if average:
         if record_as is None:
@@ -209,8 +230,7 @@ def rescore(name: str, scope: str | None = None, record_as: str | None = None,
             metrics = json.load(handle)
         metrics["cross_fitted"] = report
         write_json(metrics, os.path.join(folder, "metrics.json"))
-    previous = [json.loads(line) for line in open(os.path.join(OUT, "results.jsonl"))]
-    entry = dict([e for e in previous if e["name"] == name][-1])
+    entry = dict(_recorded()[name])
     entry.update(summary=report["summary"], averaged=average,
                  chosen=None if average else [fold["candidate"] for fold in report["folds"]],
                  name=record_as or name, thresholds_scope=settings["scope"],
@@ -218,8 +238,7 @@ def rescore(name: str, scope: str | None = None, record_as: str | None = None,
                           + (f" --scope {scope}" if scope else "") + (f" --as {record_as}" if record_as else "")
                           + (" --average " + " ".join(map(str, average)) if average else "")
                           + (f" --seed {seed}" if seed is not None else ""))
-    with open(os.path.join(OUT, "results.jsonl"), "a") as handle:
-        handle.write(json.dumps(entry) + "\n")
+    _append(entry)
     print(json.dumps(entry["summary"]))
 
 
@@ -235,9 +254,7 @@ def blend(first: str, second: str, record_as: str) -> None:
     seed are ``first``'s (a fine-tuned run)."""
     from mtkeras.training import load_epoch_predictions
 
-    spec, config = as_trained(os.path.join(OUT, first))
-    validation = mtk.read_records(config["data"]["validation"], spec)
-    targets, weights = mtk.encode_targets(spec, validation)
+    spec, config, targets, weights = _validation_targets(os.path.join(OUT, first))
     runs = [load_epoch_predictions(os.path.join(OUT, name, "validation_predictions")) for name in (first, second)]
     for name, epochs in zip((first, second), runs, strict=True):
         if not epochs:
@@ -248,17 +265,13 @@ def blend(first: str, second: str, record_as: str) -> None:
         described.append(f"{w:g} x {first} epoch {a} + {1 - w:g} x {second} epoch {b}")
     report = mtk.cross_fitted_report(spec, candidates, targets, weights, seed=config["training"]["seed"],
                                      **{**threshold_settings(config), "calibrate": True})
-    entries = {}
-    for line in open(os.path.join(OUT, "results.jsonl")):
-        entry = json.loads(line)
-        entries[entry["name"]] = entry
+    entries = _recorded()
     entry = {"name": record_as, "kind": "blend", "machine": machine(), "commit": COMMIT,
              "seconds": sum(entries[name]["seconds"] for name in (first, second) if name in entries),
              "command": f"python benchmarks/debtags_quality.py blend {first} {second} --as {record_as}",
              "summary": report["summary"], "chosen": [fold["candidate"] for fold in report["folds"]],
              "chosen_text": [described[fold["candidate"]] for fold in report["folds"]]}
-    with open(os.path.join(OUT, "results.jsonl"), "a") as handle:
-        handle.write(json.dumps(entry) + "\n")
+    _append(entry)
     print(json.dumps(entry, indent=2))
 
 
@@ -273,8 +286,7 @@ def record(name: str, kind: str, seconds: float, metrics_path: str, command: str
              "deployed": ({"epoch": report["best_epoch"]["epoch"] + 1, "monitor": report["best_epoch"]["monitor"]}
                           if "best_epoch" in report else None),
              "summary_tuned_on_reported_rows": mtk.evaluation.summary(report["validation"])}
-    with open(os.path.join(OUT, "results.jsonl"), "a") as handle:
-        handle.write(json.dumps(entry) + "\n")
+    _append(entry)
     print(json.dumps(entry, indent=2))
 
 
@@ -282,11 +294,7 @@ def table(names: list[str] | None = None, singles: str | None = None) -> None:
     """The markdown table for BENCHMARKS.md: the cross-fitted numbers of every recorded run (latest entry per
     name), TF-IDF first: every other row is read against it. With ``names``: those rows, in that order; with
     ``singles`` (a run-name prefix): one more row joining the single-task runs ``<prefix><group>``."""
-    entries = {}
-    with open(os.path.join(OUT, "results.jsonl")) as handle:
-        for line in handle:
-            entry = json.loads(line)
-            entries[entry["name"]] = entry
+    entries = _recorded()
     columns = [("section", "accuracy"), ("section", "macro_f1"), ("interface", "micro_f1"), ("use", "micro_f1"),
                ("works_with", "micro_f1"), ("use", "macro_f1"), ("works_with", "macro_f1"), ("overall", "micro_f1"),
                ("section", "ece_uncalibrated"), ("section", "ece")]
