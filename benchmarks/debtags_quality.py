@@ -246,12 +246,12 @@ def rescore(name: str, scope: str | None = None, record_as: str | None = None,
 BLEND_WEIGHTS = (0.25, 0.5, 0.75)
 
 
-def blend(first: str, second: str, record_as: str) -> None:
+def blend(first: str, second: str, record_as: str, seed: int | None = None) -> None:
     """Score the weighted mean of two runs' validation probabilities (what an ensemble of the two models would
     answer) under the same protocol: every (epoch of ``first``, epoch of ``second``, weight in
     :data:`BLEND_WEIGHTS`) is one candidate, and each half is scored with the candidate chosen on the other
     half, so neither the epochs nor the weight is chosen on the rows reported. The spec, thresholds settings and
-    seed are ``first``'s (a fine-tuned run)."""
+    seed are ``first``'s (a fine-tuned run); ``seed`` splits the halves with another seed, as in :func:`rescore`."""
     from mtkeras.training import load_epoch_predictions
 
     spec, config, targets, weights = _validation_targets(os.path.join(OUT, first))
@@ -263,12 +263,14 @@ def blend(first: str, second: str, record_as: str) -> None:
     for (a, probs_a), (b, probs_b), w in itertools.product(runs[0].items(), runs[1].items(), BLEND_WEIGHTS):
         candidates.append({g.name: w * probs_a[g.name] + (1 - w) * probs_b[g.name] for g in spec.groups})
         described.append(f"{w:g} x {first} epoch {a} + {1 - w:g} x {second} epoch {b}")
-    report = mtk.cross_fitted_report(spec, candidates, targets, weights, seed=config["training"]["seed"],
+    halves = config["training"]["seed"] if seed is None else seed
+    report = mtk.cross_fitted_report(spec, candidates, targets, weights, seed=halves,
                                      **{**threshold_settings(config), "calibrate": True})
     entries = _recorded()
     entry = {"name": record_as, "kind": "blend", "machine": machine(), "commit": COMMIT,
              "seconds": sum(entries[name]["seconds"] for name in (first, second) if name in entries),
-             "command": f"python benchmarks/debtags_quality.py blend {first} {second} --as {record_as}",
+             "command": f"python benchmarks/debtags_quality.py blend {first} {second} --as {record_as}"
+                        + (f" --seed {seed}" if seed is not None else ""),
              "summary": report["summary"], "chosen": [fold["candidate"] for fold in report["folds"]],
              "chosen_text": [described[fold["candidate"]] for fold in report["folds"]]}
     _append(entry)
@@ -383,9 +385,11 @@ def main() -> None:
     mixed.add_argument("first", help="a fine-tuned run (its spec, thresholds settings and seed are used)")
     mixed.add_argument("second", help="another run: fine-tuned or linear (tfidf, frozen)")
     mixed.add_argument("--as", dest="record_as", required=True, help="record under this name (a new row)")
+    mixed.add_argument("--seed", type=int, default=None,
+                       help="the validation halves' seed (default: the first run's training.seed)")
     args = parser.parse_args()
     if args.command == "blend":
-        blend(args.first, args.second, args.record_as)
+        blend(args.first, args.second, args.record_as, args.seed)
     elif args.command == "table":
         table(args.names, args.singles)
     elif args.command == "rescore":
