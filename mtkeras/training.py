@@ -17,7 +17,7 @@ from mtkeras._compat import keras, tf
 from mtkeras._io import write_json
 from mtkeras.defaults import DEFAULT_MONITOR, DISTRIBUTE, ROC_AUC, SELECTION_MONITOR, TRAINING
 from mtkeras.optim import RAdam
-from mtkeras.spec import PIECE_BAG_LAYER, TaskSpec
+from mtkeras.spec import ENCODER_LAYER, PIECE_BAG_LAYER, TaskSpec
 
 logger = logging.getLogger("mtkeras")
 
@@ -139,8 +139,6 @@ def lr_multipliers(model: keras.Model, spec: TaskSpec, head_lr_multiplier: float
     fresh = [*spec.group_names, *([PIECE_BAG_LAYER] if spec.bag_dim else [])]
     factors = {f"^{re.escape(name)}/": head_lr_multiplier for name in fresh} if head_lr_multiplier != 1.0 else {}
     if layer_lr_decay != 1.0:
-        from mtkeras.spec import ENCODER_LAYER
-
         layers = model.get_layer(ENCODER_LAYER).bert_config.num_hidden_layers
         for i in range(layers):
             factors[rf"/encoder/layer_\._{i}/"] = layer_lr_decay ** (layers - 1 - i)
