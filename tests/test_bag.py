@@ -155,3 +155,26 @@ def test_a_spec_saved_before_the_bag_loads_without_one(tiny_spec):
     loaded = mtk.TaskSpec.from_dict(data)
     assert (loaded.bag_dim, loaded.bag_buckets) == (0, 0)
     assert mtk.TaskSpec.from_dict(with_bag(tiny_spec).to_dict()) == with_bag(tiny_spec)
+
+
+def test_the_bag_stays_float32_under_mixed_bfloat16(tiny_spec, tiny_tokenizer):
+    # The recipe may train in mixed_bfloat16: the bag's tables and its vector stay float32, and the bfloat16
+    # model's answers stay close to the float32 model's with the same weights.
+    spec = with_bag(tiny_spec)
+    mtk.keras.utils.set_random_seed(14)
+    plain = mtk.build_model(spec, bert_config=tiny_config())
+    mixed = mtk.build_model(spec, bert_config=tiny_config(), mixed_precision="mixed_bfloat16")
+    mixed.set_weights(plain.get_weights())
+    bag = mixed.get_layer(PIECE_BAG_LAYER)
+    assert bag.pieces.dtype == tf.float32 and bag.compute_dtype == "float32"
+    assert mixed.get_layer(WIDE_AND_DEEP_LAYER).output.dtype == tf.float32
+    batch = mtk.tokenize(tiny_tokenizer, ["red alpha program", "the blue file " * 3], spec.max_length)
+    want, got = plain(batch), mixed(batch)
+    for group in spec.groups:
+        assert got[group.name].dtype == tf.float32
+        np.testing.assert_allclose(got[group.name].numpy(), want[group.name].numpy(), atol=0.05)
+    mtk.compile_model(mixed, spec, learning_rate=1e-3)
+    records = synthetic_records(16)
+    before = bag.bigrams.numpy().copy()
+    mixed.fit(mtk.make_dataset(spec, tiny_tokenizer, records, batch_size=8), epochs=1, verbose=0)
+    assert not np.allclose(bag.bigrams.numpy(), before)
