@@ -4,6 +4,7 @@
     python benchmarks/debtags_quality.py run single:section       # one group alone, same budget
     python benchmarks/debtags_quality.py run frozen               # MiniLM embeddings + logistic regression
     python benchmarks/debtags_quality.py run tfidf                # TF-IDF + logistic regression (no BERT)
+    python benchmarks/debtags_quality.py run pieces               # the same on word pieces and pairs (the bag's)
     python benchmarks/debtags_quality.py run tfidf --name tfidf-auto \
         --set thresholds.scope=auto                               # baselines take the threshold settings too
     python benchmarks/debtags_quality.py run multitask --name multitask-max_length \
@@ -148,8 +149,6 @@ def run_tfidf(name: str, settings: list[str]) -> None:
     regression per group (one-vs-rest for multilabel groups), C=20, on the same rows and protocol."""
     from scipy.sparse import hstack
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.multiclass import OneVsRestClassifier
 
     started = time.perf_counter()
     config = mtk.load_config(CONFIG, [f"spec.encoder={minilm()}", "output=unused", *settings])
@@ -161,8 +160,16 @@ def run_tfidf(name: str, settings: list[str]) -> None:
     train_texts, val_texts = [r["text"] for r in train], [r["text"] for r in validation]
     x_train = hstack([words.fit_transform(train_texts), chars.fit_transform(train_texts)]).tocsr()
     x_val = hstack([words.transform(val_texts), chars.transform(val_texts)]).tocsr()
-    y_train, _ = mtk.encode_targets(spec, train)
+    probs = _logistic_regressions(spec, x_train, mtk.encode_targets(spec, train)[0], x_val)
     y_val, w_val = mtk.encode_targets(spec, validation)
+    save_linear_report(name, "tfidf", spec, probs, y_val, w_val, started, config, settings)
+
+
+def _logistic_regressions(spec: mtk.TaskSpec, x_train, y_train: dict, x_val) -> dict[str, np.ndarray]:
+    """One logistic regression per group (one-vs-rest for thresholded groups), C=20: validation probabilities."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
     probs = {}
     for group in spec.groups:
         model = LogisticRegression(max_iter=3000, C=20.0)
@@ -171,10 +178,36 @@ def run_tfidf(name: str, settings: list[str]) -> None:
             probs[group.name] = clf.predict_proba(x_val).astype(np.float32)
         else:
             clf = model.fit(x_train, y_train[group.name].argmax(1))
-            p = np.zeros((len(validation), len(group.labels)), np.float32)
+            p = np.zeros((x_val.shape[0], len(group.labels)), np.float32)
             p[:, clf.classes_] = clf.predict_proba(x_val)
             probs[group.name] = p
-    save_linear_report(name, "tfidf", spec, probs, y_val, w_val, started, config, settings)
+    return probs
+
+
+def run_pieces(name: str, settings: list[str]) -> None:
+    """The wide part's features in a linear model: TF-IDF on the encoder's word pieces and pairs of consecutive
+    pieces — what ``PieceBag`` reads (the first ``max_length`` - 2 pieces, one window) — with ``run_tfidf``'s
+    logistic regressions. Against ``tfidf`` it says whether the pieces lose anything words and characters have;
+    against the bag trained alone, whether the bag learns what a linear model finds in the same features."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    started = time.perf_counter()
+    config = mtk.load_config(CONFIG, [f"spec.encoder={minilm()}", "output=unused", *settings])
+    train = mtk.read_records(config["data"]["train"], config["spec"])
+    validation = mtk.read_records(config["data"]["validation"], config["spec"])
+    spec = spec_from_config(config, train + validation)
+    tokenizer = mtk.load_tokenizer(spec.encoder)
+
+    def pieces_and_pairs(text: str) -> list[str]:
+        pieces = tokenizer.tokenize(text)[: spec.max_length - 2]
+        return pieces + [f"{a} {b}" for a, b in zip(pieces[:-1], pieces[1:], strict=True)]
+
+    vectorizer = TfidfVectorizer(analyzer=pieces_and_pairs, min_df=2, sublinear_tf=True)
+    x_train = vectorizer.fit_transform([r["text"] for r in train])
+    x_val = vectorizer.transform([r["text"] for r in validation])
+    probs = _logistic_regressions(spec, x_train, mtk.encode_targets(spec, train)[0], x_val)
+    y_val, w_val = mtk.encode_targets(spec, validation)
+    save_linear_report(name, "pieces", spec, probs, y_val, w_val, started, config, settings)
 
 
 def _recorded() -> dict[str, dict]:
@@ -328,7 +361,7 @@ def _print_rows(columns: list[tuple[str, str]], rows: list[tuple[str, dict | Non
             continue
         cells = [entry["summary"].get(f"{g}/{m}") for g, m in columns]
         linear = (entry["kind"] == "linear" if "kind" in entry  # entries before `kind`: read the command
-                  else entry.get("command", "").split()[3:4] in (["tfidf"], ["frozen"]))
+                  else entry.get("command", "").split()[3:4] in (["tfidf"], ["frozen"], ["pieces"]))
         chosen = ", ".join(str(c + 1) for c in entry["chosen"]) if entry.get("chosen") and not linear else "–"
         if entry.get("chosen_text"):
             chosen = "; ".join(entry["chosen_text"])
@@ -364,7 +397,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run")
-    run.add_argument("what", help="multitask | single:<group> | frozen | tfidf")
+    run.add_argument("what", help="multitask | single:<group> | frozen | tfidf | pieces")
     run.add_argument("--epochs", type=int, default=2)
     run.add_argument("--name", default=None, help="run folder and results name (default: what)")
     run.add_argument("--set", action="append", default=[], help="config override key.sub=value (repeatable)")
@@ -383,7 +416,7 @@ def main() -> None:
                        help="the validation halves' seed (default: the run's training.seed)")
     mixed = sub.add_parser("blend", help="score the weighted mean of two runs' probabilities (an ensemble)")
     mixed.add_argument("first", help="a fine-tuned run (its spec, thresholds settings and seed are used)")
-    mixed.add_argument("second", help="another run: fine-tuned or linear (tfidf, frozen)")
+    mixed.add_argument("second", help="another run: fine-tuned or linear (tfidf, pieces, frozen)")
     mixed.add_argument("--as", dest="record_as", required=True, help="record under this name (a new row)")
     mixed.add_argument("--seed", type=int, default=None,
                        help="the validation halves' seed (default: the first run's training.seed)")
@@ -402,8 +435,11 @@ def main() -> None:
         run_frozen(args.name or "frozen", args.set)
     elif args.what == "tfidf":
         run_tfidf(args.name or "tfidf", args.set)
+    elif args.what == "pieces":
+        run_pieces(args.name or "pieces", args.set)
     else:
-        sys.exit(f"unknown run {args.what!r}; accepted: multitask, single:<{'|'.join(GROUPS)}>, frozen, tfidf")
+        sys.exit(f"unknown run {args.what!r}; accepted: multitask, single:<{'|'.join(GROUPS)}>, frozen, tfidf, "
+                 "pieces")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,13 @@ DATASET_PADDINGS: dict[str, str] = {
     "longest": "rows in order, each batch padded to its own longest row",
     "max_length": "rows in order, every row padded to max_length: one shape",
 }
+#: How the word-piece bag (``TaskSpec.bag_pooling``, :class:`mtkeras.bag.PieceBag`) averages the text's piece
+#: and pair vectors; the keys are the accepted values.
+BAG_POOLINGS: dict[str, str] = {
+    "mean": "every real token's vector counts the same",
+    "weighted": "each piece and pair also learns a weight (its log starts at 0, i.e. at 'mean'): a weighted mean "
+                "that can learn to ignore pieces that say nothing, as TF-IDF's inverse document frequency does",
+}
 #: How :func:`mtkeras.tokenize` pads one call's texts.
 TOKENIZE_PADDINGS: tuple[str, ...] = ("longest", "max_length")
 #: Accepted ``mixed_precision`` values: float32 everywhere, or float16 / bfloat16 compute in the encoder.

@@ -113,8 +113,8 @@ def _build(spec: TaskSpec, bert_config: BertConfig | None, mixed_precision: str 
     # Wide and deep (spec.bag_dim > 0): the bag of the text's word pieces, of every window, beside the
     # pooled vector; text-level heads read both.
     if spec.bag_dim:
-        bag = PieceBag(encoder.bert_config.vocab_size, spec.bag_dim, spec.bag_buckets, name=PIECE_BAG_LAYER)(
-            inputs["input_ids"], inputs["attention_mask"])
+        bag = PieceBag(encoder.bert_config.vocab_size, spec.bag_dim, spec.bag_buckets, spec.bag_pooling,
+                       name=PIECE_BAG_LAYER)(inputs["input_ids"], inputs["attention_mask"])
         pooled = keras.layers.Concatenate(name=WIDE_AND_DEEP_LAYER, dtype="float32")([pooled, bag])
     pooled = keras.layers.Dropout(spec.head_dropout, name=DROPOUT_LAYER, dtype="float32")(pooled)
 

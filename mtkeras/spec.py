@@ -10,8 +10,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
-from mtkeras._checks import check_int, is_number
+from mtkeras._checks import check_int, check_option, is_number
 from mtkeras._io import read_utf8, write_atomic
+from mtkeras.defaults import BAG_POOLINGS
 from mtkeras.kinds import KINDS, GroupKind
 
 #: Model input names, exactly the Hugging Face keyword arguments.
@@ -183,6 +184,8 @@ class TaskSpec:
             the encoder and the text's pieces; 0: no bag (the encoder alone).
         bag_buckets: with ``bag_dim``: rows of the table that pairs of consecutive word pieces are hashed
             into; 0: single pieces only.
+        bag_pooling: with ``bag_dim``: how the bag averages its vectors, one of
+            :data:`mtkeras.defaults.BAG_POOLINGS` (``"weighted"``: each piece and pair also learns a weight).
 
     Example:
         >>> spec = TaskSpec(
@@ -206,6 +209,7 @@ class TaskSpec:
     head_dropout: float = 0.1
     bag_dim: int = 0
     bag_buckets: int = 0
+    bag_pooling: str = "mean"
     _by_name: dict[str, LabelGroup] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -255,6 +259,12 @@ class TaskSpec:
         if self.bag_buckets and not self.bag_dim:
             raise ValueError(
                 f"TaskSpec `bag_buckets`={self.bag_buckets} needs `bag_dim` > 0 (the bag it hashes pairs into), "
+                f"received bag_dim={self.bag_dim!r}."
+            )
+        check_option(self.bag_pooling, "bag_pooling", BAG_POOLINGS)
+        if self.bag_pooling != "mean" and not self.bag_dim:
+            raise ValueError(
+                f"TaskSpec `bag_pooling`={self.bag_pooling!r} needs `bag_dim` > 0 (the bag it pools), "
                 f"received bag_dim={self.bag_dim!r}."
             )
 
@@ -322,6 +332,7 @@ class TaskSpec:
             "head_dropout": self.head_dropout,
             "bag_dim": self.bag_dim,
             "bag_buckets": self.bag_buckets,
+            "bag_pooling": self.bag_pooling,
             "groups": [group.to_dict() for group in self.groups],
         }
 
@@ -334,6 +345,7 @@ class TaskSpec:
             data.setdefault("max_windows", 1)
             data.setdefault("bag_dim", 0)
             data.setdefault("bag_buckets", 0)
+            data.setdefault("bag_pooling", "mean")
         version = data.pop("format_version", SPEC_FORMAT_VERSION)
         if version != SPEC_FORMAT_VERSION:
             raise ValueError(
