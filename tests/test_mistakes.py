@@ -249,6 +249,8 @@ CLI_CASES: dict[str, tuple[Callable[[Path, Fixtures], list[str]], tuple[str, ...
     "head_dropout 1": (_train(spec__head_dropout=1.0), (r"head_dropout", r"1.0")),
     "bag_dim negative": (_train(spec__bag_dim=-64), (r"bag_dim", r"-64", r">= 0")),
     "bag_buckets without a bag": (_train(spec__bag_buckets=4096), (r"bag_buckets", r"4096", r"bag_dim` > 0")),
+    "bag_pooling unknown": (_train(spec__bag_dim=8, spec__bag_pooling="idf"),
+                            (r"bag_pooling", r"'idf'", r"'mean', 'weighted'")),
     "temperature negative": (_train(spec__groups=[{"name": "topic", "kind": "multiclass", "temperature": -1}]),
                              (r"temperature", r"-1")),
     "class_weight unknown": (_train(spec__groups=[{"name": "topic", "kind": "multiclass", "class_weight": "balance"}]),
