@@ -5,6 +5,7 @@
     python benchmarks/debtags_quality.py run frozen               # MiniLM embeddings + logistic regression
     python benchmarks/debtags_quality.py run tfidf                # TF-IDF + logistic regression (no BERT)
     python benchmarks/debtags_quality.py run pieces               # the same on word pieces and pairs (the bag's)
+    python benchmarks/debtags_quality.py run bag --epochs 10      # the bag of word pieces alone, no encoder
     python benchmarks/debtags_quality.py run tfidf --name tfidf-auto \
         --set thresholds.scope=auto                               # baselines take the threshold settings too
     python benchmarks/debtags_quality.py run multitask --name multitask-max_length \
@@ -122,26 +123,74 @@ def run_frozen(name: str, settings: list[str]) -> None:
     save_linear_report(name, "frozen", spec, probs, y_val, w_val, started, config, settings)
 
 
-def save_linear_report(name: str, what: str, spec: mtk.TaskSpec, probs: dict, y_val: dict, w_val: dict,
-                       started: float, config: dict, settings: list[str]) -> None:
-    """A linear baseline's metrics.json, laid out like a training run's (one candidate: no epochs), scored with
-    the config's threshold settings (``--set thresholds.scope=...`` applies to baselines too)."""
+def save_linear_report(name: str, what: str, spec: mtk.TaskSpec, probs: dict | list[dict], y_val: dict, w_val: dict,
+                       started: float, config: dict, settings: list[str], options: str = "") -> None:
+    """A baseline's metrics.json, laid out like a training run's, scored with the config's threshold settings
+    (``--set thresholds.scope=...`` applies to baselines too). ``probs``: one candidate (a linear model: no
+    epochs), or one per epoch (the bag trained alone), chosen like a training run's on the other half."""
+    candidates = probs if isinstance(probs, list) else [probs]
     protocol = {**threshold_settings(config), "calibrate": True}
-    tuned = mtk.tune_thresholds(spec, probs, y_val, w_val, floor=protocol["floor"],
+    last = candidates[-1]
+    tuned = mtk.tune_thresholds(spec, last, y_val, w_val, floor=protocol["floor"],
                                 min_positives=protocol["min_positives"], scope=protocol["scope"])
     report = {
-        "validation_default_thresholds": mtk.evaluation_report(spec, probs, y_val, w_val),
-        "validation": mtk.evaluation_report(tuned, probs, y_val, w_val),
-        "cross_fitted": mtk.cross_fitted_report(spec, [probs], y_val, w_val, seed=config["training"]["seed"],
+        "validation_default_thresholds": mtk.evaluation_report(spec, last, y_val, w_val),
+        "validation": mtk.evaluation_report(tuned, last, y_val, w_val),
+        "cross_fitted": mtk.cross_fitted_report(spec, candidates, y_val, w_val, seed=config["training"]["seed"],
                                                 **protocol),
     }
     os.makedirs(os.path.join(OUT, name, "validation_predictions"), exist_ok=True)
-    # Kept like a training run's epochs (one "epoch"), so `blend` can mix them with a fine-tuned run's.
-    np.savez(os.path.join(OUT, name, "validation_predictions", "epoch_1.npz"), **probs)
+    # Kept like a training run's epochs (a linear model's as one "epoch"), so `blend` can mix them with a
+    # fine-tuned run's.
+    for epoch, candidate in enumerate(candidates, 1):
+        np.savez(os.path.join(OUT, name, "validation_predictions", f"epoch_{epoch}.npz"), **candidate)
     path = os.path.join(OUT, name, "metrics.json")
     write_json(report, path)
-    record(name, "linear", time.perf_counter() - started, path, f"python benchmarks/debtags_quality.py run {what}"
-           + (f" --name {name}" if name != what else "") + "".join(f" --set {setting}" for setting in settings))
+    record(name, "linear" if len(candidates) == 1 else "fine-tuned", time.perf_counter() - started, path,
+           f"python benchmarks/debtags_quality.py run {what}{options}" + (f" --name {name}" if name != what else "")
+           + "".join(f" --set {setting}" for setting in settings))
+
+
+def run_bag(name: str, epochs: int, settings: list[str]) -> None:
+    """The wide part alone: ``PieceBag`` (the config's ``bag_dim``, ``bag_buckets``, ``bag_pooling``) and one
+    linear head per group, no encoder — fastText on the same word pieces. Trained with Adam (1e-2, linear decay,
+    batches of 32, the groups' losses and loss weights), every epoch's validation probabilities kept and the epoch
+    chosen on the other half. Against ``pieces`` (a logistic regression on the same features) it says how much
+    of what a linear model finds the bag learns."""
+    from mtkeras.bag import PieceBag
+    from mtkeras.training import build_loss_weights, build_losses
+
+    started = time.perf_counter()
+    config = mtk.load_config(CONFIG, [f"spec.encoder={minilm()}", "output=unused", *settings])
+    mtk.keras.utils.set_random_seed(config["training"]["seed"])
+    train = mtk.read_records(config["data"]["train"], config["spec"])
+    validation = mtk.read_records(config["data"]["validation"], config["spec"])
+    spec = spec_from_config(config, train + validation)
+    tokenizer = mtk.load_tokenizer(spec.encoder)
+
+    def ids(records: list[dict]) -> list[np.ndarray]:
+        batch = mtk.tokenize(tokenizer, [r["text"] for r in records], spec.max_length, padding="max_length")
+        return [np.asarray(batch["input_ids"]), np.asarray(batch["attention_mask"])]
+
+    keras = mtk.keras
+    inputs = [keras.Input((None,), dtype="int32", name=name) for name in ("input_ids", "attention_mask")]
+    bag = PieceBag(tokenizer.vocab_size, spec.bag_dim, spec.bag_buckets, spec.bag_pooling)(*inputs)
+    outputs = {group.name: keras.layers.Dense(len(group.labels), name=group.name,
+                                              activation="sigmoid" if group.rules.thresholded else "softmax")(bag)
+               for group in spec.groups}
+    model = keras.Model(inputs, outputs)
+    steps = epochs * -(-len(train) // 32)
+    model.compile(keras.optimizers.Adam(keras.optimizers.schedules.PolynomialDecay(1e-2, steps, 1e-4)),
+                  loss=build_losses(spec), loss_weights=build_loss_weights(spec))
+    y_train, w_train = mtk.encode_targets(spec, train)
+    x_train, x_val = ids(train), ids(validation)
+    candidates = []
+    for _ in range(epochs):
+        model.fit(x_train, y_train, sample_weight=w_train, batch_size=32, epochs=1, verbose=0)
+        candidates.append({k: np.asarray(v, np.float32) for k, v in model.predict(x_val, batch_size=256,
+                                                                                  verbose=0).items()})
+    y_val, w_val = mtk.encode_targets(spec, validation)
+    save_linear_report(name, "bag", spec, candidates, y_val, w_val, started, config, settings, f" --epochs {epochs}")
 
 
 def run_tfidf(name: str, settings: list[str]) -> None:
@@ -397,7 +446,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run")
-    run.add_argument("what", help="multitask | single:<group> | frozen | tfidf | pieces")
+    run.add_argument("what", help="multitask | single:<group> | frozen | tfidf | pieces | bag")
     run.add_argument("--epochs", type=int, default=2)
     run.add_argument("--name", default=None, help="run folder and results name (default: what)")
     run.add_argument("--set", action="append", default=[], help="config override key.sub=value (repeatable)")
@@ -437,9 +486,11 @@ def main() -> None:
         run_tfidf(args.name or "tfidf", args.set)
     elif args.what == "pieces":
         run_pieces(args.name or "pieces", args.set)
+    elif args.what == "bag":
+        run_bag(args.name or "bag", args.epochs, args.set)
     else:
         sys.exit(f"unknown run {args.what!r}; accepted: multitask, single:<{'|'.join(GROUPS)}>, frozen, tfidf, "
-                 "pieces")
+                 "pieces, bag")
 
 
 if __name__ == "__main__":
