@@ -48,9 +48,11 @@ class PieceBag(keras.layers.Layer):
         def table(name: str, rows: int, width: int, initializer: Any) -> tf.Variable:
             return self.add_weight(name=name, shape=[rows, width], initializer=initializer)
 
-        vectors = keras.initializers.RandomUniform(-0.05, 0.05)
-        self.pieces = table("pieces", self.vocab_size, self.dim, vectors)
-        self.bigrams = table("bigrams", self.buckets, self.dim, vectors) if self.buckets else None
+        def vectors() -> keras.initializers.Initializer:  # one per table: an unseeded one reused repeats its values
+            return keras.initializers.RandomUniform(-0.05, 0.05)
+
+        self.pieces = table("pieces", self.vocab_size, self.dim, vectors())
+        self.bigrams = table("bigrams", self.buckets, self.dim, vectors()) if self.buckets else None
         # Log-weights of "weighted" pooling, one per piece and per pair bucket: 0 at first, a plain mean.
         weighted = self.pooling == "weighted"
         self.piece_weights = table("piece_weights", self.vocab_size, 1, "zeros") if weighted else None

@@ -74,6 +74,14 @@ def test_the_bag_is_the_mean_of_piece_and_pair_vectors(buckets, pooling):
     np.testing.assert_array_equal(bag(ids[:1], np.zeros_like(mask[:1])).numpy(), np.zeros((1, 3)))
 
 
+def test_the_piece_and_pair_tables_start_apart():
+    # Each table has its own initialiser: an unseeded Keras initialiser called twice repeats its values, which
+    # would start pair bucket k on piece k's vector.
+    bag = PieceBag(vocab_size=40, dim=4, buckets=60)
+    bag(np.ones((1, 3), np.int32), np.ones((1, 3), np.int32))
+    assert not np.allclose(bag.pieces.numpy(), bag.bigrams.numpy()[:40])
+
+
 def test_text_heads_read_the_pooled_vector_and_the_bag(tiny_spec, tiny_tokenizer):
     spec = windowed(with_bag(tiny_spec))
     mtk.keras.utils.set_random_seed(11)
