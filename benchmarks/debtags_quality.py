@@ -84,15 +84,21 @@ def run_finetune(name: str, groups: list[str], epochs: int, settings: list[str],
            + "".join(f" --set {setting}" for setting in settings))
 
 
+def _baseline_data(settings: list[str]) -> tuple[dict, list[dict], list[dict], mtk.TaskSpec]:
+    """A baseline's config (the Debtags recipe with ``settings``), its train and validation records, and the
+    spec with every label seen in them."""
+    config = mtk.load_config(CONFIG, [f"spec.encoder={minilm()}", "output=unused", *settings])
+    train = mtk.read_records(config["data"]["train"], config["spec"])
+    validation = mtk.read_records(config["data"]["validation"], config["spec"])
+    return config, train, validation, spec_from_config(config, train + validation)
+
+
 def run_frozen(name: str, settings: list[str]) -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
 
     started = time.perf_counter()
-    config = mtk.load_config(CONFIG, [f"spec.encoder={minilm()}", "output=unused", *settings])
-    train = mtk.read_records(config["data"]["train"], config["spec"])
-    validation = mtk.read_records(config["data"]["validation"], config["spec"])
-    spec = spec_from_config(config, train + validation)
+    config, train, validation, spec = _baseline_data(settings)
     encoder, tokenizer = mtk.encoder.load_encoder(spec.encoder), mtk.load_tokenizer(spec.encoder)
 
     def embed(records: list[dict]) -> np.ndarray:
@@ -161,11 +167,8 @@ def run_bag(name: str, epochs: int, settings: list[str]) -> None:
     from mtkeras.training import build_loss_weights, build_losses
 
     started = time.perf_counter()
-    config = mtk.load_config(CONFIG, [f"spec.encoder={minilm()}", "output=unused", *settings])
+    config, train, validation, spec = _baseline_data(settings)
     mtk.keras.utils.set_random_seed(config["training"]["seed"])
-    train = mtk.read_records(config["data"]["train"], config["spec"])
-    validation = mtk.read_records(config["data"]["validation"], config["spec"])
-    spec = spec_from_config(config, train + validation)
     tokenizer = mtk.load_tokenizer(spec.encoder)
 
     def ids(records: list[dict]) -> list[np.ndarray]:
@@ -200,10 +203,7 @@ def run_tfidf(name: str, settings: list[str]) -> None:
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     started = time.perf_counter()
-    config = mtk.load_config(CONFIG, [f"spec.encoder={minilm()}", "output=unused", *settings])
-    train = mtk.read_records(config["data"]["train"], config["spec"])
-    validation = mtk.read_records(config["data"]["validation"], config["spec"])
-    spec = spec_from_config(config, train + validation)
+    config, train, validation, spec = _baseline_data(settings)
     words = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
     chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), min_df=2, sublinear_tf=True)
     train_texts, val_texts = [r["text"] for r in train], [r["text"] for r in validation]
@@ -241,10 +241,7 @@ def run_pieces(name: str, settings: list[str]) -> None:
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     started = time.perf_counter()
-    config = mtk.load_config(CONFIG, [f"spec.encoder={minilm()}", "output=unused", *settings])
-    train = mtk.read_records(config["data"]["train"], config["spec"])
-    validation = mtk.read_records(config["data"]["validation"], config["spec"])
-    spec = spec_from_config(config, train + validation)
+    config, train, validation, spec = _baseline_data(settings)
     tokenizer = mtk.load_tokenizer(spec.encoder)
 
     def pieces_and_pairs(text: str) -> list[str]:
@@ -410,7 +407,7 @@ def _print_rows(columns: list[tuple[str, str]], rows: list[tuple[str, dict | Non
             continue
         cells = [entry["summary"].get(f"{g}/{m}") for g, m in columns]
         linear = (entry["kind"] == "linear" if "kind" in entry  # entries before `kind`: read the command
-                  else entry.get("command", "").split()[3:4] in (["tfidf"], ["frozen"], ["pieces"]))
+                  else entry.get("command", "").split()[3:4] in (["tfidf"], ["frozen"]))
         chosen = ", ".join(str(c + 1) for c in entry["chosen"]) if entry.get("chosen") and not linear else "–"
         if entry.get("chosen_text"):
             chosen = "; ".join(entry["chosen_text"])
