@@ -1,8 +1,11 @@
+import dataclasses
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-from conftest import synthetic_records
+from conftest import synthetic_records, tiny_config
 
 import mtkeras as mtk
 
@@ -83,3 +86,26 @@ def test_load_errors(tiny_model, tiny_spec, tiny_tokenizer, tmp_path):
     other.save(os.path.join(folder, "spec.json"))
     with pytest.raises(ValueError, match=r"do not match spec.json's groups \['other'\]"):
         mtk.load_model(folder)
+
+
+def test_fresh_process_loads_every_layer(all_kinds_spec, tiny_tokenizer, tmp_path):
+    """A process that has built nothing loads a model with every registered layer of mtkeras (encoder, windows,
+    regression head, bag of pieces): the layers' modules are imported by ``load_model``, not by building one."""
+    spec = dataclasses.replace(all_kinds_spec, max_windows=2, stride=8, bag_dim=8, bag_buckets=64)
+    mtk.keras.utils.set_random_seed(3)
+    model = mtk.build_model(spec, bert_config=tiny_config())
+    assert {"split_windows", "merge_windows", "piece_bag"} <= {layer.name for layer in model.layers}
+    folder = mtk.save_model(model, spec, tmp_path / "run", tiny_tokenizer)
+    inputs = {name: np.asarray(values) for name, values in mtk.tokenize(tiny_tokenizer, TEXTS, 64).items()}
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    expected = model.predict(inputs, verbose=0)
+    code = ("import sys, numpy as np, mtkeras as mtk\n"
+            "model = mtk.load_model(sys.argv[1])[0]\n"
+            "np.savez(sys.argv[3], **model.predict(dict(np.load(sys.argv[2])), verbose=0))\n")
+    done = subprocess.run([sys.executable, "-c", code, folder, str(tmp_path / "inputs.npz"), str(tmp_path / "out.npz")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = np.load(tmp_path / "out.npz")
+    assert sorted(got.files) == sorted(expected) == sorted(spec.group_names)
+    for name, values in expected.items():
+        np.testing.assert_allclose(got[name], values, atol=1e-5)
