@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 
-from mtkeras.defaults import EXPORT_PRECISION, PRECISIONS, PREDICT_PRECISION, QUANTIZE
+from mtkeras.defaults import EXPORT_PRECISION, ONNX_QUANTIZE, PRECISIONS, PREDICT_PRECISION, QUANTIZE
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -101,13 +101,16 @@ def _export(args: argparse.Namespace) -> int:
     from mtkeras.export.saved_model import check_export_name
 
     name = check_export_name(args.name)
-    if args.quantize and not args.tflite:
-        raise ValueError(f"--quantize {args.quantize} applies to the TFLite file only; add --tflite, or drop "
-                         "--quantize for the SavedModel alone.")
+    if args.quantize and not (args.tflite or args.onnx):
+        raise ValueError(f"--quantize {args.quantize} applies to the TFLite and ONNX files; add --tflite or --onnx, "
+                         "or drop --quantize for the SavedModel alone.")
+    if args.onnx and args.quantize not in ONNX_QUANTIZE:
+        raise ValueError(f"--quantize {args.quantize} applies to the TFLite file only; the ONNX file (--onnx) takes "
+                         f"--quantize {' or '.join(q for q in ONNX_QUANTIZE if q)}, or none (float32).")
     _check_folder(args.output_dir, "--output-dir")
     suffix = f"-{args.quantize}" if args.quantize else ""
     files = {"tflite": os.path.join(args.output_dir, f"{name}-v{args.version}{suffix}.tflite") if args.tflite else None,
-             "onnx": os.path.join(args.output_dir, f"{name}-v{args.version}.onnx") if args.onnx else None}
+             "onnx": os.path.join(args.output_dir, f"{name}-v{args.version}{suffix}.onnx") if args.onnx else None}
     for path in files.values():  # refused before the SavedModel is written, not after
         if path is not None and os.path.exists(path) and not args.overwrite:
             raise FileExistsError(f"{path!r} already exists; pass --overwrite to replace it.")
@@ -117,7 +120,7 @@ def _export(args: argparse.Namespace) -> int:
     if files["tflite"]:
         written["tflite"] = export_tflite(args.run, files["tflite"], quantize=args.quantize, overwrite=args.overwrite)
     if files["onnx"]:
-        written["onnx"] = export_onnx(args.run, files["onnx"], overwrite=args.overwrite)
+        written["onnx"] = export_onnx(args.run, files["onnx"], quantize=args.quantize, overwrite=args.overwrite)
     print(json.dumps(written, indent=2))
     return 0
 
@@ -194,7 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--overwrite", action="store_true", help="replace an existing version")
     export.add_argument("--tflite", action="store_true", help="also write <name>-v<version>.tflite")
     export.add_argument("--onnx", action="store_true", help="also write <name>-v<version>.onnx (needs mtkeras[onnx])")
-    export.add_argument("--quantize", choices=[q for q in QUANTIZE if q], help="TFLite weight quantization")
+    export.add_argument("--quantize", choices=[q for q in QUANTIZE if q],
+                        help="weight quantization of the TFLite file (float16, dynamic) and the ONNX file (dynamic: "
+                             "int8 MatMuls for ONNX Runtime)")
     export.add_argument("--no-warmup", action="store_true",
                         help="no assets.extra/tf_serving_warmup_requests (TF Serving's warm-up requests on load)")
     export.add_argument("--precision", choices=list(PRECISIONS), default=EXPORT_PRECISION,

@@ -99,6 +99,10 @@ THRESHOLD_SCOPES: dict[str, str] = {
 THRESHOLD_SCOPE = "auto"
 #: Accepted TFLite ``quantize`` values: none (float32), float16 weights, dynamic-range int8 weights.
 QUANTIZE: tuple[str | None, ...] = (None, "float16", "dynamic")
+#: Accepted ONNX ``quantize`` values: none (float32), or ``dynamic``: ONNX Runtime's dynamic quantization of the
+#: MatMuls with int8 weights, one scale per output channel, activations quantized per call (BENCHMARKS.md, issue 17:
+#: per-channel scales keep far more answers equal to float32 than one scale per matrix, at the same speed).
+ONNX_QUANTIZE: tuple[str | None, ...] = (None, "dynamic")
 #: The model-selection metric of ``training_callbacks`` without validation records: mean validation ROC-AUC over
 #: the heads that report it (Keras' streaming metrics).
 ROC_AUC = "roc_auc"

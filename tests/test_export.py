@@ -377,8 +377,39 @@ def test_onnx_matches_keras_for_every_kind_in_onnxruntime(all_kinds_spec, tiny_t
     assert not any(node.op_type == "Erfc" for node in __import__("onnx").load(path).graph.node)
 
 
+def test_onnx_int8_for_every_kind_in_onnxruntime(all_kinds_spec, tiny_tokenizer, tmp_path):
+    """``quantize="dynamic"``: int8 MatMuls (per output channel) in standard ONNX ops, the same outputs and
+    metadata as the float32 file, and answers close to it."""
+    ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    mtk.keras.utils.set_random_seed(8)
+    model = mtk.build_model(all_kinds_spec, bert_config=tiny_config())
+    paths = {q: mtk.export_onnx(model, tmp_path / f"{q}.onnx", spec=all_kinds_spec, quantize=q)
+             for q in (None, "dynamic")}
+    ops = {q: {node.op_type for node in onnx.load(path).graph.node} for q, path in paths.items()}
+    assert "MatMulInteger" in ops["dynamic"] and "MatMulInteger" not in ops[None]
+    assert all(node.domain in ("", "ai.onnx") for node in onnx.load(paths["dynamic"]).graph.node)
+    texts = [r["text"] for r in synthetic_records(12, seed=5)]
+    inputs = {name: np.asarray(value, np.int32) for name, value in
+              mtk.tokenize(tiny_tokenizer, texts, all_kinds_spec.max_length).items()}
+    served = {}
+    for q, path in paths.items():
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        served[q] = dict(zip([o.name for o in session.get_outputs()], session.run(None, inputs), strict=True))
+    assert sorted(served["dynamic"]) == sorted(served[None])
+    for name, value in served[None].items():
+        assert served["dynamic"][name].shape == value.shape and served["dynamic"][name].dtype == value.dtype, name
+        if value.dtype == np.float32:
+            np.testing.assert_allclose(served["dynamic"][name], value, atol=0.01, err_msg=name)  # measured <= 1e-3
+    metadata = {q: json.loads(open(path + ".json").read()) for q, path in paths.items()}
+    assert metadata["dynamic"].pop("quantize") == "dynamic" and metadata[None].pop("quantize") is None
+    assert metadata["dynamic"] == metadata[None]
+
+
 def test_onnx_arguments(trained, tmp_path):
     model, spec = trained
+    with pytest.raises(ValueError, match=r"`quantize` must be one of \[None, 'dynamic'\], received 'float16'"):
+        mtk.export_onnx(model, tmp_path / "m.onnx", spec=spec, quantize="float16")
     with pytest.raises(ValueError, match=r"`opset` must be an integer >= 13 and <= 21, received 9"):
         mtk.export_onnx(model, tmp_path / "m.onnx", spec=spec, opset=9)
     with pytest.raises(IsADirectoryError, match=r"ONNX `path` '.*' is a folder"):
@@ -399,10 +430,13 @@ def test_cli_export(trained, tiny_tokenizer, tmp_path, capsys):
     folder = mtk.save_model(model, spec, tmp_path / "run" / "model", tiny_tokenizer)
     out = tmp_path / "saved_models"
     assert cli_main(["export", str(tmp_path / "run"), "--name", "tiny", "--version", "2", "--output-dir", str(out),
-                     "--tflite", "--quantize", "dynamic"]) == 0
+                     "--tflite", "--onnx", "--quantize", "dynamic"]) == 0
     written = json.loads(capsys.readouterr().out)
-    assert written == {"saved_model": str(out / "tiny" / "2"), "tflite": str(out / "tiny-v2-dynamic.tflite")}
+    assert written == {"saved_model": str(out / "tiny" / "2"), "tflite": str(out / "tiny-v2-dynamic.tflite"),
+                       "onnx": str(out / "tiny-v2-dynamic.onnx")}
     assert sorted(os.listdir(out / "tiny")) == ["2"] and os.path.isfile(out / "tiny-v2-dynamic.tflite.json")
+    assert json.loads((out / "tiny-v2-dynamic.onnx.json").read_text())["quantize"] == "dynamic"
+    assert not [name for name in os.listdir(out) if name.startswith(".")]  # the quantizer's scratch folder is gone
     assert cli_main(["export", folder, "--name", "tiny", "--version", "2", "--output-dir", str(out)]) == 2
     assert "already exists; pass overwrite=True" in capsys.readouterr().err
     for bad in ("../evil", "a/b", "..", ".hidden", ""):

@@ -333,7 +333,9 @@ CLI_CASES: dict[str, tuple[Callable[[Path, Fixtures], list[str]], tuple[str, ...
                                     (r"'o'", r"not a folder|file")),
     # --- export options
     "export --quantize without --tflite": (_model("export", "--name", "m", "--quantize", "dynamic"),
-                                           (r"--quantize", r"--tflite")),
+                                           (r"--quantize", r"--tflite or --onnx")),
+    "export --onnx --quantize float16": (_model("export", "--name", "m", "--onnx", "--quantize", "float16"),
+                                         (r"--quantize float16", r"ONNX", r"--quantize dynamic")),
     "export --precision bf16": (_model("export", "--name", "m", "--precision", "bf16"),
                                 (r"--precision", r"'bf16'", r"'float32', 'bfloat16', 'float16'")),
     "predict --precision half": (_model("predict", "{texts}", "--precision", "half"),

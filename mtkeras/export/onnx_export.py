@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from mtkeras._checks import check_int
+from mtkeras._checks import check_int, check_option
 from mtkeras._io import write_atomic, write_json
+from mtkeras.defaults import ONNX_QUANTIZE
 from mtkeras.export.saved_model import ids_function, ids_metadata, resolve_source
 from mtkeras.precision import with_precision
 from mtkeras.spec import TaskSpec
@@ -22,6 +23,7 @@ def export_onnx(
     *,
     spec: TaskSpec | None = None,
     opset: int = ONNX_OPSET,
+    quantize: str | None = None,
     overwrite: bool = False,
 ) -> str:
     """Write an ``.onnx`` model taking ``input_ids``, ``attention_mask``, ``token_type_ids`` (int32
@@ -29,13 +31,18 @@ def export_onnx(
     named as there; labels and thresholds go to ``<path>.json`` beside it, as for TFLite.
 
     Converted with tf2onnx; the TF ops it passes through but ONNX lacks are rewritten (:func:`rewrite_unsupported`:
-    the exact GELU's ``Erfc`` as ``1 - Erf``, ``Log1p`` as ``Log(1 + x)``).
+    the exact GELU's ``Erfc`` as ``1 - Erf``, ``Log1p`` as ``Log(1 + x)``). ``quantize="dynamic"`` writes the
+    int8 file instead (:data:`mtkeras.defaults.ONNX_QUANTIZE`; needs onnxruntime): the MatMuls' weights in int8 with
+    one scale per output channel, activations quantized per call (``DynamicQuantizeLinear`` + ``MatMulInteger``,
+    standard ONNX ops); embeddings, the bag of pieces and everything else stay float32. Its answers differ from
+    float32's on some texts: BENCHMARKS.md ("int8") measures how many.
 
     Example:
         >>> export_onnx("runs/debtags", "saved_models/debtags.onnx")
         >>> session = onnxruntime.InferenceSession("saved_models/debtags.onnx")
     """
     check_int(opset, "opset", 13, maximum=21)
+    check_option(quantize, "quantize", ONNX_QUANTIZE)
     path = os.path.abspath(os.fspath(path))
     if os.path.isdir(path):
         raise IsADirectoryError(f"ONNX `path` {path!r} is a folder; expected a file path such as model.onnx.")
@@ -55,9 +62,28 @@ def export_onnx(
     if unknown:
         raise ValueError(f"The converted graph has ops ONNX opset {opset} lacks: {unknown}.")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    write_atomic(path, proto.SerializeToString())
-    write_json({**ids_metadata(spec), "opset": opset}, path + ".json")
+    data = proto.SerializeToString() if quantize is None else _quantized(proto, os.path.dirname(path))
+    write_atomic(path, data)
+    write_json({**ids_metadata(spec), "opset": opset, "quantize": quantize}, path + ".json")
     return path
+
+
+def _quantized(proto: Any, folder: str) -> bytes:
+    """``proto`` with its MatMuls dynamically quantized by ONNX Runtime (int8 weights, per output channel)."""
+    import tempfile
+
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as error:
+        raise ImportError(f"ONNX export with quantize='dynamic' needs onnxruntime: {_INSTALL}.") from error
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".mtkeras-quantize-") as work:
+        source, target = os.path.join(work, "float32.onnx"), os.path.join(work, "int8.onnx")
+        with open(source, "wb") as handle:
+            handle.write(proto.SerializeToString())
+        quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul"])
+        with open(target, "rb") as handle:
+            return handle.read()
 
 
 def rewrite_unsupported(proto: Any) -> dict[str, int]:
