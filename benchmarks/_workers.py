@@ -16,7 +16,8 @@ the same MiniLM exported from PyTorch with mean pooling and the four Debtags hea
 ``onnxruntime.transformers.optimizer.optimize_model(model_type="bert")``, ``ORT_ENABLE_ALL``, 2 intra-op
 threads, spinning off; HF fast tokenizer; ``--order sorted`` length-sorts like the Predictor;
 ``--quantize`` runs ORT's dynamic int8 quantization of the fused graph), ``onnx`` (an mtkeras ONNX export,
-``--quantize``: the same dynamic int8 quantization) and ``tflite`` (an mtkeras TFLite file, XNNPACK, 2
+``--quantize``: the same dynamic int8 quantization, one scale per weight matrix as ORT's default; an int8 file
+from ``export_onnx(quantize="dynamic")`` runs as it is) and ``tflite`` (an mtkeras TFLite file, XNNPACK, 2
 threads); the last two take token ids from the HF tokenizer, length-sorted batches.
 """
 

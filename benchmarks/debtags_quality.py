@@ -4,7 +4,7 @@
     python benchmarks/debtags_quality.py run single:section       # one group alone, same budget
     python benchmarks/debtags_quality.py run frozen               # MiniLM embeddings + logistic regression
     python benchmarks/debtags_quality.py run tfidf                # TF-IDF + logistic regression (no BERT)
-    python benchmarks/debtags_quality.py run pieces               # the same on word pieces and pairs (the bag's)
+    python benchmarks/debtags_quality.py run pieces [--ngrams 3] [--whole]   # the same on word pieces and pairs
     python benchmarks/debtags_quality.py run bag --epochs 10      # the bag of word pieces alone, no encoder
     python benchmarks/debtags_quality.py run tfidf --name tfidf-auto \
         --set thresholds.scope=auto                               # baselines take the threshold settings too
@@ -233,11 +233,13 @@ def _logistic_regressions(spec: mtk.TaskSpec, x_train, y_train: dict, x_val) -> 
     return probs
 
 
-def run_pieces(name: str, settings: list[str]) -> None:
+def run_pieces(name: str, settings: list[str], ngrams: int = 2, whole: bool = False) -> None:
     """The wide part's features in a linear model: TF-IDF on the encoder's word pieces and pairs of consecutive
     pieces — what ``PieceBag`` reads (the first ``max_length`` - 2 pieces, one window) — with ``run_tfidf``'s
     logistic regressions. Against ``tfidf`` it says whether the pieces lose anything words and characters have;
-    against the bag trained alone, whether the bag learns what a linear model finds in the same features."""
+    against the bag trained alone, whether the bag learns what a linear model finds in the same features.
+    ``ngrams`` 3 adds runs of three pieces; ``whole`` reads every piece of the text (what a bag over every window
+    would read), not the first window's."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     started = time.perf_counter()
@@ -245,8 +247,8 @@ def run_pieces(name: str, settings: list[str]) -> None:
     tokenizer = mtk.load_tokenizer(spec.encoder)
 
     def pieces_and_pairs(text: str) -> list[str]:
-        pieces = tokenizer.tokenize(text)[: spec.max_length - 2]
-        return pieces + [f"{a} {b}" for a, b in zip(pieces[:-1], pieces[1:], strict=True)]
+        pieces = tokenizer.tokenize(text)[: None if whole else spec.max_length - 2]
+        return pieces + [" ".join(pieces[i:i + n]) for n in range(2, ngrams + 1) for i in range(len(pieces) - n + 1)]
 
     vectorizer = TfidfVectorizer(analyzer=pieces_and_pairs, min_df=2, sublinear_tf=True)
     x_train = vectorizer.fit_transform([r["text"] for r in train])
@@ -447,6 +449,8 @@ def main() -> None:
     run.add_argument("--epochs", type=int, default=2)
     run.add_argument("--name", default=None, help="run folder and results name (default: what)")
     run.add_argument("--set", action="append", default=[], help="config override key.sub=value (repeatable)")
+    run.add_argument("--ngrams", type=int, default=2, help="pieces: runs of up to this many pieces (default 2)")
+    run.add_argument("--whole", action="store_true", help="pieces: every piece of the text, not the first window's")
     shown = sub.add_parser("table")
     shown.add_argument("names", nargs="*", help="rows to show, in this order (default: the issue's table)")
     shown.add_argument("--singles", default=None, metavar="PREFIX",
@@ -482,7 +486,7 @@ def main() -> None:
     elif args.what == "tfidf":
         run_tfidf(args.name or "tfidf", args.set)
     elif args.what == "pieces":
-        run_pieces(args.name or "pieces", args.set)
+        run_pieces(args.name or "pieces", args.set, args.ngrams, args.whole)
     elif args.what == "bag":
         run_bag(args.name or "bag", args.epochs, args.set)
     else:

@@ -22,8 +22,8 @@ runs written by ``benchmarks/debtags_quality.py`` (``runs/bench/``), their expor
 and ``--jit-compile --name multitask-xla`` for the ``xla`` table)
 and, for ``vs-torch``, the PyTorch virtualenv from ``benchmarks/torch_venv.sh``. ``vs-ort`` and ``int8`` use
 the run named by ``MTKERAS_BENCH_RUN`` (default ``multitask``) and its exports (``mtkeras export runs/bench/RUN
---name RUN --output-dir runs/bench/exports --tflite --quantize dynamic --onnx``, and ``--precision bfloat16
---name RUN-bf16``); their ONNX Runtime contender runs in the PyTorch virtualenv with ``onnxruntime==1.30.0``
+--name RUN --output-dir runs/bench/exports --onnx``, ``... --tflite --onnx --quantize dynamic``, and ``--precision
+bfloat16 --name RUN-bf16``); their ONNX Runtime contender runs in the PyTorch virtualenv with ``onnxruntime==1.30.0``
 added (``runs/torch-venv/bin/pip install onnxruntime==1.30.0 onnx==1.23.1``): it exports the same MiniLM from
 PyTorch with mean pooling and the four heads once (``runs/bench/exports/ort-minilm/``) and fuses it.
 ``bag`` compares the run named by ``MTKERAS_BENCH_PLAIN`` (default ``default-s29``: no bag) with those named by
@@ -78,7 +78,8 @@ def _tables() -> dict[str, list[dict]]:
     run = os.environ.get("MTKERAS_BENCH_RUN", "multitask")
     ort_cache = os.path.join(EXPORTS, "ort-minilm")
     run_model = os.path.join(BENCH, run, "model")
-    tflite, onnx = (os.path.join(EXPORTS, f"{run}-v1{suffix}") for suffix in ("-dynamic.tflite", ".onnx"))
+    tflite, onnx, onnx_int8 = (os.path.join(EXPORTS, f"{run}-v1{suffix}")
+                               for suffix in ("-dynamic.tflite", ".onnx", "-dynamic.onnx"))
     multitask = _export("multitask")
     singles = [_export(f"single-{g}") for g in GROUPS]
     keras_run = os.path.join(BENCH, "multitask", "model")
@@ -129,10 +130,16 @@ def _tables() -> dict[str, list[dict]]:
              "paths": [tflite, _minilm()], "order": "input"},
             {"name": "mtkeras ONNX float32 in ONNX Runtime, input order", "kind": "onnx", "paths": [onnx, _minilm()],
              "order": "input"},
-            {"name": "mtkeras ONNX + ORT dynamic int8, input order", "kind": "onnx", "paths": [onnx, _minilm()],
-             "order": "input", "args": ["--quantize"]},
-            {"name": "mtkeras ONNX + ORT dynamic int8, length-sorted", "kind": "onnx", "paths": [onnx, _minilm()],
-             "order": "sorted", "args": ["--quantize", "--order", "sorted"]},
+            {"name": "mtkeras ONNX float32 in ONNX Runtime, length-sorted", "kind": "onnx",
+             "paths": [onnx, _minilm()], "order": "sorted", "args": ["--order", "sorted"]},
+            {"name": "mtkeras ONNX + ORT dynamic int8, one scale per matrix, input order", "kind": "onnx",
+             "paths": [onnx, _minilm()], "order": "input", "args": ["--quantize"]},
+            {"name": "mtkeras ONNX + ORT dynamic int8, one scale per matrix, length-sorted", "kind": "onnx",
+             "paths": [onnx, _minilm()], "order": "sorted", "args": ["--quantize", "--order", "sorted"]},
+            {"name": "mtkeras `--onnx --quantize dynamic` (int8, per-channel scales), input order", "kind": "onnx",
+             "paths": [onnx_int8, _minilm()], "order": "input"},
+            {"name": "mtkeras `--onnx --quantize dynamic` (int8, per-channel scales), length-sorted", "kind": "onnx",
+             "paths": [onnx_int8, _minilm()], "order": "sorted", "args": ["--order", "sorted"]},
             {"name": "ORT fused graph (PyTorch export) dynamic int8, input order", "kind": "ort",
              "paths": [_minilm(), ort_cache], "order": "input", "args": ["--quantize"]},
         ],
@@ -170,8 +177,12 @@ def computed_flops(lengths: np.ndarray, order: str, batch: int) -> float:
     return sum(len(b) * flops(int(b.max())) for b in (rows[i : i + batch] for i in range(0, len(rows), batch)))
 
 
+def _python(contender: dict) -> str:
+    return {"torch": TORCH_PYTHON, "ort": ORT_PYTHON}.get(contender["kind"], sys.executable)
+
+
 def start_worker(contender: dict, texts_path: str) -> subprocess.Popen:
-    python = {"torch": TORCH_PYTHON, "ort": ORT_PYTHON}.get(contender["kind"], sys.executable)
+    python = _python(contender)
     command = [python, os.path.join(ROOT, "benchmarks", "_workers.py"), contender["kind"], texts_path,
                *contender["paths"], *contender.get("args", [])]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -200,7 +211,14 @@ def main() -> None:
         texts = [json.loads(line)["text"] for line in f if line.strip()]
     texts = texts[: args.limit or None]
     lengths = token_counts(texts)
-    contenders = _tables()[args.table]
+    contenders = []
+    for contender in _tables()[args.table]:  # the ONNX Runtime and PyTorch peers need their own virtualenvs
+        python = _python(contender)
+        if os.path.exists(python):
+            contenders.append(contender)
+        else:
+            print(f"# left out: {contender['name']} (no {python}: bash benchmarks/{contender['kind']}_venv.sh, "
+                  "see the docstring)", flush=True)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(texts, f)
         texts_path = f.name

@@ -1,13 +1,17 @@
 """Quality and label agreement of the lower-precision paths against float32, on one trained model (issue 17).
 
-    python benchmarks/precision_quality.py RUN [--contenders bfloat16,tflite-dynamic,onnx,onnx-int8]
+    python benchmarks/precision_quality.py RUN [--contenders bfloat16,tflite-dynamic,onnx,onnx-int8-tensor,onnx-int8]
+                                               [--parts]
 
 RUN is a trained Debtags run of ``benchmarks/debtags_quality.py`` (e.g. ``runs/bench/precision-bfloat16``). Every
 contender computes the heads' own probabilities (no temperatures) on the 1,425 validation texts from the same
 weights: ``float32`` and ``bfloat16`` with the ``Predictor`` (``precision=...``, no XLA), ``tflite-dynamic``
-(``export_tflite(..., quantize="dynamic")``: int8 weights, XNNPACK), ``onnx`` (``export_onnx``, ONNX Runtime)
-and ``onnx-int8`` (that file through ``onnxruntime.quantization.quantize_dynamic``, int8 weights and
-activations). Reported per contender:
+(``export_tflite(..., quantize="dynamic")``: int8 weights, XNNPACK), ``onnx`` (``export_onnx``, ONNX Runtime),
+``onnx-int8`` (``export_onnx(..., quantize="dynamic")``: int8 MatMuls, per-channel weight scales, activations
+quantized per call) and ``onnx-int8-tensor`` (the float32 file through ``onnxruntime.quantization.quantize_dynamic``
+with its defaults: one scale per weight matrix, embedding and bag tables quantized too). ``--parts`` adds the
+int8 file with one part of its MatMuls quantized at a time (each layer; each role over every layer; all but the
+FFN's output): where the changed answers come from. Reported per contender:
 
 - **label sets equal to float32's** with the run's deployed temperatures and thresholds (every group equal,
   per text) and the largest probability difference;
@@ -64,23 +68,66 @@ def contender_probs(name: str, model, raw, tokenizer, texts: list[str], work: st
         path = mtk.export_tflite(model, os.path.join(work, "m.tflite"), spec=raw, quantize="dynamic")
         runner = tf.lite.Interpreter(model_path=path, num_threads=2).get_signature_runner()
         return _gather(raw, batches, lambda b: runner(**b), len(texts))
-    import onnxruntime as ort
-
     path = os.path.join(work, "m.onnx")
     if not os.path.exists(path):
         mtk.export_onnx(model, path, spec=raw)
-    if name == "onnx-int8":
+    if name == "onnx-int8":  # what `mtkeras export --onnx --quantize dynamic` writes: per-channel weight scales
+        path = mtk.export_onnx(model, os.path.join(work, "m-int8.onnx"), spec=raw, quantize="dynamic",
+                               overwrite=True)
+    elif name == "onnx-int8-tensor":  # ORT's defaults: one scale per weight matrix, Gathers quantized too
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        quantize_dynamic(path, os.path.join(work, "m-int8.onnx"), weight_type=QuantType.QInt8)
-        path = os.path.join(work, "m-int8.onnx")
+        quantize_dynamic(path, os.path.join(work, "m-int8-tensor.onnx"), weight_type=QuantType.QInt8)
+        path = os.path.join(work, "m-int8-tensor.onnx")
     elif name != "onnx":
         raise SystemExit(f"unknown contender {name!r}")
+    return _ort_probs(raw, batches, path, len(texts))
+
+
+def _ort_probs(raw, batches, path: str, rows: int) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = 2, 1
     session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    return _gather(raw, batches, lambda b: dict(zip(names, session.run(None, b), strict=True)), len(texts))
+    return _gather(raw, batches, lambda b: dict(zip(names, session.run(None, b), strict=True)), rows)
+
+
+#: ``--parts``: the encoder's MatMuls by role (a substring of the node name tf2onnx gives them), and the heads.
+_PARTS = {"attention query": "/attention/self/query/", "attention key": "/attention/self/key/",
+          "attention value": "/attention/self/value/", "attention output": "/attention/output/dense/",
+          "FFN in (intermediate)": "/intermediate/dense/", "FFN out": "/output/dense/"}
+
+
+def part_probs(model, raw, tokenizer, texts: list[str], work: str) -> dict[str, dict[str, np.ndarray]]:
+    """``--parts``: the int8 file (per-channel, as exported) with one part of the MatMuls quantized and the rest
+    float32: each encoder layer alone, each role alone (over all layers), and all but the FFN's output."""
+    import re
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    path = os.path.join(work, "m.onnx")
+    if not os.path.exists(path):
+        mtk.export_onnx(model, path, spec=raw)
+    matmuls = [n.name for n in onnx.load(path).graph.node if n.op_type == "MatMul"]
+    weighted = [n for n in matmuls if "/Tensordot/" in n or re.search(r"/(" + "|".join(
+        re.escape(g.name) for g in raw.groups) + r")/MatMul$", n)]  # not attention's activation x activation
+    layer = {n: int(m.group(1)) for n in weighted if (m := re.search(r"/layer_\._(\d+)/", n))}
+    role = {n: next((r for r, key in _PARTS.items() if key in n and not (r == "FFN out" and "/attention/" in n)),
+                    "heads") for n in weighted}
+    parts = {f"layer {i} only": [n for n in weighted if layer.get(n) == i] for i in sorted(set(layer.values()))}
+    parts |= {f"{r} only (every layer)": [n for n in weighted if role[n] == r] for r in [*_PARTS, "heads"]}
+    parts["all but FFN out"] = [n for n in weighted if role[n] != "FFN out"]
+    batches = _id_batches(tokenizer, raw, texts)
+    out = {}
+    for name, nodes in parts.items():
+        target = os.path.join(work, "part.onnx")
+        quantize_dynamic(path, target, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"],
+                         nodes_to_quantize=nodes)
+        out[f"{name} ({len(nodes)} MatMuls)"] = _ort_probs(raw, batches, target, len(texts))
+    return out
 
 
 def _labels(spec, probs: dict[str, np.ndarray]) -> list[dict]:
@@ -98,7 +145,9 @@ def _rows(values: dict, mask: np.ndarray) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run")
-    parser.add_argument("--contenders", default="bfloat16,tflite-dynamic,onnx,onnx-int8")
+    parser.add_argument("--contenders", default="bfloat16,tflite-dynamic,onnx,onnx-int8-tensor,onnx-int8")
+    parser.add_argument("--parts", action="store_true",
+                        help="also: the int8 ONNX file with one part of the MatMuls quantized at a time")
     args = parser.parse_args()
     model, spec, tokenizer = mtk.load_model(args.run)
     raw, config = as_trained(args.run)  # nothing fitted on validation: the cross-fitted reports start here
@@ -109,6 +158,9 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="precision-quality-")
     probs = {name: contender_probs(name, model, raw, tokenizer, texts, work)
              for name in ["float32", *args.contenders.split(",")]}
+    if args.parts:
+        probs |= {f"onnx-int8, {name}": values for name, values in part_probs(model, raw, tokenizer, texts,
+                                                                             work).items()}
 
     half = np.empty(len(texts), np.int64)
     half[np.random.default_rng(0).permutation(len(texts))] = np.arange(len(texts)) % 2

@@ -389,6 +389,9 @@ def test_onnx_int8_for_every_kind_in_onnxruntime(all_kinds_spec, tiny_tokenizer,
     ops = {q: {node.op_type for node in onnx.load(path).graph.node} for q, path in paths.items()}
     assert "MatMulInteger" in ops["dynamic"] and "MatMulInteger" not in ops[None]
     assert all(node.domain in ("", "ai.onnx") for node in onnx.load(paths["dynamic"]).graph.node)
+    float_matmuls = [node.name for node in onnx.load(paths["dynamic"]).graph.node if node.op_type == "MatMul"]
+    for name in all_kinds_spec.group_names:  # the heads stay float32
+        assert any(f"/{name}/" in node for node in float_matmuls), (name, float_matmuls)
     texts = [r["text"] for r in synthetic_records(12, seed=5)]
     inputs = {name: np.asarray(value, np.int32) for name, value in
               mtk.tokenize(tiny_tokenizer, texts, all_kinds_spec.max_length).items()}

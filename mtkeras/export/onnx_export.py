@@ -32,10 +32,10 @@ def export_onnx(
 
     Converted with tf2onnx; the TF ops it passes through but ONNX lacks are rewritten (:func:`rewrite_unsupported`:
     the exact GELU's ``Erfc`` as ``1 - Erf``, ``Log1p`` as ``Log(1 + x)``). ``quantize="dynamic"`` writes the
-    int8 file instead (:data:`mtkeras.defaults.ONNX_QUANTIZE`; needs onnxruntime): the MatMuls' weights in int8 with
-    one scale per output channel, activations quantized per call (``DynamicQuantizeLinear`` + ``MatMulInteger``,
-    standard ONNX ops); embeddings, the bag of pieces and everything else stay float32. Its answers differ from
-    float32's on some texts: BENCHMARKS.md ("int8") measures how many.
+    int8 file instead (:data:`mtkeras.defaults.ONNX_QUANTIZE`; needs onnxruntime): the encoder's MatMuls with int8
+    weights, one scale per output channel, activations quantized per call (``DynamicQuantizeLinear`` +
+    ``MatMulInteger``, standard ONNX ops); the heads, embeddings, the bag of pieces and everything else stay
+    float32. Its answers differ from float32's on some texts: BENCHMARKS.md ("int8") measures how many.
 
     Example:
         >>> export_onnx("runs/debtags", "saved_models/debtags.onnx")
@@ -62,14 +62,16 @@ def export_onnx(
     if unknown:
         raise ValueError(f"The converted graph has ops ONNX opset {opset} lacks: {unknown}.")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    data = proto.SerializeToString() if quantize is None else _quantized(proto, os.path.dirname(path))
+    data = proto.SerializeToString() if quantize is None else _quantized(proto, spec, os.path.dirname(path))
     write_atomic(path, data)
     write_json({**ids_metadata(spec), "opset": opset, "quantize": quantize}, path + ".json")
     return path
 
 
-def _quantized(proto: Any, folder: str) -> bytes:
-    """``proto`` with its MatMuls dynamically quantized by ONNX Runtime (int8 weights, per output channel)."""
+def _quantized(proto: Any, spec: TaskSpec, folder: str) -> bytes:
+    """``proto`` with the encoder's MatMuls dynamically quantized by ONNX Runtime (int8 weights, per output
+    channel). The heads' MatMuls stay float32: they are a negligible part of the work, and quantizing them alone
+    changes answers that quantizing a whole encoder role changes comparably (BENCHMARKS.md, "int8")."""
     import tempfile
 
     try:
@@ -80,8 +82,10 @@ def _quantized(proto: Any, folder: str) -> bytes:
         source, target = os.path.join(work, "float32.onnx"), os.path.join(work, "int8.onnx")
         with open(source, "wb") as handle:
             handle.write(proto.SerializeToString())
+        heads = [node.name for node in proto.graph.node if node.op_type == "MatMul"
+                 and any(f"/{name}/" in f"/{node.name}/" for name in spec.group_names)]
         quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul"])
+                         op_types_to_quantize=["MatMul"], nodes_to_exclude=heads)
         with open(target, "rb") as handle:
             return handle.read()
 
