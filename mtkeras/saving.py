@@ -18,10 +18,13 @@ SPEC_FILE = "spec.json"
 TOKENIZER_DIR = "tokenizer"
 #: Inside a run folder from ``mtkeras train``: the folder save_model writes.
 RUN_MODEL_DIR = "model"
-#: The modules that register the Keras layers a saved model may hold (encoder, bag of pieces, windows, regression
-#: head): imported before a model is loaded, so that Keras finds every layer by its registered name in a process
-#: that has not built a model (a layer Keras does not find comes back as its class name, a string).
-_LAYER_MODULES: tuple[str, ...] = ("mtkeras.encoder", "mtkeras.bag", "mtkeras.windows", "mtkeras.heads")
+#: The modules that register the Keras objects a saved model may hold (encoder, bag of pieces, windows, heads and
+#: losses, the optimizer): imported with this module, so that Keras finds each by its registered name in a process
+#: that has built no model (a layer Keras does not find comes back as its class name, a string).
+_REGISTERING_MODULES: tuple[str, ...] = ("mtkeras.encoder", "mtkeras.bag", "mtkeras.windows", "mtkeras.heads",
+                                         "mtkeras.optim")
+for _module in _REGISTERING_MODULES:
+    importlib.import_module(_module)
 
 
 def save_model(
@@ -129,8 +132,6 @@ def _load_keras_file(path: str) -> keras.Model:
     if "config.json" not in names:
         raise ValueError(f"{path}: a zip archive, but not a Keras model (no config.json inside; holds "
                          f"{sorted(names)[:5]}).")
-    for module in _LAYER_MODULES:
-        importlib.import_module(module)
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except (ValueError, TypeError, KeyError, OSError) as error:

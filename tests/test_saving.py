@@ -99,13 +99,21 @@ def test_fresh_process_loads_every_layer(all_kinds_spec, tiny_tokenizer, tmp_pat
     inputs = {name: np.asarray(values) for name, values in mtk.tokenize(tiny_tokenizer, TEXTS, 64).items()}
     np.savez(tmp_path / "inputs.npz", **inputs)
     expected = model.predict(inputs, verbose=0)
+    mtk.compile_model(model, spec)
+    model.save(tmp_path / "compiled.keras")
     code = ("import sys, numpy as np, mtkeras as mtk\n"
             "model = mtk.load_model(sys.argv[1])[0]\n"
-            "np.savez(sys.argv[3], **model.predict(dict(np.load(sys.argv[2])), verbose=0))\n")
-    done = subprocess.run([sys.executable, "-c", code, folder, str(tmp_path / "inputs.npz"), str(tmp_path / "out.npz")],
+            "np.savez(sys.argv[3], **model.predict(dict(np.load(sys.argv[2])), verbose=0))\n"
+            "import mtkeras.saving\n"  # plain Keras, compiled: the optimizer and losses are registered too
+            "compiled = mtk.keras.models.load_model(sys.argv[4], safe_mode=True)\n"
+            "assert isinstance(compiled.optimizer, mtk.RAdam), compiled.optimizer\n"
+            "np.savez(sys.argv[5], **compiled.predict(dict(np.load(sys.argv[2])), verbose=0))\n")
+    done = subprocess.run([sys.executable, "-c", code, folder, str(tmp_path / "inputs.npz"), str(tmp_path / "out.npz"),
+                           str(tmp_path / "compiled.keras"), str(tmp_path / "compiled.npz")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    got = np.load(tmp_path / "out.npz")
-    assert sorted(got.files) == sorted(expected) == sorted(spec.group_names)
-    for name, values in expected.items():
-        np.testing.assert_allclose(got[name], values, atol=1e-5)
+    for out in ("out.npz", "compiled.npz"):
+        got = np.load(tmp_path / out)
+        assert sorted(got.files) == sorted(expected) == sorted(spec.group_names)
+        for name, values in expected.items():
+            np.testing.assert_allclose(got[name], values, atol=1e-5, err_msg=f"{out}: {name}")
