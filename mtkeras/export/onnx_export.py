@@ -35,7 +35,7 @@ def export_onnx(
     int8 file instead (:data:`mtkeras.defaults.ONNX_QUANTIZE`; needs onnxruntime): the encoder's MatMuls with int8
     weights, one scale per output channel, activations quantized per call (``DynamicQuantizeLinear`` +
     ``MatMulInteger``, standard ONNX ops); the heads, embeddings, the bag of pieces and everything else stay
-    float32. Its answers differ from float32's on some texts: BENCHMARKS.md ("int8") measures how many.
+    float32. Its answers differ from float32's on some texts: BENCHMARKS.md ("int8 again") measures how many.
 
     Example:
         >>> export_onnx("runs/debtags", "saved_models/debtags.onnx")
@@ -70,8 +70,8 @@ def export_onnx(
 
 def _quantized(proto: Any, spec: TaskSpec, folder: str) -> bytes:
     """``proto`` with the encoder's MatMuls dynamically quantized by ONNX Runtime (int8 weights, per output
-    channel). The heads' MatMuls stay float32: they are a negligible part of the work, and quantizing them alone
-    changes answers that quantizing a whole encoder role changes comparably (BENCHMARKS.md, "int8")."""
+    channel). The heads' MatMuls stay float32: they are a negligible part of the work, yet quantizing them alone
+    changes about as many answers as quantizing one of the encoder's later layers (BENCHMARKS.md, "int8 again")."""
     import tempfile
 
     try:
