@@ -407,6 +407,14 @@ def test_onnx_int8_for_every_kind_in_onnxruntime(all_kinds_spec, tiny_tokenizer,
     metadata = {q: json.loads(open(path + ".json").read()) for q, path in paths.items()}
     assert metadata["dynamic"].pop("quantize") == "dynamic" and metadata[None].pop("quantize") is None
     assert metadata["dynamic"] == metadata[None]
+    # A quantization killed mid-way leaves its scratch folder; the next one removes it (a live process's stays).
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / f".mtkeras-quantize-{dead.pid}-abc123").mkdir()
+    (tmp_path / f".mtkeras-quantize-{os.getpid()}-live99").mkdir()
+    mtk.export_onnx(model, tmp_path / "again.onnx", spec=all_kinds_spec, quantize="dynamic")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [
+        f".mtkeras-quantize-{os.getpid()}-live99"]
 
 
 def test_onnx_arguments(trained, tmp_path):

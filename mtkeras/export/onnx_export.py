@@ -8,12 +8,14 @@ from typing import Any
 from mtkeras._checks import check_int, check_option
 from mtkeras._io import write_atomic, write_json
 from mtkeras.defaults import ONNX_QUANTIZE
-from mtkeras.export.saved_model import ids_function, ids_metadata, resolve_source
+from mtkeras.export.saved_model import ids_function, ids_metadata, remove_dead_staging, resolve_source
 from mtkeras.precision import with_precision
 from mtkeras.spec import TaskSpec
 
 #: The ONNX opset written by default (ONNX Runtime 1.16 and later run it).
 ONNX_OPSET = 17
+#: The quantizer's scratch folder beside the file (``<prefix><pid>-<random>``; a dead process's is removed).
+_QUANTIZE_PREFIX = ".mtkeras-quantize-"
 _INSTALL = "pip install 'mtkeras[onnx]' (tf2onnx, onnx; onnxruntime to run it)"
 
 
@@ -78,7 +80,8 @@ def _quantized(proto: Any, spec: TaskSpec, folder: str) -> bytes:
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as error:
         raise ImportError(f"ONNX export with quantize='dynamic' needs onnxruntime: {_INSTALL}.") from error
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".mtkeras-quantize-") as work:
+    remove_dead_staging(folder, _QUANTIZE_PREFIX, fields=0)  # left by a quantization that was killed
+    with tempfile.TemporaryDirectory(dir=folder, prefix=f"{_QUANTIZE_PREFIX}{os.getpid()}-") as work:
         source, target = os.path.join(work, "float32.onnx"), os.path.join(work, "int8.onnx")
         with open(source, "wb") as handle:
             handle.write(proto.SerializeToString())

@@ -200,16 +200,18 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _clean_leftovers(base_dir: str) -> None:
-    """Remove staging folders of exports that died (killed, crashed); a live export's stays."""
-    for entry in os.listdir(base_dir):
-        if not entry.startswith(_STAGING_PREFIX):
+def remove_dead_staging(folder: str, prefix: str = _STAGING_PREFIX, fields: int = 1) -> None:
+    """Remove the staging folders in ``folder`` of exports that died (killed, crashed); a live export's stays.
+    Their names are ``<prefix>`` then ``fields`` fields (the SavedModel's: its version), the process id and
+    ``tempfile.mkdtemp``'s random part, joined by ``-``; a name that does not parse is removed too."""
+    for entry in os.listdir(folder):
+        if not entry.startswith(prefix):
             continue
-        # .mtkeras-export-<version>-<pid>-<random>: owned by a process on this machine
-        parts = entry[len(_STAGING_PREFIX):].split("-")
-        pid = int(parts[1]) if len(parts) >= 3 and parts[1].isdigit() else None
+        # .mtkeras-export-<version>-<pid>-<random>, .mtkeras-quantize-<pid>-<random>: a process on this machine
+        parts = entry[len(prefix):].split("-")
+        pid = int(parts[fields]) if len(parts) >= fields + 2 and parts[fields].isdigit() else None
         if pid is None or not _pid_alive(pid):
-            shutil.rmtree(os.path.join(base_dir, entry), ignore_errors=True)
+            shutil.rmtree(os.path.join(folder, entry), ignore_errors=True)
 
 
 def export_saved_model(
@@ -267,7 +269,7 @@ def export_saved_model(
     staging = None
     try:
         os.makedirs(base_dir, exist_ok=True)
-        _clean_leftovers(base_dir)
+        remove_dead_staging(base_dir)
         staging = tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{version}-{os.getpid()}-", dir=base_dir)
         work = os.path.join(staging, "work")  # vocab and spec before they become assets; goes with staging
         os.makedirs(work)
