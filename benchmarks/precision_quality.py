@@ -34,6 +34,7 @@ import numpy as np
 import mtkeras as mtk
 from mtkeras._compat import tf
 from mtkeras.calibration import calibrate_arrays
+from mtkeras.export.onnx_export import head_matmuls
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _runs import as_trained, threshold_settings  # noqa: E402
@@ -111,12 +112,14 @@ def part_probs(model, raw, tokenizer, texts: list[str], work: str) -> dict[str, 
     path = os.path.join(work, "m.onnx")
     if not os.path.exists(path):
         mtk.export_onnx(model, path, spec=raw)
-    matmuls = [n.name for n in onnx.load(path).graph.node if n.op_type == "MatMul"]
-    weighted = [n for n in matmuls if "/Tensordot/" in n or re.search(r"/(" + "|".join(
-        re.escape(g.name) for g in raw.groups) + r")/MatMul$", n)]  # not attention's activation x activation
+    proto = onnx.load(path)
+    heads = head_matmuls(proto, raw)  # the MatMuls `export_onnx(quantize="dynamic")` keeps float32
+    weighted = [n.name for n in proto.graph.node if n.op_type == "MatMul"
+                and ("/Tensordot/" in n.name or n.name in heads)]  # not attention's activation x activation
     layer = {n: int(m.group(1)) for n in weighted if (m := re.search(r"/layer_\._(\d+)/", n))}
-    role = {n: next((r for r, key in _PARTS.items() if key in n and not (r == "FFN out" and "/attention/" in n)),
-                    "heads") for n in weighted}
+    role = {n: "heads" if n in heads else next(r for r, key in _PARTS.items()
+                                               if key in n and not (r == "FFN out" and "/attention/" in n))
+            for n in weighted}
     parts = {f"layer {i} only": [n for n in weighted if layer.get(n) == i] for i in sorted(set(layer.values()))}
     parts |= {f"{r} only (every layer)": [n for n in weighted if role[n] == r] for r in [*_PARTS, "heads"]}
     parts["all but FFN out"] = [n for n in weighted if role[n] != "FFN out"]

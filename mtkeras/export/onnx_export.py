@@ -70,6 +70,12 @@ def export_onnx(
     return path
 
 
+def head_matmuls(proto: Any, spec: TaskSpec) -> list[str]:
+    """The names of the converted graph's MatMul nodes inside a group's head (a path component named after it)."""
+    return [node.name for node in proto.graph.node if node.op_type == "MatMul"
+            and any(f"/{name}/" in f"/{node.name}/" for name in spec.group_names)]
+
+
 def _quantized(proto: Any, spec: TaskSpec, folder: str) -> bytes:
     """``proto`` with the encoder's MatMuls dynamically quantized by ONNX Runtime (int8 weights, per output
     channel). The heads' MatMuls stay float32: they are a negligible part of the work, yet quantizing them alone
@@ -85,10 +91,8 @@ def _quantized(proto: Any, spec: TaskSpec, folder: str) -> bytes:
         source, target = os.path.join(work, "float32.onnx"), os.path.join(work, "int8.onnx")
         with open(source, "wb") as handle:
             handle.write(proto.SerializeToString())
-        heads = [node.name for node in proto.graph.node if node.op_type == "MatMul"
-                 and any(f"/{name}/" in f"/{node.name}/" for name in spec.group_names)]
         quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul"], nodes_to_exclude=heads)
+                         op_types_to_quantize=["MatMul"], nodes_to_exclude=head_matmuls(proto, spec))
         with open(target, "rb") as handle:
             return handle.read()
 
