@@ -67,6 +67,12 @@ BAG_POOLINGS: dict[str, str] = {
     "weighted": "each piece and pair also learns a weight (its log starts at 0, i.e. at 'mean'): a weighted mean "
                 "that can learn to ignore pieces that say nothing, as TF-IDF's inverse document frequency does",
 }
+#: How the groups' losses are weighed in the total (``TaskSpec.loss_weighting``); the keys are the accepted values.
+LOSS_WEIGHTINGS: dict[str, str] = {
+    "fixed": "each group's loss times its loss_weight",
+    "uncertainty": "each group's loss times its loss_weight and a learned factor exp(-s), plus s (Kendall et al. "
+                   "2018; mtkeras.uncertainty): the factor settles near 1 / the group's loss",
+}
 #: How :func:`mtkeras.tokenize` pads one call's texts.
 TOKENIZE_PADDINGS: tuple[str, ...] = ("longest", "max_length")
 #: Accepted ``mixed_precision`` values: float32 everywhere, or float16 / bfloat16 compute in the encoder.

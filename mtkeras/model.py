@@ -19,9 +19,11 @@ from mtkeras.spec import (
     POOLING_LAYER,
     SPLIT_WINDOWS_LAYER,
     TOKEN_DROPOUT_LAYER,
+    UNCERTAINTY_LAYER,
     WIDE_AND_DEEP_LAYER,
     TaskSpec,
 )
+from mtkeras.uncertainty import TaskUncertainty
 from mtkeras.windows import MergeWindows, SplitWindows
 
 
@@ -105,6 +107,11 @@ def _build(spec: TaskSpec, bert_config: BertConfig | None, mixed_precision: str 
         hidden = MergeWindows(name=MERGE_WINDOWS_LAYER, dtype=policy)(encoder(windows), inputs["input_ids"])
     else:
         hidden = encoder(inputs)
+
+    # Learned loss weights (spec.loss_weighting "uncertainty"): an identity layer that owns one log-variance per
+    # group, read only by the losses (mtkeras.uncertainty); every head is downstream of it, so it is always kept.
+    if spec.loss_weighting == "uncertainty":
+        hidden = TaskUncertainty(spec.group_names, name=UNCERTAINTY_LAYER, dtype=policy)(hidden)
 
     # Pooling: mean over real tokens only, of every window (the mask keeps padding out).
     token_mask = tf.cast(inputs["attention_mask"], tf.bool)

@@ -12,7 +12,7 @@ from typing import Any
 
 from mtkeras._checks import check_int, check_option, is_number
 from mtkeras._io import read_utf8, write_atomic
-from mtkeras.defaults import BAG_POOLINGS
+from mtkeras.defaults import BAG_POOLINGS, LOSS_WEIGHTINGS
 from mtkeras.kinds import KINDS, GroupKind
 
 #: Model input names, exactly the Hugging Face keyword arguments.
@@ -22,6 +22,7 @@ ENCODER_LAYER, BERT_LAYER, POOLING_LAYER, DROPOUT_LAYER = "encoder", "bert_model
 TOKEN_DROPOUT_LAYER = "token_dropout"
 SPLIT_WINDOWS_LAYER, MERGE_WINDOWS_LAYER = "split_windows", "merge_windows"
 PIECE_BAG_LAYER, WIDE_AND_DEEP_LAYER = "piece_bag", "wide_and_deep"
+UNCERTAINTY_LAYER = "loss_uncertainty"
 LAYER_NAMES: tuple[str, ...] = (ENCODER_LAYER, BERT_LAYER, POOLING_LAYER, DROPOUT_LAYER, TOKEN_DROPOUT_LAYER,
                                 SPLIT_WINDOWS_LAYER, MERGE_WINDOWS_LAYER, PIECE_BAG_LAYER, WIDE_AND_DEEP_LAYER)
 
@@ -186,6 +187,8 @@ class TaskSpec:
             into; 0: single pieces only.
         bag_pooling: with ``bag_dim``: how the bag averages its vectors, one of
             :data:`mtkeras.defaults.BAG_POOLINGS` (``"weighted"``: each piece and pair also learns a weight).
+        loss_weighting: how the groups' losses add up, one of :data:`mtkeras.defaults.LOSS_WEIGHTINGS`
+            (``"uncertainty"``: a learned factor per group on top of ``loss_weight``, :mod:`mtkeras.uncertainty`).
 
     Example:
         >>> spec = TaskSpec(
@@ -210,6 +213,7 @@ class TaskSpec:
     bag_dim: int = 0
     bag_buckets: int = 0
     bag_pooling: str = "mean"
+    loss_weighting: str = "fixed"
     _by_name: dict[str, LabelGroup] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -267,6 +271,7 @@ class TaskSpec:
                 f"TaskSpec `bag_pooling`={self.bag_pooling!r} needs `bag_dim` > 0 (the bag it pools), "
                 f"received bag_dim={self.bag_dim!r}."
             )
+        check_option(self.loss_weighting, "loss_weighting", LOSS_WEIGHTINGS)
 
     # --- access -------------------------------------------------------------
 
@@ -333,6 +338,7 @@ class TaskSpec:
             "bag_dim": self.bag_dim,
             "bag_buckets": self.bag_buckets,
             "bag_pooling": self.bag_pooling,
+            "loss_weighting": self.loss_weighting,
             "groups": [group.to_dict() for group in self.groups],
         }
 
@@ -346,6 +352,7 @@ class TaskSpec:
             data.setdefault("bag_dim", 0)
             data.setdefault("bag_buckets", 0)
             data.setdefault("bag_pooling", "mean")
+            data.setdefault("loss_weighting", "fixed")
         version = data.pop("format_version", SPEC_FORMAT_VERSION)
         if version != SPEC_FORMAT_VERSION:
             raise ValueError(

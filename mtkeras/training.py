@@ -17,17 +17,36 @@ from mtkeras._compat import keras, tf
 from mtkeras._io import write_json
 from mtkeras.defaults import DEFAULT_MONITOR, DISTRIBUTE, ROC_AUC, SELECTION_MONITOR, TRAINING
 from mtkeras.optim import RAdam
-from mtkeras.spec import ENCODER_LAYER, PIECE_BAG_LAYER, TaskSpec
+from mtkeras.spec import ENCODER_LAYER, PIECE_BAG_LAYER, UNCERTAINTY_LAYER, TaskSpec
+from mtkeras.uncertainty import LossScales, TaskUncertainty, UncertaintyWeightedLoss
 
 logger = logging.getLogger("mtkeras")
 
-#: Variables that get no weight decay (as in BERT's own AdamW setup).
-NO_DECAY_NAMES: tuple[str, ...] = ("LayerNorm", "layer_norm", "bias")
+#: Variables that get no weight decay (as in BERT's own AdamW setup; the learned loss weights neither).
+NO_DECAY_NAMES: tuple[str, ...] = ("LayerNorm", "layer_norm", "bias", "log_variance")
 
 
-def build_losses(spec: TaskSpec) -> dict[str, keras.losses.Loss]:
-    """One loss per output, keyed by group name."""
-    return {group.name: group.rules.loss() for group in spec.groups}
+def build_losses(spec: TaskSpec, model: keras.Model | None = None) -> dict[str, keras.losses.Loss]:
+    """One loss per output, keyed by group name; with ``spec.loss_weighting="uncertainty"`` each is bound to its
+    learned log-variance in ``model`` (built from ``spec``)."""
+    losses = {group.name: group.rules.loss() for group in spec.groups}
+    if spec.loss_weighting != "uncertainty":
+        return losses
+    layer = _uncertainty_layer(model)
+    return {name: UncertaintyWeightedLoss(loss, layer.group_names.index(name), layer) for name, loss in losses.items()}
+
+
+def _uncertainty_layer(model: keras.Model | None) -> TaskUncertainty:
+    layer = None
+    if model is not None:
+        layer = next((each for each in model.layers if each.name == UNCERTAINTY_LAYER), None)
+    if not isinstance(layer, TaskUncertainty):
+        raise ValueError(
+            f"spec.loss_weighting='uncertainty' learns its loss weights in the model's layer {UNCERTAINTY_LAYER!r}, "
+            f"but {'no model was given' if model is None else f'model {model.name!r} has none'}; build the model "
+            "with build_model(spec) from this spec and pass it."
+        )
+    return layer
 
 
 def build_loss_weights(spec: TaskSpec) -> dict[str, float]:
@@ -65,7 +84,8 @@ def compile_model(
     the recipe ``mtkeras train`` uses too.
 
     Losses (by kind: categorical or binary cross-entropy, MSE/Huber, masked token cross-entropy) and ``loss_weights``
-    come from the spec; the optimizer defaults to :class:`RAdam` with warm-up
+    come from the spec (with ``spec.loss_weighting="uncertainty"`` each loss also gets a learned factor,
+    :mod:`mtkeras.uncertainty`); the optimizer defaults to :class:`RAdam` with warm-up
     and decoupled weight decay (LayerNorm and biases excluded), the heads'
     step size scaled by ``head_lr_multiplier`` (randomly initialised heads on a
     pretrained encoder often want 10-100x) and, with ``layer_lr_decay`` < 1, encoder layer ``i``
@@ -123,7 +143,7 @@ def compile_model(
         # Weighted metrics: rows with sample weight 0 (not annotated for a group) are left out.
         model.compile(
             optimizer=optimizer,
-            loss=build_losses(spec),
+            loss=build_losses(spec, model),
             loss_weights=build_loss_weights(spec),
             weighted_metrics=dict(metrics) if metrics is not None else build_metrics(spec),
             **compile_kwargs,
@@ -135,8 +155,10 @@ def lr_multipliers(model: keras.Model, spec: TaskSpec, head_lr_multiplier: float
                    layer_lr_decay: float) -> dict[str, float]:
     """RAdam's ``lr_multipliers``: the heads' (and the word-piece bag's) factor, then (with decay < 1) one per
     encoder layer and the embeddings' (variable-name patterns of ``TFBertModel``)."""
-    # The heads and the bag of word pieces (both start from random values) step at the heads' factor.
-    fresh = [*spec.group_names, *([PIECE_BAG_LAYER] if spec.bag_dim else [])]
+    # The heads, the bag of word pieces (both start from random values) and the learned loss weights (which must
+    # travel from 0 to about log(loss) in a few hundred steps) step at the heads' factor.
+    fresh = [*spec.group_names, *([PIECE_BAG_LAYER] if spec.bag_dim else []),
+             *([UNCERTAINTY_LAYER] if spec.loss_weighting == "uncertainty" else [])]
     factors = {f"^{re.escape(name)}/": head_lr_multiplier for name in fresh} if head_lr_multiplier != 1.0 else {}
     if layer_lr_decay != 1.0:
         layers = model.get_layer(ENCODER_LAYER).bert_config.num_hidden_layers
@@ -378,6 +400,7 @@ def training_callbacks(
         StopOnNonFiniteLoss(spec.group_names),
         keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
         MeanOverHeads(with_auc, outputs=len(spec.groups)),
+        *([LossScales(UNCERTAINTY_LAYER)] if spec.loss_weighting == "uncertainty" else []),
     ]
     if validation_records is not None:
         callbacks.append(_validation_scores(spec, run_dir, validation_records, tokenizer))

@@ -251,6 +251,8 @@ CLI_CASES: dict[str, tuple[Callable[[Path, Fixtures], list[str]], tuple[str, ...
     "bag_buckets without a bag": (_train(spec__bag_buckets=4096), (r"bag_buckets", r"4096", r"bag_dim` > 0")),
     "bag_pooling unknown": (_train(spec__bag_dim=8, spec__bag_pooling="idf"),
                             (r"bag_pooling", r"'idf'", r"'mean', 'weighted'")),
+    "loss_weighting unknown": (_train(spec__loss_weighting="learned"),
+                               (r"loss_weighting", r"'learned'", r"'fixed', 'uncertainty'")),
     "temperature negative": (_train(spec__groups=[{"name": "topic", "kind": "multiclass", "temperature": -1}]),
                              (r"temperature", r"-1")),
     "class_weight unknown": (_train(spec__groups=[{"name": "topic", "kind": "multiclass", "class_weight": "balance"}]),
