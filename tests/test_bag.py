@@ -118,7 +118,7 @@ def test_a_spec_without_a_bag_builds_the_model_it_built_before(tiny_spec):
 
 
 def test_the_bag_learns_and_every_artefact_answers_alike(tiny_spec, tiny_tokenizer, tmp_path, caplog):
-    from test_export import serve_in_fresh_process
+    from test_export import assert_artefacts_answer_alike, serve_in_fresh_process
 
     spec = windowed(with_bag(tiny_spec))
     mtk.keras.utils.set_random_seed(12)
@@ -147,12 +147,7 @@ def test_the_bag_learns_and_every_artefact_answers_alike(tiny_spec, tiny_tokeniz
     interpreter = tf.lite.Interpreter(model_path=mtk.export_tflite(model, str(tmp_path / "m.tflite"), spec=spec))
     lite = interpreter.get_signature_runner()(**ids)
     assert "select ops" not in caplog.text  # TFLite's builtins cover the bag
-    for group in spec.groups:
-        np.testing.assert_allclose(reloaded[group.name], python[group.name], atol=1e-6)
-        for signature in ("text", "ids"):
-            np.testing.assert_allclose(np.array(served[signature][f"{group.name}_probabilities"]), python[group.name],
-                                       atol=1e-5, err_msg=signature)
-        np.testing.assert_allclose(lite[f"{group.name}_probabilities"], python[group.name], atol=1e-5)
+    assert_artefacts_answer_alike(spec, python, reloaded, served, lite)
 
 
 def test_onnx_computes_the_bag(tiny_spec, tiny_tokenizer, tmp_path):

@@ -192,6 +192,17 @@ _FRESH = textwrap.dedent(
 )
 
 
+def assert_artefacts_answer_alike(spec, python, reloaded, served, lite):
+    """Each text-level group's probabilities: the reloaded Keras file, both served signatures and TFLite
+    equal the Predictor's (``python``)."""
+    for group in spec.groups:
+        np.testing.assert_allclose(reloaded[group.name], python[group.name], atol=1e-6)
+        for signature in ("text", "ids"):
+            np.testing.assert_allclose(np.array(served[signature][f"{group.name}_probabilities"]), python[group.name],
+                                       atol=1e-5, err_msg=signature)
+        np.testing.assert_allclose(lite[f"{group.name}_probabilities"], python[group.name], atol=1e-5)
+
+
 def serve_in_fresh_process(export_dir, texts, ids, tmp_path):
     """serving_default on ``texts`` and predict_ids on ``ids``, in a process importing only TF and TF Text."""
     (tmp_path / "texts.json").write_text(json.dumps(texts))

@@ -105,7 +105,7 @@ def test_the_heads_factor_steps_the_log_variances_and_no_weight_decay(tiny_spec)
 
 
 def test_every_artefact_answers_as_the_model(tiny_spec, tiny_tokenizer, tmp_path):
-    from test_export import serve_in_fresh_process
+    from test_export import assert_artefacts_answer_alike, serve_in_fresh_process
 
     spec = uncertain(tiny_spec)
     mtk.keras.utils.set_random_seed(7)
@@ -130,12 +130,7 @@ def test_every_artefact_answers_as_the_model(tiny_spec, tiny_tokenizer, tmp_path
     served = serve_in_fresh_process(export, texts, ids, tmp_path)
     interpreter = tf.lite.Interpreter(model_path=mtk.export_tflite(model, str(tmp_path / "m.tflite"), spec=spec))
     lite = interpreter.get_signature_runner()(**ids)
-    for group in spec.groups:
-        np.testing.assert_allclose(reloaded[group.name], python[group.name], atol=1e-6)
-        for signature in ("text", "ids"):
-            np.testing.assert_allclose(np.array(served[signature][f"{group.name}_probabilities"]), python[group.name],
-                                       atol=1e-5, err_msg=signature)
-        np.testing.assert_allclose(lite[f"{group.name}_probabilities"], python[group.name], atol=1e-5)
+    assert_artefacts_answer_alike(spec, python, reloaded, served, lite)
 
 
 def test_a_loss_rebuilt_from_its_config_refuses_to_train_until_bound(tiny_spec):
