@@ -37,16 +37,16 @@ def minilm_folder() -> str:
 
 
 def make_spec(records: list[dict], encoder: str, max_length: int) -> mtk.TaskSpec:
-    """Labels are every value seen in the data files; the tag groups weigh 8 (their binary cross-entropy,
-    averaged over 8-29 labels, is far smaller than section's; 8 was the best weight of the BENCHMARKS.md
-    ablation). A bag of word pieces and their pairs beside the encoder (wide and deep: ``bag_dim``,
-    ``bag_buckets``), as in ``examples/debtags.yaml``: ahead of TF-IDF on every group, on two seeds, in
-    BENCHMARKS.md."""
+    """Labels are every value seen in the data files; each group's loss weight is learned (the spec's default
+    ``loss_weighting="uncertainty"``: the tag groups' binary cross-entropy, averaged over 8-29 labels, is far
+    smaller than section's, and the learned factors make up for it as the hand-tuned 8 did). A bag of word
+    pieces and their pairs beside the encoder (wide and deep: ``bag_dim``, ``bag_buckets``), as in
+    ``examples/debtags.yaml``: ahead of TF-IDF on every group, on two seeds, in BENCHMARKS.md."""
     sections = sorted({r["section"] for r in records})
-    groups = [mtk.LabelGroup("section", "multiclass", labels=sections, loss_weight=1.0)]
+    groups = [mtk.LabelGroup("section", "multiclass", labels=sections)]
     for name in MULTILABEL_GROUPS:
         labels = sorted({label for r in records for label in r[name]})
-        groups.append(mtk.LabelGroup(name, "multilabel", labels=labels, loss_weight=8.0))
+        groups.append(mtk.LabelGroup(name, "multilabel", labels=labels))
     return mtk.TaskSpec(encoder=encoder, groups=groups, max_length=max_length, bag_dim=64, bag_buckets=131072)
 
 

@@ -73,6 +73,11 @@ LOSS_WEIGHTINGS: dict[str, str] = {
     "uncertainty": "each group's loss times its loss_weight and a learned factor exp(-s), plus s (Kendall et al. "
                    "2018; mtkeras.uncertainty): the factor settles near 1 / the group's loss",
 }
+#: ``TaskSpec.loss_weighting`` of a new spec: learned loss weights on top of each group's ``loss_weight`` (1 unless
+#: set). On Debtags, learned weights with every ``loss_weight`` 1 scored level with or above hand-tuned fixed weights
+#: (section 1, tag groups 8) on three seeds (BENCHMARKS.md, "Learned loss weights"), with nothing to tune.
+#: A spec saved before the option existed keeps "fixed" (``TaskSpec.from_dict``).
+LOSS_WEIGHTING = "uncertainty"
 #: How :func:`mtkeras.tokenize` pads one call's texts.
 TOKENIZE_PADDINGS: tuple[str, ...] = ("longest", "max_length")
 #: Accepted ``mixed_precision`` values: float32 everywhere, or float16 / bfloat16 compute in the encoder.

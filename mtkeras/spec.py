@@ -12,7 +12,7 @@ from typing import Any
 
 from mtkeras._checks import check_int, check_option, is_number
 from mtkeras._io import read_utf8, write_atomic
-from mtkeras.defaults import BAG_POOLINGS, LOSS_WEIGHTINGS
+from mtkeras.defaults import BAG_POOLINGS, LOSS_WEIGHTING, LOSS_WEIGHTINGS
 from mtkeras.kinds import KINDS, GroupKind
 
 #: Model input names, exactly the Hugging Face keyword arguments.
@@ -188,7 +188,8 @@ class TaskSpec:
         bag_pooling: with ``bag_dim``: how the bag averages its vectors, one of
             :data:`mtkeras.defaults.BAG_POOLINGS` (``"weighted"``: each piece and pair also learns a weight).
         loss_weighting: how the groups' losses add up, one of :data:`mtkeras.defaults.LOSS_WEIGHTINGS`
-            (``"uncertainty"``: a learned factor per group on top of ``loss_weight``, :mod:`mtkeras.uncertainty`).
+            (default :data:`mtkeras.defaults.LOSS_WEIGHTING`, ``"uncertainty"``: a learned factor per group on top
+            of ``loss_weight``, :mod:`mtkeras.uncertainty`; ``"fixed"``: ``loss_weight`` alone).
 
     Example:
         >>> spec = TaskSpec(
@@ -213,7 +214,7 @@ class TaskSpec:
     bag_dim: int = 0
     bag_buckets: int = 0
     bag_pooling: str = "mean"
-    loss_weighting: str = "fixed"
+    loss_weighting: str = LOSS_WEIGHTING
     _by_name: dict[str, LabelGroup] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -347,7 +348,7 @@ class TaskSpec:
         if not isinstance(data, Mapping):
             raise TypeError(f"A task spec must be a JSON object, received {data!r}.")
         data = dict(data)
-        if "format_version" in data:  # a saved spec: one written before windows (or the bag) existed has none
+        if "format_version" in data:  # a saved spec: one written before windows (the bag, the weighting) has none
             data.setdefault("max_windows", 1)
             data.setdefault("bag_dim", 0)
             data.setdefault("bag_buckets", 0)

@@ -33,7 +33,7 @@ def build_losses(spec: TaskSpec, model: keras.Model | None = None) -> dict[str, 
     if spec.loss_weighting != "uncertainty":
         return losses
     layer = _uncertainty_layer(model)
-    return {name: UncertaintyWeightedLoss(loss, layer.group_names.index(name), layer) for name, loss in losses.items()}
+    return {name: UncertaintyWeightedLoss(loss, name, layer) for name, loss in losses.items()}
 
 
 def _uncertainty_layer(model: keras.Model | None) -> TaskUncertainty:

@@ -19,6 +19,10 @@ from typing import Any
 
 from mtkeras._compat import keras, tf
 
+#: The TaskUncertainty layer built last in this process: a loss rebuilt from its config by Keras binds to it (Keras
+#: rebuilds a loaded model's layers, then its compiled losses, in one call).
+_last_built: weakref.ref | None = None
+
 
 @keras.saving.register_keras_serializable(package="mtkeras")
 class TaskUncertainty(keras.layers.Layer):
@@ -37,9 +41,11 @@ class TaskUncertainty(keras.layers.Layer):
             raise ValueError("TaskUncertainty: `group_names` is empty; give one name per output, received [].")
 
     def build(self, input_shape: Any) -> None:
+        global _last_built
         self.log_variance = self.add_weight(name="log_variance", shape=[len(self.group_names)],
                                             initializer="zeros", dtype="float32")
         super().build(input_shape)
+        _last_built = weakref.ref(self)
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         return tf.identity(inputs)
@@ -55,25 +61,37 @@ class TaskUncertainty(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="mtkeras")
 class UncertaintyWeightedLoss(keras.losses.Loss):
-    """``exp(-s) * loss + s``, ``s`` being entry ``index`` of a :class:`TaskUncertainty` layer's log-variances.
+    """``exp(-s) * loss + s``, ``s`` being group ``group``'s entry of a :class:`TaskUncertainty` layer's
+    log-variances.
 
-    ``loss`` is reduced as it reduces itself (sample weights included), then weighed. A loss rebuilt from its
-    config (a model loaded compiled by plain Keras) is not bound to a layer and refuses to train: compile with
-    :func:`mtkeras.compile_model`, which binds it.
+    ``loss`` is reduced as it reduces itself (sample weights included), then weighed. :func:`mtkeras.compile_model`
+    binds each loss to its model's layer. A loss rebuilt from its config — a compiled model loaded by plain
+    ``keras.models.load_model``, e.g. a ``ModelCheckpoint`` file — binds to the layer Keras built just before it
+    in the same load (the model's own: Keras builds a model's layers, then compiles it); one that finds none
+    refuses to compute and says to compile with :func:`mtkeras.compile_model`.
 
     Example:
         >>> layer = model.get_layer("loss_uncertainty")
-        >>> loss = UncertaintyWeightedLoss(keras.losses.BinaryCrossentropy(), index=1, layer=layer)
+        >>> loss = UncertaintyWeightedLoss(keras.losses.BinaryCrossentropy(), group="use", layer=layer)
     """
 
-    def __init__(self, loss: Any, index: int, layer: TaskUncertainty | None = None, name: str | None = None,
+    def __init__(self, loss: Any, group: str, layer: TaskUncertainty | None = None, name: str | None = None,
                  **kwargs: Any) -> None:
         self.inner = keras.losses.deserialize(loss) if isinstance(loss, dict) else loss
         super().__init__(name=name or f"uncertainty_{getattr(self.inner, 'name', 'loss')}", **kwargs)
-        self.index = int(index)
+        self.group = str(group)
+        self._layer: weakref.ref | None = None
+        if layer is not None:
+            self.bind(layer)
+
+    def bind(self, layer: TaskUncertainty) -> None:
+        """Read the log-variance of ``self.group`` in ``layer``."""
+        if self.group not in layer.group_names:
+            raise ValueError(f"{self.name}: group {self.group!r} has no log-variance in layer {layer.name!r}, which "
+                             f"holds {list(layer.group_names)}.")
         # A weak reference, not the layer: Keras' saving walks a compiled model's losses before its layers and would
         # store the layer's variables under the loss's path, leaving none under the layer's own.
-        self._layer = None if layer is None else weakref.ref(layer)
+        self._layer = weakref.ref(layer)
 
     def bound_layer(self) -> TaskUncertainty | None:
         """The layer holding the log-variance this loss reads (None: not bound)."""
@@ -83,15 +101,23 @@ class UncertaintyWeightedLoss(keras.losses.Loss):
         layer = self.bound_layer()
         if layer is None:
             raise ValueError(
-                f"{self.name}: this loss is not bound to the model's learned log-variances (it was rebuilt from a "
-                "saved config); compile the model with mtkeras.compile_model(model, spec), which binds it."
+                f"{self.name} (group {self.group!r}): this loss is not bound to a model's learned log-variances; "
+                "compile the model with mtkeras.compile_model(model, spec), which binds it."
             )
         value = tf.cast(self.inner(y_true, y_pred, sample_weight=sample_weight), tf.float32)
-        log_variance = layer.log_variance[self.index]
+        log_variance = layer.log_variance[layer.group_names.index(self.group)]
         return tf.exp(-log_variance) * value + log_variance
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "loss": keras.losses.serialize(self.inner), "index": self.index}
+        return {**super().get_config(), "loss": keras.losses.serialize(self.inner), "group": self.group}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> UncertaintyWeightedLoss:
+        loss = cls(**config)
+        layer = None if _last_built is None else _last_built()
+        if layer is not None and loss.group in layer.group_names:
+            loss.bind(layer)
+        return loss
 
 
 class LossScales(keras.callbacks.Callback):

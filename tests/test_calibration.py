@@ -193,7 +193,7 @@ def test_layer_wise_learning_rate_decay(tiny_spec):
 
     model = mtk.build_model(tiny_spec, bert_config=tiny_config())
     factors = lr_multipliers(model, tiny_spec, 100.0, 0.5)
-    assert factors == {"^topic/": 100.0, "^colour/": 100.0, r"/encoder/layer_\._0/": 0.5,
+    assert factors == {"^topic/": 100.0, "^colour/": 100.0, "^loss_uncertainty/": 100.0, r"/encoder/layer_\._0/": 0.5,
                        r"/encoder/layer_\._1/": 1.0, "/embeddings/": 0.25}
     optimizer = mtk.compile_model(model, tiny_spec, layer_lr_decay=0.5).optimizer
     assert optimizer.lr_multipliers == factors

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 from conftest import synthetic_records, tiny_config
@@ -13,11 +15,13 @@ def data(spec, tokenizer, n, seed=0):
 def test_loss_metric_and_weight_dicts_are_keyed_by_output(tiny_model, tiny_spec):
     mtk.compile_model(tiny_model, tiny_spec)
     outputs = set(tiny_model.output_names)
-    assert set(mtk.training.build_losses(tiny_spec)) == outputs
+    assert set(mtk.training.build_losses(tiny_spec, tiny_model)) == outputs
+    assert set(mtk.training.build_losses(dataclasses.replace(tiny_spec, loss_weighting="fixed"))) == outputs
     assert mtk.training.build_loss_weights(tiny_spec) == {"topic": 0.7, "colour": 4.0}
     assert set(mtk.training.build_metrics(tiny_spec)) == outputs
-    assert isinstance(tiny_model.loss["topic"], mtk.keras.losses.CategoricalCrossentropy)
-    assert isinstance(tiny_model.loss["colour"], mtk.keras.losses.BinaryCrossentropy)
+    # The spec's default loss_weighting ("uncertainty") wraps each kind's loss.
+    assert isinstance(tiny_model.loss["topic"].inner, mtk.keras.losses.CategoricalCrossentropy)
+    assert isinstance(tiny_model.loss["colour"].inner, mtk.keras.losses.BinaryCrossentropy)
     assert isinstance(tiny_model.optimizer, mtk.RAdam)
 
 
@@ -66,11 +70,12 @@ def test_user_optimizer_and_metrics_are_used(tiny_model, tiny_spec):
 
 def test_head_lr_multiplier_reaches_the_optimizer(tiny_model, tiny_spec):
     mtk.compile_model(tiny_model, tiny_spec, head_lr_multiplier=20.0, layer_lr_decay=1.0)
-    assert tiny_model.optimizer.lr_multipliers == {"^topic/": 20.0, "^colour/": 20.0}
+    # The learned loss weights (the spec's default loss_weighting) step at the heads' factor too.
+    assert tiny_model.optimizer.lr_multipliers == {"^topic/": 20.0, "^colour/": 20.0, "^loss_uncertainty/": 20.0}
     mtk.compile_model(tiny_model, tiny_spec)  # the default recipe: heads x100, each encoder layer 0.8x the next
     assert dict(tiny_model.optimizer.lr_multipliers) == pytest.approx(
-        {"^topic/": 100.0, "^colour/": 100.0, r"/encoder/layer_\._1/": 1.0, r"/encoder/layer_\._0/": 0.8,
-         "/embeddings/": 0.64})
+        {"^topic/": 100.0, "^colour/": 100.0, "^loss_uncertainty/": 100.0, r"/encoder/layer_\._1/": 1.0,
+         r"/encoder/layer_\._0/": 0.8, "/embeddings/": 0.64})
 
 
 def test_compile_errors(tiny_model, tiny_spec):

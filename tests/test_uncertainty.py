@@ -22,6 +22,10 @@ def uncertain(spec: mtk.TaskSpec) -> mtk.TaskSpec:
     return dataclasses.replace(spec, loss_weighting="uncertainty")
 
 
+def fixed(spec: mtk.TaskSpec) -> mtk.TaskSpec:
+    return dataclasses.replace(spec, loss_weighting="fixed")
+
+
 def test_the_loss_is_exp_minus_s_times_the_loss_plus_s():
     layer = TaskUncertainty(["a", "b"])
     layer.build((None, 4))
@@ -29,8 +33,8 @@ def test_the_loss_is_exp_minus_s_times_the_loss_plus_s():
     inner = keras.losses.BinaryCrossentropy()
     y_true, y_pred = np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[0.8, 0.3], [0.4, 0.6]])
     weights = np.array([1.0, 0.0])
-    for index, s in enumerate([0.5, -1.2]):
-        loss = UncertaintyWeightedLoss(inner, index, layer)
+    for group, s in zip(["a", "b"], [0.5, -1.2], strict=True):
+        loss = UncertaintyWeightedLoss(inner, group, layer)
         expected = np.exp(-s) * float(inner(y_true, y_pred, sample_weight=weights)) + s
         assert float(loss(y_true, y_pred, sample_weight=weights)) == pytest.approx(expected, rel=1e-6)
     assert layer.scales() == pytest.approx({"a": np.exp(-0.5), "b": np.exp(1.2)})
@@ -40,13 +44,13 @@ def test_at_start_the_total_loss_is_the_fixed_weightings(tiny_spec, tiny_tokeniz
     """s = 0: exp(0) * L + 0 = L, so a fresh model's loss (every output's and the total) is today's."""
     records = synthetic_records(16)
     mtk.keras.utils.set_random_seed(4)
-    fixed = mtk.build_model(tiny_spec, bert_config=tiny_config())
+    plain = mtk.build_model(fixed(tiny_spec), bert_config=tiny_config())
     learned = mtk.build_model(uncertain(tiny_spec), bert_config=tiny_config())
-    for layer in fixed.layers:
+    for layer in plain.layers:
         if layer.weights:
             learned.get_layer(layer.name).set_weights(layer.get_weights())
     results = []
-    for model, spec in ((fixed, tiny_spec), (learned, uncertain(tiny_spec))):
+    for model, spec in ((plain, fixed(tiny_spec)), (learned, uncertain(tiny_spec))):
         mtk.compile_model(model, spec)
         dataset = mtk.make_dataset(spec, tiny_tokenizer, records, batch_size=16)
         results.append(model.evaluate(dataset, verbose=0, return_dict=True))
@@ -99,7 +103,7 @@ def test_the_heads_factor_steps_the_log_variances_and_no_weight_decay(tiny_spec)
     model = mtk.build_model(spec, bert_config=tiny_config())
     factors = lr_multipliers(model, spec, 100.0, 1.0)
     assert factors[f"^{UNCERTAINTY_LAYER}/"] == 100.0
-    assert f"^{UNCERTAINTY_LAYER}/" not in lr_multipliers(model, tiny_spec, 100.0, 1.0)
+    assert f"^{UNCERTAINTY_LAYER}/" not in lr_multipliers(model, fixed(tiny_spec), 100.0, 1.0)
     mtk.compile_model(model, spec)
     assert model.optimizer._use_weight_decay(model.get_layer(UNCERTAINTY_LAYER).log_variance) is False
 
@@ -133,15 +137,34 @@ def test_every_artefact_answers_as_the_model(tiny_spec, tiny_tokenizer, tmp_path
     assert_artefacts_answer_alike(spec, python, reloaded, served, lite)
 
 
-def test_a_loss_rebuilt_from_its_config_refuses_to_train_until_bound(tiny_spec):
+def test_a_checkpoint_loaded_by_plain_keras_trains_its_own_log_variances(tiny_spec, tiny_tokenizer, tmp_path):
+    """Keras' ModelCheckpoint writes a compiled .keras file; plain keras.models.load_model rebuilds the losses from
+    their config, and each binds to the loaded model's own layer (not to one built before it)."""
     spec = uncertain(tiny_spec)
+    records = synthetic_records(16)
     model = mtk.build_model(spec, bert_config=tiny_config())
-    loss = build_losses(spec, model)["colour"]
-    rebuilt = keras.losses.deserialize(keras.losses.serialize(loss))
-    assert isinstance(rebuilt, UncertaintyWeightedLoss) and rebuilt.index == loss.index
-    assert rebuilt.inner.get_config() == loss.inner.get_config()
-    with pytest.raises(ValueError, match=r"not bound to the model's learned log-variances.*mtkeras.compile_model"):
-        rebuilt(np.ones((1, 2)), np.full((1, 2), 0.5))
+    mtk.compile_model(model, spec, learning_rate=1e-3)
+    model.save(tmp_path / "compiled.keras")
+    other = mtk.build_model(spec, bert_config=tiny_config())  # built after: not the one the loaded losses read
+    loaded = keras.models.load_model(tmp_path / "compiled.keras")
+    layer = loaded.get_layer(UNCERTAINTY_LAYER)
+    assert layer is not other.get_layer(UNCERTAINTY_LAYER)
+    assert all(isinstance(loss, UncertaintyWeightedLoss) and loss.bound_layer() is layer
+               for loss in loaded.loss.values())
+    loaded.fit(mtk.make_dataset(spec, tiny_tokenizer, records, batch_size=8), epochs=1, verbose=0)
+    assert np.all(layer.log_variance.numpy() != 0.0)
+
+
+def test_an_unbound_loss_refuses_to_compute(tiny_spec):
+    spec = uncertain(tiny_spec)
+    loss = build_losses(spec, mtk.build_model(spec, bert_config=tiny_config()))["colour"]
+    unbound = UncertaintyWeightedLoss(loss.inner, "colour")
+    assert unbound.get_config()["group"] == "colour" and unbound.bound_layer() is None
+    with pytest.raises(ValueError, match=r"\(group 'colour'\): this loss is not bound to a model's learned "
+                                         r"log-variances; compile the model with mtkeras.compile_model"):
+        unbound(np.ones((1, 4)), np.full((1, 4), 0.5))
+    with pytest.raises(ValueError, match=r"group 'colour' has no log-variance in layer 'other', which holds \['a'\]"):
+        unbound.bind(TaskUncertainty(["a"], name="other"))
 
 
 @pytest.mark.parametrize(("model", "match"), [
@@ -150,7 +173,7 @@ def test_a_loss_rebuilt_from_its_config_refuses_to_train_until_bound(tiny_spec):
 ])
 def test_uncertainty_losses_need_the_model_that_holds_them(tiny_spec, model, match):
     if model == "fixed":
-        model = mtk.build_model(tiny_spec, bert_config=tiny_config())
+        model = mtk.build_model(fixed(tiny_spec), bert_config=tiny_config())
     with pytest.raises(ValueError, match=match):
         build_losses(uncertain(tiny_spec), model)
 
