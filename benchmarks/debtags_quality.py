@@ -23,6 +23,7 @@ reported is chosen on the rows it is reported on. Section is decided by argmax.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -160,14 +161,16 @@ def save_linear_report(name: str, what: str, spec: mtk.TaskSpec, probs: dict | l
 def run_bag(name: str, epochs: int, settings: list[str]) -> None:
     """The wide part alone: ``PieceBag`` (the config's ``bag_dim``, ``bag_buckets``, ``bag_pooling``) and one
     linear head per group, no encoder — fastText on the same word pieces. Trained with Adam (1e-2, linear decay,
-    batches of 32, the groups' losses and loss weights), every epoch's validation probabilities kept and the epoch
-    chosen on the other half. Against ``pieces`` (a logistic regression on the same features) it says how much
-    of what a linear model finds the bag learns."""
+    batches of 32, the groups' losses and fixed loss weights: no encoder, so no learned ones; the rows of
+    2026-12-06 weighed the tag groups 8, the example config's weights then), every epoch's validation probabilities
+    kept and the epoch chosen on the other half. Against ``pieces`` (a logistic regression on the same features)
+    it says how much of what a linear model finds the bag learns."""
     from mtkeras.bag import PieceBag
     from mtkeras.training import build_loss_weights, build_losses
 
     started = time.perf_counter()
     config, train, validation, spec = _baseline_data(settings)
+    spec = dataclasses.replace(spec, loss_weighting="fixed")  # learned weights live in the full model's layer
     mtk.keras.utils.set_random_seed(config["training"]["seed"])
     tokenizer = mtk.load_tokenizer(spec.encoder)
 
