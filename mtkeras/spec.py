@@ -24,7 +24,8 @@ SPLIT_WINDOWS_LAYER, MERGE_WINDOWS_LAYER = "split_windows", "merge_windows"
 PIECE_BAG_LAYER, WIDE_AND_DEEP_LAYER = "piece_bag", "wide_and_deep"
 UNCERTAINTY_LAYER = "loss_uncertainty"
 LAYER_NAMES: tuple[str, ...] = (ENCODER_LAYER, BERT_LAYER, POOLING_LAYER, DROPOUT_LAYER, TOKEN_DROPOUT_LAYER,
-                                SPLIT_WINDOWS_LAYER, MERGE_WINDOWS_LAYER, PIECE_BAG_LAYER, WIDE_AND_DEEP_LAYER)
+                                SPLIT_WINDOWS_LAYER, MERGE_WINDOWS_LAYER, PIECE_BAG_LAYER, WIDE_AND_DEEP_LAYER,
+                                UNCERTAINTY_LAYER)
 
 _NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 SPEC_FORMAT_VERSION = 1
