@@ -110,7 +110,7 @@ def _build(spec: TaskSpec, bert_config: BertConfig | None, mixed_precision: str 
 
     # Learned loss weights (spec.loss_weighting "uncertainty"): an identity layer that owns one log-variance per
     # group, read only by the losses (mtkeras.uncertainty); every head is downstream of it, so it is always kept.
-    if spec.loss_weighting == "uncertainty":
+    if spec.learns_loss_weights:
         hidden = TaskUncertainty(spec.group_names, name=UNCERTAINTY_LAYER, dtype=policy)(hidden)
 
     # Pooling: mean over real tokens only, of every window (the mask keeps padding out).

@@ -287,6 +287,12 @@ class TaskSpec:
         return self.max_length * self.max_windows
 
     @property
+    def learns_loss_weights(self) -> bool:
+        """Whether the model holds learned loss weights (``loss_weighting="uncertainty"``: its layer, losses,
+        learning-rate factor and logged scales)."""
+        return self.loss_weighting == "uncertainty"
+
+    @property
     def needs_words(self) -> bool:
         """Whether a group is labelled per word (its data and outputs then need word offsets)."""
         return any(group.rules.per_word for group in self.groups)

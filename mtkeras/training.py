@@ -30,7 +30,7 @@ def build_losses(spec: TaskSpec, model: keras.Model | None = None) -> dict[str, 
     """One loss per output, keyed by group name; with ``spec.loss_weighting="uncertainty"`` each is bound to its
     learned log-variance in ``model`` (built from ``spec``)."""
     losses = {group.name: group.rules.loss() for group in spec.groups}
-    if spec.loss_weighting != "uncertainty":
+    if not spec.learns_loss_weights:
         return losses
     layer = _uncertainty_layer(model)
     return {name: UncertaintyWeightedLoss(loss, name, layer) for name, loss in losses.items()}
@@ -158,7 +158,7 @@ def lr_multipliers(model: keras.Model, spec: TaskSpec, head_lr_multiplier: float
     # The heads, the bag of word pieces (both start from random values) and the learned loss weights (which must
     # travel from 0 to about log(loss) in a few hundred steps) step at the heads' factor.
     fresh = [*spec.group_names, *([PIECE_BAG_LAYER] if spec.bag_dim else []),
-             *([UNCERTAINTY_LAYER] if spec.loss_weighting == "uncertainty" else [])]
+             *([UNCERTAINTY_LAYER] if spec.learns_loss_weights else [])]
     factors = {f"^{re.escape(name)}/": head_lr_multiplier for name in fresh} if head_lr_multiplier != 1.0 else {}
     if layer_lr_decay != 1.0:
         layers = model.get_layer(ENCODER_LAYER).bert_config.num_hidden_layers
@@ -400,7 +400,7 @@ def training_callbacks(
         StopOnNonFiniteLoss(spec.group_names),
         keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
         MeanOverHeads(with_auc, outputs=len(spec.groups)),
-        *([LossScales(UNCERTAINTY_LAYER)] if spec.loss_weighting == "uncertainty" else []),
+        *([LossScales(UNCERTAINTY_LAYER)] if spec.learns_loss_weights else []),
     ]
     if validation_records is not None:
         callbacks.append(_validation_scores(spec, run_dir, validation_records, tokenizer))
