@@ -11,6 +11,8 @@
     python benchmarks/debtags_quality.py run multitask --name multitask-max_length \
         --set training.padding=max_length                         # same run, every row padded to 128
     python benchmarks/debtags_quality.py blend default tfidf --as default+tfidf   # an ensemble of two runs
+    python benchmarks/debtags_quality.py run knn --from wide-uncertainty      # nearest training rows' labels
+    python benchmarks/debtags_quality.py blend wide-uncertainty knn --per-group --as unc+knn   # a weight per group
     python benchmarks/debtags_quality.py table                    # the markdown table for BENCHMARKS.md
 
 Every row is evaluated on the 1,425 validation descriptions with the same code and the
@@ -217,6 +219,59 @@ def run_tfidf(name: str, settings: list[str]) -> None:
     save_linear_report(name, "tfidf", spec, probs, y_val, w_val, started, config, settings)
 
 
+def run_knn(name: str, source: str, k: int, temperature: float) -> None:
+    """Nearest neighbours in a fine-tuned run's own vector space: each validation text's pooled encoder vector
+    (the ``mean_pooling`` layer of ``source``'s deployed model) against those of the 6,651 training texts,
+    cosine similarity, the ``k`` nearest, weighted by softmax(similarity / ``temperature``); a group's probability
+    is the weighted mean of the neighbours' labels. ``k`` and ``temperature`` are fixed, not tuned. Measured
+    before building anything: does a memory of the training rows add to the heads (``blend``)? The pooled vectors
+    are kept in ``runs/bench/SOURCE/pooled.npz`` for reuse."""
+    from mtkeras._compat import keras
+    from mtkeras.spec import POOLING_LAYER
+
+    started = time.perf_counter()
+    config, train, validation, spec = _baseline_data([])
+    model, trained, tokenizer = mtk.load_model(os.path.join(OUT, source, "model"))
+    for group in spec.groups:
+        if list(trained.group(group.name).labels) != list(group.labels):
+            sys.exit(f"run knn: {source!r}'s labels for {group.name!r} differ from the data's")
+    pooled = keras.Model(model.inputs, model.get_layer(POOLING_LAYER).output)
+    cache = os.path.join(OUT, source, "pooled.npz")
+
+    def embed(records: list[dict]) -> np.ndarray:
+        texts = [r["text"] for r in records]
+        order = np.argsort([len(t) for t in texts])
+        out = np.zeros((len(texts), pooled.output.shape[-1]), np.float32)
+        for start in range(0, len(texts), 64):
+            rows = order[start : start + 64]
+            out[rows] = pooled(mtk.tokenize(tokenizer, [texts[i] for i in rows], trained.max_length),
+                               training=False).numpy()
+        return out
+
+    if os.path.exists(cache):
+        with np.load(cache) as kept:
+            x_train, x_val = kept["train"], kept["validation"]
+    else:
+        x_train, x_val = embed(train), embed(validation)
+        np.savez(cache, train=x_train, validation=x_val)
+    x_train = x_train / np.linalg.norm(x_train, axis=1, keepdims=True)
+    x_val = x_val / np.linalg.norm(x_val, axis=1, keepdims=True)
+    similarity = x_val @ x_train.T
+    nearest = np.argpartition(-similarity, k, axis=1)[:, :k]
+    near = np.take_along_axis(similarity, nearest, 1)
+    weight = np.exp((near - near.max(1, keepdims=True)) / temperature)
+    weight /= weight.sum(1, keepdims=True)
+    y_train, _ = mtk.encode_targets(spec, train)
+    probs = {}
+    for group in spec.groups:
+        p = np.einsum("nk,nkl->nl", weight, y_train[group.name].astype(np.float32)[nearest]) + 1e-4
+        probs[group.name] = (np.minimum(p, 1 - 1e-4) if group.rules.thresholded
+                             else p / p.sum(1, keepdims=True)).astype(np.float32)
+    y_val, w_val = mtk.encode_targets(spec, validation)
+    save_linear_report(name, "knn", spec, probs, y_val, w_val, started, config, [],
+                       options=f" --from {source} --k {k} --temperature {temperature:g}")
+
+
 def _logistic_regressions(spec: mtk.TaskSpec, x_train, y_train: dict, x_val) -> dict[str, np.ndarray]:
     """One logistic regression per group (one-vs-rest for thresholded groups), C=20: validation probabilities."""
     from sklearn.linear_model import LogisticRegression
@@ -330,12 +385,14 @@ def rescore(name: str, scope: str | None = None, record_as: str | None = None,
 BLEND_WEIGHTS = (0.25, 0.5, 0.75)
 
 
-def blend(first: str, second: str, record_as: str, seed: int | None = None) -> None:
+def blend(first: str, second: str, record_as: str, seed: int | None = None, per_group: bool = False) -> None:
     """Score the weighted mean of two runs' validation probabilities (what an ensemble of the two models would
     answer) under the same protocol: every (epoch of ``first``, epoch of ``second``, weight in
     :data:`BLEND_WEIGHTS`) is one candidate, and each half is scored with the candidate chosen on the other
     half, so neither the epochs nor the weight is chosen on the rows reported. The spec, thresholds settings and
-    seed are ``first``'s (a fine-tuned run); ``seed`` splits the halves with another seed, as in :func:`rescore`."""
+    seed are ``first``'s (a fine-tuned run); ``seed`` splits the halves with another seed, as in :func:`rescore`.
+    ``per_group``: each group chooses its own epochs and weight (1 — ``first`` alone — among them) on the other
+    half, scored as if it were the only group; no ``overall`` columns."""
     from mtkeras.training import load_epoch_predictions
 
     spec, config, targets, weights = _validation_targets(os.path.join(OUT, first))
@@ -343,11 +400,14 @@ def blend(first: str, second: str, record_as: str, seed: int | None = None) -> N
     for name, epochs in zip((first, second), runs, strict=True):
         if not epochs:
             sys.exit(f"blend: run {name!r} kept no validation predictions in {os.path.join(OUT, name)}")
+    halves = config["training"]["seed"] if seed is None else seed
+    if per_group:
+        _blend_per_group(spec, runs, (first, second), targets, weights, config, halves, record_as, seed)
+        return
     candidates, described = [], []
     for (a, probs_a), (b, probs_b), w in itertools.product(runs[0].items(), runs[1].items(), BLEND_WEIGHTS):
         candidates.append({g.name: w * probs_a[g.name] + (1 - w) * probs_b[g.name] for g in spec.groups})
         described.append(f"{w:g} x {first} epoch {a} + {1 - w:g} x {second} epoch {b}")
-    halves = config["training"]["seed"] if seed is None else seed
     report = mtk.cross_fitted_report(spec, candidates, targets, weights, seed=halves,
                                      **{**threshold_settings(config), "calibrate": True})
     entries = _recorded()
@@ -357,6 +417,32 @@ def blend(first: str, second: str, record_as: str, seed: int | None = None) -> N
                         + (f" --seed {seed}" if seed is not None else ""),
              "summary": report["summary"], "chosen": [fold["candidate"] for fold in report["folds"]],
              "chosen_text": [described[fold["candidate"]] for fold in report["folds"]]}
+    _append(entry)
+    print(json.dumps(entry, indent=2))
+
+
+def _blend_per_group(spec: mtk.TaskSpec, runs: list[dict], names: tuple[str, str], targets: dict, weights: dict,
+                     config: dict, halves: int, record_as: str, seed: int | None) -> None:
+    """``blend --per-group``: one cross-fitted report per group, on a spec holding that group alone."""
+    summary, chosen_text = {}, []
+    for group in spec.groups:
+        alone = dataclasses.replace(spec, groups=[group])
+        candidates, described = [], []
+        for (a, probs_a), (b, probs_b), w in itertools.product(runs[0].items(), runs[1].items(),
+                                                               (1.0, *BLEND_WEIGHTS)):
+            candidates.append({group.name: w * probs_a[group.name] + (1 - w) * probs_b[group.name]})
+            described.append(f"{w:g} x epoch {a} + {1 - w:g} x epoch {b}")
+        report = mtk.cross_fitted_report(alone, candidates, {group.name: targets[group.name]},
+                                         {group.name: weights[group.name]}, seed=halves,
+                                         **{**threshold_settings(config), "calibrate": True})
+        summary.update({key: value for key, value in report["summary"].items() if key.startswith(f"{group.name}/")})
+        chosen_text.append(f"{group.name}: " + "; ".join(described[fold["candidate"]] for fold in report["folds"]))
+    entries = _recorded()
+    entry = {"name": record_as, "kind": "blend", "machine": machine(), "commit": COMMIT,
+             "seconds": sum(entries[name]["seconds"] for name in names if name in entries),
+             "command": f"python benchmarks/debtags_quality.py blend {names[0]} {names[1]} --per-group --as {record_as}"
+                        + (f" --seed {seed}" if seed is not None else ""),
+             "summary": summary, "chosen_text": chosen_text}
     _append(entry)
     print(json.dumps(entry, indent=2))
 
@@ -448,12 +534,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run")
-    run.add_argument("what", help="multitask | single:<group> | frozen | tfidf | pieces | bag")
+    run.add_argument("what", help="multitask | single:<group> | frozen | tfidf | pieces | bag | knn")
     run.add_argument("--epochs", type=int, default=2)
     run.add_argument("--name", default=None, help="run folder and results name (default: what)")
     run.add_argument("--set", action="append", default=[], help="config override key.sub=value (repeatable)")
     run.add_argument("--ngrams", type=int, default=2, help="pieces: runs of up to this many pieces (default 2)")
     run.add_argument("--whole", action="store_true", help="pieces: every piece of the text, not the first window's")
+    run.add_argument("--from", dest="source", default=None, help="knn: the fine-tuned run whose vectors are used")
+    run.add_argument("--k", type=int, default=20, help="knn: neighbours per text (default 20)")
+    run.add_argument("--temperature", type=float, default=0.05,
+                     help="knn: softmax temperature on cosine similarities (default 0.05)")
     shown = sub.add_parser("table")
     shown.add_argument("names", nargs="*", help="rows to show, in this order (default: the issue's table)")
     shown.add_argument("--singles", default=None, metavar="PREFIX",
@@ -473,9 +563,11 @@ def main() -> None:
     mixed.add_argument("--as", dest="record_as", required=True, help="record under this name (a new row)")
     mixed.add_argument("--seed", type=int, default=None,
                        help="the validation halves' seed (default: the first run's training.seed)")
+    mixed.add_argument("--per-group", action="store_true",
+                       help="each group chooses its own epochs and weight (first alone among them) on the other half")
     args = parser.parse_args()
     if args.command == "blend":
-        blend(args.first, args.second, args.record_as, args.seed)
+        blend(args.first, args.second, args.record_as, args.seed, args.per_group)
     elif args.command == "table":
         table(args.names, args.singles)
     elif args.command == "rescore":
@@ -492,9 +584,13 @@ def main() -> None:
         run_pieces(args.name or "pieces", args.set, args.ngrams, args.whole)
     elif args.what == "bag":
         run_bag(args.name or "bag", args.epochs, args.set)
+    elif args.what == "knn":
+        if not args.source or args.set:
+            sys.exit("run knn: needs --from RUN (a fine-tuned run with a model folder) and takes no --set")
+        run_knn(args.name or "knn", args.source, args.k, args.temperature)
     else:
         sys.exit(f"unknown run {args.what!r}; accepted: multitask, single:<{'|'.join(GROUPS)}>, frozen, tfidf, "
-                 "pieces, bag")
+                 "pieces, bag, knn")
 
 
 if __name__ == "__main__":
