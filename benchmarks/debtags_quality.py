@@ -391,8 +391,9 @@ def blend(first: str, second: str, record_as: str, seed: int | None = None, per_
     :data:`BLEND_WEIGHTS`) is one candidate, and each half is scored with the candidate chosen on the other
     half, so neither the epochs nor the weight is chosen on the rows reported. The spec, thresholds settings and
     seed are ``first``'s (a fine-tuned run); ``seed`` splits the halves with another seed, as in :func:`rescore`.
-    ``per_group``: each group chooses its own epochs and weight (1 — ``first`` alone — among them) on the other
-    half, scored as if it were the only group; no ``overall`` columns."""
+    ``per_group``: each run's last epoch only (the recipe's fixed length, no epoch chosen), and each group chooses
+    its own weight (1 — ``first`` alone — among them) on the other half, scored as if it were the only group; no
+    ``overall`` columns."""
     from mtkeras.training import load_epoch_predictions
 
     spec, config, targets, weights = _validation_targets(os.path.join(OUT, first))
@@ -428,8 +429,8 @@ def _blend_per_group(spec: mtk.TaskSpec, runs: list[dict], names: tuple[str, str
     for group in spec.groups:
         alone = dataclasses.replace(spec, groups=[group])
         candidates, described = [], []
-        for (a, probs_a), (b, probs_b), w in itertools.product(runs[0].items(), runs[1].items(),
-                                                               (1.0, *BLEND_WEIGHTS)):
+        (a, probs_a), (b, probs_b) = (max(run.items()) for run in runs)
+        for w in (1.0, *BLEND_WEIGHTS):
             candidates.append({group.name: w * probs_a[group.name] + (1 - w) * probs_b[group.name]})
             described.append(f"{w:g} x epoch {a} + {1 - w:g} x epoch {b}")
         report = mtk.cross_fitted_report(alone, candidates, {group.name: targets[group.name]},
@@ -564,7 +565,8 @@ def main() -> None:
     mixed.add_argument("--seed", type=int, default=None,
                        help="the validation halves' seed (default: the first run's training.seed)")
     mixed.add_argument("--per-group", action="store_true",
-                       help="each group chooses its own epochs and weight (first alone among them) on the other half")
+                       help="last epochs only; each group chooses its own weight (first alone among them) "
+                            "on the other half")
     args = parser.parse_args()
     if args.command == "blend":
         blend(args.first, args.second, args.record_as, args.seed, args.per_group)
