@@ -108,9 +108,8 @@ def test_the_heads_factor_steps_the_log_variances_and_no_weight_decay(tiny_spec)
     assert model.optimizer._use_weight_decay(model.get_layer(UNCERTAINTY_LAYER).log_variance) is False
 
 
-def test_every_artefact_answers_as_the_model(tiny_spec, tiny_tokenizer, tmp_path):
-    from test_export import assert_artefacts_answer_alike, serve_in_fresh_process
-
+def _trained_uncertain_model(tiny_spec, tiny_tokenizer):
+    """A tiny model with learned loss weights, fitted one epoch so its log-variances are no longer 0."""
     spec = uncertain(tiny_spec)
     mtk.keras.utils.set_random_seed(7)
     model = mtk.build_model(spec, bert_config=tiny_config())
@@ -119,15 +118,35 @@ def test_every_artefact_answers_as_the_model(tiny_spec, tiny_tokenizer, tmp_path
     model.fit(mtk.make_dataset(spec, tiny_tokenizer, records, batch_size=8), epochs=1, verbose=0)
     learned = model.get_layer(UNCERTAINTY_LAYER).log_variance.numpy()
     assert np.all(learned != 0.0)
-    texts = [r["text"] for r in records[:5]] + [""]
+    return model, spec, [r["text"] for r in records[:5]] + [""]
+
+
+def test_the_keras_file_keeps_the_log_variances_and_rebinds_the_losses(tiny_spec, tiny_tokenizer, tmp_path):
+    model, spec, texts = _trained_uncertain_model(tiny_spec, tiny_tokenizer)
+    learned = model.get_layer(UNCERTAINTY_LAYER).log_variance.numpy()
     python = mtk.Predictor(model, spec, tiny_tokenizer).predict_proba(texts)
-    # Keras file: the log-variances come back, and compile_model binds the losses to them again.
     mtk.save_model(model, spec, tmp_path / "saved", tiny_tokenizer)
     loaded, loaded_spec, _ = mtk.load_model(tmp_path / "saved")
     assert loaded_spec == spec
     np.testing.assert_array_equal(loaded.get_layer(UNCERTAINTY_LAYER).log_variance.numpy(), learned)
     mtk.compile_model(loaded, loaded_spec)
     assert all(loss.bound_layer() is loaded.get_layer(UNCERTAINTY_LAYER) for loss in loaded.loss.values())
+    reloaded = mtk.Predictor(loaded, loaded_spec, tiny_tokenizer).predict_proba(texts)
+    for name in python:
+        np.testing.assert_array_equal(reloaded[name], python[name])
+
+
+# The default run covers the layer in the SavedModel and TFLite through every other export test (the tiny spec's
+# loss_weighting is the default, "uncertainty") and test_fresh_process_loads_every_layer; this one, with trained
+# log-variances and all four artefacts side by side, is slow (> 40 s).
+@pytest.mark.slow
+def test_every_artefact_answers_as_the_model(tiny_spec, tiny_tokenizer, tmp_path):
+    from test_export import assert_artefacts_answer_alike, serve_in_fresh_process
+
+    model, spec, texts = _trained_uncertain_model(tiny_spec, tiny_tokenizer)
+    python = mtk.Predictor(model, spec, tiny_tokenizer).predict_proba(texts)
+    mtk.save_model(model, spec, tmp_path / "saved", tiny_tokenizer)
+    loaded, loaded_spec, _ = mtk.load_model(tmp_path / "saved")
     reloaded = mtk.Predictor(loaded, loaded_spec, tiny_tokenizer).predict_proba(texts)
     export = mtk.export_saved_model(model, str(tmp_path / "export"), spec=spec, tokenizer=tiny_tokenizer)
     ids = {k: np.asarray(v) for k, v in mtk.tokenize(tiny_tokenizer, texts, spec.max_length).items()}
