@@ -385,7 +385,8 @@ def rescore(name: str, scope: str | None = None, record_as: str | None = None,
 BLEND_WEIGHTS = (0.25, 0.5, 0.75)
 
 
-def blend(first: str, second: str, record_as: str, seed: int | None = None, per_group: bool = False) -> None:
+def blend(first: str, second: str, record_as: str, seed: int | None = None, per_group: bool = False,
+          weight: float | None = None) -> None:
     """Score the weighted mean of two runs' validation probabilities (what an ensemble of the two models would
     answer) under the same protocol: every (epoch of ``first``, epoch of ``second``, weight in
     :data:`BLEND_WEIGHTS`) is one candidate, and each half is scored with the candidate chosen on the other
@@ -393,7 +394,8 @@ def blend(first: str, second: str, record_as: str, seed: int | None = None, per_
     seed are ``first``'s (a fine-tuned run); ``seed`` splits the halves with another seed, as in :func:`rescore`.
     ``per_group``: each run's last epoch only (the recipe's fixed length, no epoch chosen), and each group chooses
     its own weight (1 — ``first`` alone — among them) on the other half, scored as if it were the only group; no
-    ``overall`` columns."""
+    ``overall`` columns. ``weight``: ``first``'s weight fixed for every group, each run's last epoch: nothing chosen
+    but the temperatures and thresholds (what a model answering the fixed blend would score)."""
     from mtkeras.training import load_epoch_predictions
 
     spec, config, targets, weights = _validation_targets(os.path.join(OUT, first))
@@ -406,7 +408,9 @@ def blend(first: str, second: str, record_as: str, seed: int | None = None, per_
         _blend_per_group(spec, runs, (first, second), targets, weights, config, halves, record_as, seed)
         return
     candidates, described = [], []
-    for (a, probs_a), (b, probs_b), w in itertools.product(runs[0].items(), runs[1].items(), BLEND_WEIGHTS):
+    pairs = (itertools.product(runs[0].items(), runs[1].items(), BLEND_WEIGHTS) if weight is None
+             else [(max(runs[0].items()), max(runs[1].items()), weight)])
+    for (a, probs_a), (b, probs_b), w in pairs:
         candidates.append({g.name: w * probs_a[g.name] + (1 - w) * probs_b[g.name] for g in spec.groups})
         described.append(f"{w:g} x {first} epoch {a} + {1 - w:g} x {second} epoch {b}")
     report = mtk.cross_fitted_report(spec, candidates, targets, weights, seed=halves,
@@ -415,7 +419,8 @@ def blend(first: str, second: str, record_as: str, seed: int | None = None, per_
     entry = {"name": record_as, "kind": "blend", "machine": machine(), "commit": COMMIT,
              "seconds": sum(entries[name]["seconds"] for name in (first, second) if name in entries),
              "command": f"python benchmarks/debtags_quality.py blend {first} {second} --as {record_as}"
-                        + (f" --seed {seed}" if seed is not None else ""),
+                        + (f" --seed {seed}" if seed is not None else "")
+                        + (f" --weight {weight:g}" if weight is not None else ""),
              "summary": report["summary"], "chosen": [fold["candidate"] for fold in report["folds"]],
              "chosen_text": [described[fold["candidate"]] for fold in report["folds"]]}
     _append(entry)
@@ -564,12 +569,16 @@ def main() -> None:
     mixed.add_argument("--as", dest="record_as", required=True, help="record under this name (a new row)")
     mixed.add_argument("--seed", type=int, default=None,
                        help="the validation halves' seed (default: the first run's training.seed)")
+    mixed.add_argument("--weight", type=float, default=None,
+                       help="the first run's weight, fixed (last epochs; nothing chosen but temperatures, thresholds)")
     mixed.add_argument("--per-group", action="store_true",
                        help="last epochs only; each group chooses its own weight (first alone among them) "
                             "on the other half")
     args = parser.parse_args()
     if args.command == "blend":
-        blend(args.first, args.second, args.record_as, args.seed, args.per_group)
+        if args.weight is not None and (args.per_group or not 0.0 < args.weight < 1.0):
+            sys.exit(f"blend --weight: a number in (0, 1) without --per-group, received {args.weight!r}")
+        blend(args.first, args.second, args.record_as, args.seed, args.per_group, args.weight)
     elif args.command == "table":
         table(args.names, args.singles)
     elif args.command == "rescore":
