@@ -415,26 +415,20 @@ def blend(first: str, second: str, record_as: str, seed: int | None = None, per_
         described.append(f"{w:g} x {first} epoch {a} + {1 - w:g} x {second} epoch {b}")
     report = mtk.cross_fitted_report(spec, candidates, targets, weights, seed=halves,
                                      **{**threshold_settings(config), "calibrate": True})
-    entries = _recorded()
-    entry = {"name": record_as, "kind": "blend", "machine": machine(), "commit": COMMIT,
-             "seconds": sum(entries[name]["seconds"] for name in (first, second) if name in entries),
-             "command": f"python benchmarks/debtags_quality.py blend {first} {second} --as {record_as}"
-                        + (f" --seed {seed}" if seed is not None else "")
-                        + (f" --weight {weight:g}" if weight is not None else ""),
-             "summary": report["summary"], "chosen": [fold["candidate"] for fold in report["folds"]],
-             "chosen_text": [described[fold["candidate"]] for fold in report["folds"]]}
-    _append(entry)
-    print(json.dumps(entry, indent=2))
+    _record_blend(record_as, (first, second), (f" --seed {seed}" if seed is not None else "")
+                  + (f" --weight {weight:g}" if weight is not None else ""), report["summary"],
+                  [described[fold["candidate"]] for fold in report["folds"]],
+                  chosen=[fold["candidate"] for fold in report["folds"]])
 
 
 def _blend_per_group(spec: mtk.TaskSpec, runs: list[dict], names: tuple[str, str], targets: dict, weights: dict,
                      config: dict, halves: int, record_as: str, seed: int | None) -> None:
     """``blend --per-group``: one cross-fitted report per group, on a spec holding that group alone."""
     summary, chosen_text = {}, []
+    (a, probs_a), (b, probs_b) = (max(run.items()) for run in runs)
     for group in spec.groups:
         alone = dataclasses.replace(spec, groups=[group])
         candidates, described = [], []
-        (a, probs_a), (b, probs_b) = (max(run.items()) for run in runs)
         for w in (1.0, *BLEND_WEIGHTS):
             candidates.append({group.name: w * probs_a[group.name] + (1 - w) * probs_b[group.name]})
             described.append(f"{w:g} x epoch {a} + {1 - w:g} x epoch {b}")
@@ -443,12 +437,18 @@ def _blend_per_group(spec: mtk.TaskSpec, runs: list[dict], names: tuple[str, str
                                          **{**threshold_settings(config), "calibrate": True})
         summary.update({key: value for key, value in report["summary"].items() if key.startswith(f"{group.name}/")})
         chosen_text.append(f"{group.name}: " + "; ".join(described[fold["candidate"]] for fold in report["folds"]))
+    _record_blend(record_as, names, " --per-group" + (f" --seed {seed}" if seed is not None else ""), summary,
+                  chosen_text)
+
+
+def _record_blend(record_as: str, names: tuple[str, str], options: str, summary: dict, chosen_text: list[str],
+                  chosen: list[int] | None = None) -> None:
+    """Append one blend to results.jsonl (its seconds: the two runs' together) and print it."""
     entries = _recorded()
     entry = {"name": record_as, "kind": "blend", "machine": machine(), "commit": COMMIT,
              "seconds": sum(entries[name]["seconds"] for name in names if name in entries),
-             "command": f"python benchmarks/debtags_quality.py blend {names[0]} {names[1]} --per-group --as {record_as}"
-                        + (f" --seed {seed}" if seed is not None else ""),
-             "summary": summary, "chosen_text": chosen_text}
+             "command": f"python benchmarks/debtags_quality.py blend {names[0]} {names[1]} --as {record_as}{options}",
+             "summary": summary, **({"chosen": chosen} if chosen is not None else {}), "chosen_text": chosen_text}
     _append(entry)
     print(json.dumps(entry, indent=2))
 
