@@ -10,10 +10,13 @@ from mtkeras.bag import PieceBag
 from mtkeras.defaults import MIXED_PRECISION
 from mtkeras.encoder import BertEncoder, check_spec_fits, load_bert_config, load_encoder
 from mtkeras.kinds import Features
+from mtkeras.memory import NeighbourMemory, NeighbourVote
 from mtkeras.spec import (
     DROPOUT_LAYER,
     ENCODER_LAYER,
+    HEAD_SUFFIX,
     INPUT_NAMES,
+    MEMORY_LAYER,
     MERGE_WINDOWS_LAYER,
     PIECE_BAG_LAYER,
     POOLING_LAYER,
@@ -116,6 +119,7 @@ def _build(spec: TaskSpec, bert_config: BertConfig | None, mixed_precision: str 
     # Pooling: mean over real tokens only, of every window (the mask keeps padding out).
     token_mask = tf.cast(inputs["attention_mask"], tf.bool)
     pooled = keras.layers.GlobalAveragePooling1D(name=POOLING_LAYER, dtype=policy)(hidden, mask=token_mask)
+    encoded = pooled
 
     # Wide and deep (spec.bag_dim > 0): the bag of the text's word pieces, of every window, beside the
     # pooled vector; text-level heads read both.
@@ -132,8 +136,21 @@ def _build(spec: TaskSpec, bert_config: BertConfig | None, mixed_precision: str 
         tokens = keras.layers.Dropout(spec.head_dropout, name=TOKEN_DROPOUT_LAYER, dtype="float32")(hidden)
     features = Features(pooled=pooled, tokens=tokens)
     stddev = encoder.bert_config.initializer_range
+    voting = {group.name for group in spec.groups if spec.remembers and group.rules.neighbour_vote}
     outputs = {
-        group.name: group.rules.head(features, keras.initializers.TruncatedNormal(stddev=stddev))
+        group.name: group.rules.head(features, keras.initializers.TruncatedNormal(stddev=stddev),
+                                     group.name + HEAD_SUFFIX if group.name in voting else group.name)
         for group in spec.groups
     }
+
+    # Memory (spec.memory_rows > 0, filled after training by mtkeras.memory.add_memory): the text's nearest
+    # training rows by its pooled encoder vector; each remembering group answers its head blended with their vote.
+    if voting:
+        near = NeighbourMemory(spec.memory_rows, encoded.shape[-1], spec.neighbours, spec.neighbour_temperature,
+                               name=MEMORY_LAYER)(encoded)
+        for group in spec.groups:
+            if group.name in voting:
+                outputs[group.name] = NeighbourVote(spec.memory_rows, len(group.labels), spec.neighbour_share,
+                                                    group.rules.neighbour_vote, name=group.name)(outputs[group.name],
+                                                                                                 near)
     return keras.Model(inputs=inputs, outputs=outputs, name="mtkeras")

@@ -17,7 +17,7 @@ from mtkeras.defaults import PREDICT_JIT_COMPILE, PREDICT_NO_JIT_PRECISIONS, PRE
 from mtkeras.encoder import load_tokenizer
 from mtkeras.model import ids_signature
 from mtkeras.precision import model_precision, with_precision
-from mtkeras.spec import TaskSpec
+from mtkeras.spec import POOLING_LAYER, TaskSpec
 
 
 class Predictor:
@@ -92,6 +92,10 @@ class Predictor:
             lambda inputs: calibrated(spec, model(inputs, training=False)), input_signature=[ids_signature()],
             jit_compile=jit_compile,
         )
+        pooling = keras.Model(model.inputs, model.get_layer(POOLING_LAYER).output)
+        self._embedding_size = int(pooling.output.shape[-1])
+        self._pooled = tf.function(lambda inputs: tf.cast(pooling(inputs, training=False), tf.float32),
+                                   input_signature=[ids_signature()], jit_compile=jit_compile)
 
     @classmethod
     def from_folder(cls, folder: str, **options: Any) -> Predictor:
@@ -107,11 +111,33 @@ class Predictor:
         piece; 0 for words cut off by ``max_length``)."""
         return self._proba(check_texts(texts))
 
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Each text's pooled encoder vector (the ``mean_pooling`` layer, what a memory of training rows compares:
+        :mod:`mtkeras.memory`), float32 ``[len(texts), hidden]`` in input order.
+
+        Example:
+            >>> predictor.embed(["GNU image manipulation program"]).shape
+            (1, 384)
+        """
+        texts = check_texts(texts)
+        out = np.zeros((len(texts), self._embedding_size), np.float32)
+        for rows, batch, _ in self._batches(texts, words=False):
+            out[rows] = self._pooled(batch).numpy()[: len(rows)]
+        return out
+
     def _proba(self, texts: list[str]) -> dict[str, np.ndarray]:
         """:meth:`predict_proba` on texts already checked."""
         out = {group.name: group.rules.target_array(len(texts)) for group in self.spec.groups}
-        words = self.spec.needs_words
-        # Tokens are held for one chunk of texts at a time, sorted by length inside it.
+        for rows, batch, row_starts in self._batches(texts, words=self.spec.needs_words):
+            outputs = self._forward(batch)
+            for group in self.spec.groups:
+                group.rules.store(out[group.name], rows, outputs[group.name].numpy()[: len(rows)], row_starts)
+        return out
+
+    def _batches(self, texts: list[str], words: bool) -> Iterator[tuple[np.ndarray, dict, list | None]]:
+        """``(rows, batch, word starts)``: the texts' positions, their padded model inputs (rows beyond
+        ``len(rows)`` repeat the first, for XLA's few shapes) and, with ``words``, each row's word starts.
+        Tokens are held for one chunk of texts at a time, sorted by length inside it."""
         for chunk_start in range(0, len(texts), self.chunk_size):
             chunk = texts[chunk_start : chunk_start + self.chunk_size]
             with self._tokenizer_lock:
@@ -126,12 +152,7 @@ class Predictor:
                     shown = np.concatenate([rows, np.repeat(rows[:1], size - len(rows))])
                 batch = pad_rows(encoded, shown, self.tokenizer.pad_token_id, self._length_multiple,
                                  window=self.spec.max_length)
-                outputs = self._forward(batch)
-                row_starts = [starts[row] for row in rows] if words else None
-                for group in self.spec.groups:
-                    group.rules.store(out[group.name], chunk_start + rows, outputs[group.name].numpy()[: len(rows)],
-                                      row_starts)
-        return out
+                yield chunk_start + rows, batch, [starts[row] for row in rows] if words else None
 
     def decode(self, probs: dict[str, np.ndarray], texts: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Answers per row from head outputs, as each group's kind says: a label (argmax), labels

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
-from mtkeras._checks import check_int, check_option, is_number
+from mtkeras._checks import check_int, check_number, check_option, is_number
 from mtkeras._io import read_utf8, write_atomic
 from mtkeras.defaults import BAG_POOLINGS, LOSS_WEIGHTING, LOSS_WEIGHTINGS
 from mtkeras.kinds import KINDS, GroupKind
@@ -23,9 +23,13 @@ TOKEN_DROPOUT_LAYER = "token_dropout"
 SPLIT_WINDOWS_LAYER, MERGE_WINDOWS_LAYER = "split_windows", "merge_windows"
 PIECE_BAG_LAYER, WIDE_AND_DEEP_LAYER = "piece_bag", "wide_and_deep"
 UNCERTAINTY_LAYER = "loss_uncertainty"
+MEMORY_LAYER = "neighbour_memory"
 LAYER_NAMES: tuple[str, ...] = (ENCODER_LAYER, BERT_LAYER, POOLING_LAYER, DROPOUT_LAYER, TOKEN_DROPOUT_LAYER,
                                 SPLIT_WINDOWS_LAYER, MERGE_WINDOWS_LAYER, PIECE_BAG_LAYER, WIDE_AND_DEEP_LAYER,
-                                UNCERTAINTY_LAYER)
+                                UNCERTAINTY_LAYER, MEMORY_LAYER)
+#: In a model with a memory (``TaskSpec.memory_rows`` > 0), a remembering group's head layer is ``<group>_head``
+#: and the group's output layer (its name) is the memory's vote (mtkeras.memory).
+HEAD_SUFFIX = "_head"
 
 _NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 SPEC_FORMAT_VERSION = 1
@@ -191,6 +195,13 @@ class TaskSpec:
         loss_weighting: how the groups' losses add up, one of :data:`mtkeras.defaults.LOSS_WEIGHTINGS`
             (default :data:`mtkeras.defaults.LOSS_WEIGHTING`, ``"uncertainty"``: a learned factor per group on top
             of ``loss_weight``, :mod:`mtkeras.uncertainty`; ``"fixed"``: ``loss_weight`` alone).
+        neighbours: a memory of the training rows (:mod:`mtkeras.memory`): each text's this many nearest training
+            rows (cosine similarity of pooled vectors) vote beside the heads of groups whose kind remembers
+            (multiclass, multilabel); 0: no memory. ``mtkeras train`` fills it after training.
+        neighbour_share: with ``neighbours``: the votes' share of a remembering group's answer, in (0, 1].
+        neighbour_temperature: with ``neighbours``: neighbours weigh softmax(similarity / this), > 0.
+        memory_rows: the training rows the model's memory holds (set by :func:`mtkeras.memory.add_memory`; 0:
+            no memory built yet, as during training).
 
     Example:
         >>> spec = TaskSpec(
@@ -216,6 +227,10 @@ class TaskSpec:
     bag_buckets: int = 0
     bag_pooling: str = "mean"
     loss_weighting: str = LOSS_WEIGHTING
+    neighbours: int = 0
+    neighbour_share: float = 0.25
+    neighbour_temperature: float = 0.05
+    memory_rows: int = 0
     _by_name: dict[str, LabelGroup] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -274,6 +289,23 @@ class TaskSpec:
                 f"received bag_dim={self.bag_dim!r}."
             )
         check_option(self.loss_weighting, "loss_weighting", LOSS_WEIGHTINGS)
+        self._check_memory()
+
+    def _check_memory(self) -> None:
+        check_int(self.neighbours, "neighbours", 0, why=" (nearest training rows each text reads; 0: no memory)")
+        check_number(self.neighbour_share, "neighbour_share", 0.0, 1.0, low_open=True)
+        check_number(self.neighbour_temperature, "neighbour_temperature", 0.0, low_open=True)
+        check_int(self.memory_rows, "memory_rows", 0, why=" (training rows held by the memory; 0: none yet)")
+        if self.memory_rows and not self.neighbours:
+            raise ValueError(f"TaskSpec `memory_rows`={self.memory_rows} needs `neighbours` > 0 (how many of the "
+                             f"rows a text reads), received neighbours={self.neighbours!r}.")
+        if not self.neighbours:
+            return
+        clashes = sorted(name for name in self.group_names if name.endswith(HEAD_SUFFIX)
+                         and name.removesuffix(HEAD_SUFFIX) in self._by_name)
+        if clashes:
+            raise ValueError(f"TaskSpec `neighbours`={self.neighbours}: groups {clashes} are named like the head "
+                             f"layer of another group ('<group>{HEAD_SUFFIX}') in a model with a memory; rename them.")
 
     # --- access -------------------------------------------------------------
 
@@ -291,6 +323,11 @@ class TaskSpec:
         """Whether the model holds learned loss weights (``loss_weighting="uncertainty"``: its layer, losses,
         learning-rate factor and logged scales)."""
         return self.loss_weighting == "uncertainty"
+
+    @property
+    def remembers(self) -> bool:
+        """Whether the model holds a memory of training rows (``neighbours`` > 0 and ``memory_rows`` > 0)."""
+        return bool(self.neighbours and self.memory_rows)
 
     @property
     def needs_words(self) -> bool:
@@ -347,6 +384,10 @@ class TaskSpec:
             "bag_buckets": self.bag_buckets,
             "bag_pooling": self.bag_pooling,
             "loss_weighting": self.loss_weighting,
+            "neighbours": self.neighbours,
+            "neighbour_share": self.neighbour_share,
+            "neighbour_temperature": self.neighbour_temperature,
+            "memory_rows": self.memory_rows,
             "groups": [group.to_dict() for group in self.groups],
         }
 
@@ -361,6 +402,7 @@ class TaskSpec:
             data.setdefault("bag_buckets", 0)
             data.setdefault("bag_pooling", "mean")
             data.setdefault("loss_weighting", "fixed")
+            data.setdefault("neighbours", 0)
         version = data.pop("format_version", SPEC_FORMAT_VERSION)
         if version != SPEC_FORMAT_VERSION:
             raise ValueError(

@@ -29,6 +29,7 @@ from mtkeras.encoder import load_tokenizer
 from mtkeras.evaluation import cross_fitted_report, evaluation_report, plot_roc_curves, summary, tune_thresholds
 from mtkeras.files import is_pattern
 from mtkeras.kinds import KINDS
+from mtkeras.memory import add_memory
 from mtkeras.model import build_model
 from mtkeras.predict import Predictor
 from mtkeras.saving import RUN_MODEL_DIR, save_model
@@ -189,7 +190,8 @@ def _check_streamed_config(config: Mapping[str, Any]) -> None:
     """What needs the training rows in memory is refused for files read as needed, naming the key."""
     train = config["data"]["train"]
     for key, value in (("data.train_rows", config["data"]["train_rows"]),
-                       ("training.suggest_loss_weights_steps", config["training"]["suggest_loss_weights_steps"])):
+                       ("training.suggest_loss_weights_steps", config["training"]["suggest_loss_weights_steps"]),
+                       ("spec.neighbours", config["spec"].get("neighbours", 0))):
         if value:
             raise ValueError(
                 f"Config `{key}` ({value!r}) needs the training rows in memory, but `data.train` {train!r} is read "
@@ -243,6 +245,10 @@ def _fit_spec(run: _Run) -> None:
         run.train_rows = len(run.train_records)
     else:
         run.spec = _streamed_spec(run)
+    if run.spec.memory_rows:
+        raise ValueError(f"Config `spec.memory_rows` ({run.spec.memory_rows!r}) is written by training, after the "
+                         "last epoch (the training rows the memory holds); remove it, and set `spec.neighbours` to "
+                         "give the model a memory.")
     for records in (run.train_records, run.validation_records):
         encode_targets(run.spec, records)
     monitor, names = run.config["training"]["monitor"], log_names(run.spec)
@@ -343,25 +349,38 @@ def _fit(run: _Run, verbose: int | str) -> None:
     run.model = model
 
 
+def _remember(run: _Run) -> None:
+    """Stage 7 (``spec.neighbours`` > 0): the best epoch's model with a memory of the training rows
+    (:mod:`mtkeras.memory`); temperatures and thresholds are then fitted on its answers."""
+    if run.spec.neighbours:
+        logger.warning("%s: storing the %d training rows' vectors in the model's memory.", run.run_dir,
+                       len(run.train_records))
+        run.model, run.spec = add_memory(run.model, run.spec, run.train_records, tokenizer=run.tokenizer)
+
+
 def _thresholds_and_report(run: _Run) -> tuple[dict, dict, dict]:
-    """Stage 7: the validation reports: the deployed model's (thresholds tuned on validation when the config
+    """Stage 8: the validation reports: the deployed model's (thresholds tuned on validation when the config
     asks: optimistic) and the cross-fitted one (epoch and thresholds chosen on other rows: honest)."""
     spec, config = run.spec, run.config
     with open(os.path.join(run.run_dir, BEST_WEIGHTS + ".json"), encoding="utf-8") as handle:
         best = json.load(handle)
     epochs = load_epoch_predictions(os.path.join(run.run_dir, EPOCH_PREDICTIONS))
     raw = uncalibrated(spec)
-    probs = epochs.get(best["epoch"] + 1)
+    probs = None if spec.remembers else epochs.get(best["epoch"] + 1)
     if probs is None:
         probs = Predictor(run.model, raw, run.tokenizer, precision=None).predict_proba(
             [r[spec.text_column] for r in run.validation_records])
+    if spec.remembers:  # the epochs' kept probabilities are the heads' alone: the deployed model's are the candidate
+        epochs, candidates = {}, ["the best epoch, with its memory"]
+    else:
+        candidates = [f"epoch {epoch}" for epoch in epochs] or ["the best epoch"]
     targets, weights = encode_targets(spec, run.validation_records)
     thresholds = config["thresholds"]
     cross_fitted = cross_fitted_report(
         raw, list(epochs.values()) or [probs], targets, weights, seed=config["training"]["seed"],
         tune=thresholds["tune"], calibrate=thresholds["calibrate"], floor=thresholds["floor"],
         min_positives=thresholds["min_positives"], scope=thresholds["scope"])
-    cross_fitted["candidates"] = [f"epoch {epoch}" for epoch in epochs] or ["the best epoch"]
+    cross_fitted["candidates"] = candidates
     # The deployed model: temperatures fitted and thresholds tuned on all validation rows.
     run.raw_probs, run.spec = probs, raw
     if thresholds["calibrate"]:
@@ -385,7 +404,7 @@ def _thresholds_and_report(run: _Run) -> tuple[dict, dict, dict]:
 
 
 def _save(run: _Run, probs: dict, targets: dict, weights: dict) -> None:
-    """Stage 8: model folder, metrics and ROC curves (none for regression-only runs)."""
+    """Stage 9: model folder, metrics and ROC curves (none for regression-only runs)."""
     save_model(run.model, run.spec, os.path.join(run.run_dir, RUN_MODEL_DIR), run.tokenizer)
     write_json(run.report, os.path.join(run.run_dir, "metrics.json"))
     plot_roc_curves(run.spec, probs, targets, weights, os.path.join(run.run_dir, "roc_curves.png"))
@@ -424,6 +443,7 @@ def train(config: Mapping[str, Any], *, verbose: int | str = 1) -> str:
         if created and (diverged or not os.path.isdir(os.path.join(run.run_dir, "backup"))):
             shutil.rmtree(run.run_dir, ignore_errors=True)  # nothing to resume: leave nothing half-made
         raise
+    _remember(run)
     _save(run, *_thresholds_and_report(run))
     return run.run_dir
 

@@ -91,6 +91,9 @@ class GroupKind:
     weighs_classes: ClassVar[bool] = False
     #: whether the group's probabilities take a fitted ``temperature`` (:mod:`mtkeras.calibration`).
     calibrates: ClassVar[bool] = False
+    #: how a memory of training rows votes for the group (a key of :data:`mtkeras.memory.VOTES`), or None: the
+    #: memory does not answer for it (:mod:`mtkeras.memory`).
+    neighbour_vote: ClassVar[str | None] = None
     #: the key of :meth:`evaluate` that picks among candidate models (epochs) in a cross-fitted
     #: report: higher is better; threshold-free, so it can be compared before thresholds are tuned.
     selection_metric: ClassVar[str]
@@ -298,15 +301,16 @@ class GroupKind:
 
     # --- head -> loss -> metrics (Keras; subclasses) ------------------------------------
 
-    def head(self, features: Features, initializer: Any) -> Any:
-        """The head's output tensor, built on what it reads of ``features``."""
+    def head(self, features: Features, initializer: Any, name: str) -> Any:
+        """The head's output tensor, built on what it reads of ``features`` by a layer called ``name`` (the
+        group's name, or ``<group>_head`` under a memory's vote)."""
         raise NotImplementedError
 
-    def _dense(self, activation: str, initializer: Any) -> Any:
+    def _dense(self, activation: str, initializer: Any, name: str) -> Any:
         from mtkeras._compat import keras
 
         return keras.layers.Dense(len(self.group.labels), activation=activation, kernel_initializer=initializer,
-                                  dtype="float32", name=self.group.name)
+                                  dtype="float32", name=name)
 
     def loss(self) -> Any:
         raise NotImplementedError

@@ -26,6 +26,7 @@ class Multiclass(GroupKind):
     focal_losses = ("focal",)
     weighs_classes = True
     calibrates = True
+    neighbour_vote = "distribution"
     decision = "decoded by argmax"
     metric_names = ("accuracy", ROC_AUC)
     selection_metric = "roc_auc_ovr_macro"
@@ -34,8 +35,8 @@ class Multiclass(GroupKind):
 
     # --- head -> loss -> metrics ---------------------------------------------------------
 
-    def head(self, features: Features, initializer: Any) -> Any:
-        return self._dense("softmax", initializer)(features.pooled)
+    def head(self, features: Features, initializer: Any, name: str) -> Any:
+        return self._dense("softmax", initializer, name)(features.pooled)
 
     def loss(self) -> Any:
         from mtkeras._compat import keras

@@ -34,6 +34,7 @@ class Multilabel(GroupKind):
     focal_losses = ("focal",)
     weighs_classes = True
     calibrates = True
+    neighbour_vote = "independent"
     thresholded = True
     metric_names = ("accuracy", ROC_AUC)
     selection_metric = "roc_auc_macro"
@@ -46,8 +47,8 @@ class Multilabel(GroupKind):
 
     # --- head -> loss -> metrics ---------------------------------------------------------
 
-    def head(self, features: Features, initializer: Any) -> Any:
-        return self._dense("sigmoid", initializer)(features.pooled)
+    def head(self, features: Features, initializer: Any, name: str) -> Any:
+        return self._dense("sigmoid", initializer, name)(features.pooled)
 
     def loss(self) -> Any:
         from mtkeras._compat import keras

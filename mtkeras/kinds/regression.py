@@ -76,13 +76,13 @@ class Regression(GroupKind):
 
     # --- head -> loss -> metrics ---------------------------------------------------------
 
-    def head(self, features: Features, initializer: Any) -> Any:
+    def head(self, features: Features, initializer: Any, name: str) -> Any:
         from mtkeras.heads import RegressionHead
 
         stats = self._stats()
         return RegressionHead(
             len(self.group.labels), target_mean=[mean for mean, _ in stats], target_std=[std for _, std in stats],
-            kernel_initializer=initializer, dtype="float32", name=self.group.name,
+            kernel_initializer=initializer, dtype="float32", name=name,
         )(features.pooled)
 
     def loss(self) -> Any:

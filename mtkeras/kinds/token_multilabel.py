@@ -64,8 +64,8 @@ class TokenMultilabel(GroupKind):
 
     # --- head -> loss -> metrics ---------------------------------------------------------
 
-    def head(self, features: Features, initializer: Any) -> Any:
-        return self._dense("sigmoid", initializer)(features.tokens)
+    def head(self, features: Features, initializer: Any, name: str) -> Any:
+        return self._dense("sigmoid", initializer, name)(features.tokens)
 
     def loss(self) -> Any:
         from mtkeras.heads import MaskedBinaryCrossentropy
