@@ -226,27 +226,16 @@ def run_knn(name: str, source: str, k: int, temperature: float) -> None:
     is the weighted mean of the neighbours' labels. ``k`` and ``temperature`` are fixed, not tuned. Measured
     before building anything: does a memory of the training rows add to the heads (``blend``)? The pooled vectors
     are kept in ``runs/bench/SOURCE/pooled.npz`` for reuse."""
-    from mtkeras._compat import keras
-    from mtkeras.spec import POOLING_LAYER
-
     started = time.perf_counter()
     config, train, validation, spec = _baseline_data([])
     model, trained, tokenizer = mtk.load_model(os.path.join(OUT, source, "model"))
     for group in spec.groups:
         if list(trained.group(group.name).labels) != list(group.labels):
             sys.exit(f"run knn: {source!r}'s labels for {group.name!r} differ from the data's")
-    pooled = keras.Model(model.inputs, model.get_layer(POOLING_LAYER).output)
     cache = os.path.join(OUT, source, "pooled.npz")
 
     def embed(records: list[dict]) -> np.ndarray:
-        texts = [r["text"] for r in records]
-        order = np.argsort([len(t) for t in texts])
-        out = np.zeros((len(texts), pooled.output.shape[-1]), np.float32)
-        for start in range(0, len(texts), 64):
-            rows = order[start : start + 64]
-            out[rows] = pooled(mtk.tokenize(tokenizer, [texts[i] for i in rows], trained.max_length),
-                               training=False).numpy()
-        return out
+        return mtk.Predictor(model, trained, tokenizer).embed([r["text"] for r in records])
 
     if os.path.exists(cache):
         with np.load(cache) as kept:
@@ -270,6 +259,27 @@ def run_knn(name: str, source: str, k: int, temperature: float) -> None:
     y_val, w_val = mtk.encode_targets(spec, validation)
     save_linear_report(name, "knn", spec, probs, y_val, w_val, started, config, [],
                        options=f" --from {source} --k {k} --temperature {temperature:g}")
+
+
+def run_memory(name: str, source: str, k: int, temperature: float, share: float) -> None:
+    """The memory built into the product (:func:`mtkeras.memory.add_memory`) on ``source``'s deployed model: the
+    6,651 training rows' vectors and labels stored in the model, the validation texts answered by the
+    ``Predictor`` (``(1 - share) * head + share * vote`` per remembering group), scored by the protocol (temperatures
+    and thresholds fitted on the other half; nothing else is chosen: ``k``, ``temperature`` and ``share`` are
+    fixed). The model folder is kept in ``runs/bench/NAME/model`` (its size is the memory's cost on disk)."""
+    started = time.perf_counter()
+    config, train, validation, _ = _baseline_data([])
+    model, trained, tokenizer = mtk.load_model(os.path.join(OUT, source, "model"))
+    spec = dataclasses.replace(mtk.calibration.uncalibrated(trained), neighbours=k, neighbour_temperature=temperature,
+                               neighbour_share=share)
+    filling = time.perf_counter()
+    model, spec = mtk.memory.add_memory(model, spec, train, tokenizer=tokenizer)
+    print(f"memory of {spec.memory_rows} rows filled in {time.perf_counter() - filling:.0f} s", flush=True)
+    probs = mtk.Predictor(model, spec, tokenizer).predict_proba([r["text"] for r in validation])
+    mtk.save_model(model, spec, os.path.join(OUT, name, "model"), tokenizer, overwrite=True)
+    y_val, w_val = mtk.encode_targets(spec, validation)
+    save_linear_report(name, "memory", spec, probs, y_val, w_val, started, config, [],
+                       options=f" --from {source} --k {k} --temperature {temperature:g} --share {share:g}")
 
 
 def _logistic_regressions(spec: mtk.TaskSpec, x_train, y_train: dict, x_val) -> dict[str, np.ndarray]:
@@ -540,7 +550,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run")
-    run.add_argument("what", help="multitask | single:<group> | frozen | tfidf | pieces | bag | knn")
+    run.add_argument("what", help="multitask | single:<group> | frozen | tfidf | pieces | bag | knn | memory")
     run.add_argument("--epochs", type=int, default=2)
     run.add_argument("--name", default=None, help="run folder and results name (default: what)")
     run.add_argument("--set", action="append", default=[], help="config override key.sub=value (repeatable)")
@@ -550,6 +560,7 @@ def main() -> None:
     run.add_argument("--k", type=int, default=20, help="knn: neighbours per text (default 20)")
     run.add_argument("--temperature", type=float, default=0.05,
                      help="knn: softmax temperature on cosine similarities (default 0.05)")
+    run.add_argument("--share", type=float, default=0.25, help="memory: the votes' share of the answer (default 0.25)")
     shown = sub.add_parser("table")
     shown.add_argument("names", nargs="*", help="rows to show, in this order (default: the issue's table)")
     shown.add_argument("--singles", default=None, metavar="PREFIX",
@@ -599,9 +610,13 @@ def main() -> None:
         if not args.source or args.set:
             sys.exit("run knn: needs --from RUN (a fine-tuned run with a model folder) and takes no --set")
         run_knn(args.name or "knn", args.source, args.k, args.temperature)
+    elif args.what == "memory":
+        if not args.source or args.set:
+            sys.exit("run memory: needs --from RUN (a fine-tuned run with a model folder) and takes no --set")
+        run_memory(args.name or f"memory-{args.source}", args.source, args.k, args.temperature, args.share)
     else:
         sys.exit(f"unknown run {args.what!r}; accepted: multitask, single:<{'|'.join(GROUPS)}>, frozen, tfidf, "
-                 "pieces, bag, knn")
+                 "pieces, bag, knn, memory")
 
 
 if __name__ == "__main__":

@@ -227,9 +227,10 @@ def test_add_memory_refuses_what_it_cannot_remember(tiny_spec, tiny_tokenizer, t
     for bad in ([], "a text", {"text": "a"}):
         with pytest.raises(ValueError, match=r"add_memory: `records` must be a non-empty list of training rows"):
             add_memory(model, spec, bad, tokenizer=tiny_tokenizer)
-    with pytest.raises(ValueError, match=r"Row 1, column 'colour' \(multilabel group 'colour'\): unknown label 'purple'"):
+    with pytest.raises(ValueError, match=r"Row 1, column 'colour' \(multilabel group 'colour'\): unknown label "
+                                         r"'purple'"):
         add_memory(model, spec, [records[0], {**records[1], "colour": ["purple"]}], tokenizer=tiny_tokenizer)
-    counts = mtk.TaskSpec(encoder=tiny_folder, neighbours=3,
+    counts = mtk.TaskSpec(encoder=tiny_folder, neighbours=3, max_length=32,
                           groups=[mtk.LabelGroup("count", "regression", labels=["count"])])
     with pytest.raises(ValueError, match=r"add_memory: no group of \['count'\] is of a kind a memory answers for "
                                          r"\(\['multiclass', 'multilabel'\]\); set `neighbours` to 0"):
