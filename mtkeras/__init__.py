@@ -52,6 +52,7 @@ _PUBLIC: dict[str, str] = {
     "compile_model": "mtkeras.training",
     "training_callbacks": "mtkeras.training",
     "suggest_loss_weights": "mtkeras.training",
+    "add_memory": "mtkeras.memory",
     "RAdam": "mtkeras.optim",
     "train": "mtkeras.workflow",
     # answers
@@ -83,8 +84,8 @@ _MOVED: dict[str, str] = {
 }
 #: Submodules reachable as attributes (``mtkeras.training.BestCheckpoint``) without importing them first.
 _SUBMODULES = ("bag", "calibration", "config", "data", "defaults", "encoder", "evaluation", "export", "files", "heads",
-               "kinds", "model", "optim", "precision", "predict", "saving", "serving", "shards", "spec", "streaming",
-               "training", "windows", "words", "workflow")
+               "kinds", "memory", "model", "optim", "precision", "predict", "saving", "serving", "shards", "spec",
+               "streaming", "training", "windows", "words", "workflow")
 
 
 def __getattr__(name: str) -> Any:

@@ -19,11 +19,11 @@ TOKENIZER_DIR = "tokenizer"
 #: Inside a run folder from ``mtkeras train``: the folder save_model writes.
 RUN_MODEL_DIR = "model"
 #: The modules that register the Keras objects a saved model may hold (encoder, bag of pieces, windows, heads and
-#: losses, learned loss weights, the optimizer): imported with this module, so that Keras finds each by its
-#: registered name in a process that has built no model (a layer Keras does not find comes back as its class
-#: name, a string).
+#: losses, learned loss weights, a memory of training rows, the optimizer): imported with this module, so that
+#: Keras finds each by its registered name in a process that has built no model (a layer Keras does not find comes
+#: back as its class name, a string).
 _REGISTERING_MODULES: tuple[str, ...] = ("mtkeras.encoder", "mtkeras.bag", "mtkeras.windows", "mtkeras.heads",
-                                         "mtkeras.uncertainty", "mtkeras.optim")
+                                         "mtkeras.uncertainty", "mtkeras.memory", "mtkeras.optim")
 for _module in _REGISTERING_MODULES:
     importlib.import_module(_module)
 

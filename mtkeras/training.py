@@ -17,7 +17,7 @@ from mtkeras._compat import keras, tf
 from mtkeras._io import write_json
 from mtkeras.defaults import DEFAULT_MONITOR, DISTRIBUTE, ROC_AUC, SELECTION_MONITOR, TRAINING
 from mtkeras.optim import RAdam
-from mtkeras.spec import ENCODER_LAYER, PIECE_BAG_LAYER, UNCERTAINTY_LAYER, TaskSpec
+from mtkeras.spec import ENCODER_LAYER, HEAD_SUFFIX, PIECE_BAG_LAYER, UNCERTAINTY_LAYER, TaskSpec
 from mtkeras.uncertainty import LossScales, TaskUncertainty, UncertaintyWeightedLoss
 
 logger = logging.getLogger("mtkeras")
@@ -157,8 +157,10 @@ def lr_multipliers(model: keras.Model, spec: TaskSpec, head_lr_multiplier: float
     encoder layer and the embeddings' (variable-name patterns of ``TFBertModel``)."""
     # The heads, the bag of word pieces (both start from random values) and the learned loss weights (which must
     # travel from 0 to about log(loss) in a few hundred steps) step at the heads' factor.
+    # (A model with a memory of training rows names a voting group's head `<group>_head`.)
     fresh = [*spec.group_names, *([PIECE_BAG_LAYER] if spec.bag_dim else []),
-             *([UNCERTAINTY_LAYER] if spec.learns_loss_weights else [])]
+             *([UNCERTAINTY_LAYER] if spec.learns_loss_weights else []),
+             *(name + HEAD_SUFFIX for name in spec.group_names if spec.remembers)]
     factors = {f"^{re.escape(name)}/": head_lr_multiplier for name in fresh} if head_lr_multiplier != 1.0 else {}
     if layer_lr_decay != 1.0:
         layers = model.get_layer(ENCODER_LAYER).bert_config.num_hidden_layers

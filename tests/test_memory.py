@@ -123,9 +123,7 @@ def test_a_memory_can_be_replaced_and_survives_a_precision_change(remembered, ti
     np.testing.assert_allclose(bf16["colour"], float32["colour"], atol=0.05)
 
 
-def test_every_artefact_answers_with_the_memory(remembered, tiny_tokenizer, tmp_path):
-    from test_export import assert_artefacts_answer_alike, serve_in_fresh_process
-
+def test_the_keras_file_and_tflite_answer_with_the_memory(remembered, tiny_tokenizer, tmp_path):
     _, _, model, spec, _ = remembered
     spec = spec.with_temperatures({"topic": 1.5, "colour": 0.8})  # calibration applies to the blended answer
     texts = [r["text"] for r in synthetic_records(10, seed=11)] + ["", "x " * 40]
@@ -133,6 +131,27 @@ def test_every_artefact_answers_with_the_memory(remembered, tiny_tokenizer, tmp_
     mtk.save_model(model, spec, tmp_path / "saved", tiny_tokenizer)
     loaded, loaded_spec, _ = mtk.load_model(tmp_path / "saved")
     assert loaded_spec == spec
+    reloaded = mtk.Predictor(loaded, loaded_spec, tiny_tokenizer).predict_proba(texts)
+    ids = {k: np.asarray(v) for k, v in mtk.tokenize(tiny_tokenizer, texts, spec.max_length).items()}
+    interpreter = tf.lite.Interpreter(model_path=mtk.export_tflite(model, str(tmp_path / "m.tflite"), spec=spec))
+    lite = interpreter.get_signature_runner()(**ids)
+    for name in remembering(spec):
+        np.testing.assert_allclose(reloaded[name], python[name], atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(lite[f"{name}_probabilities"], python[name], atol=1e-5, err_msg=name)
+
+
+# The SavedModel served in a process with only TensorFlow and TF Text: slow (a fresh process; > 20 s). The fresh
+# process's loading of the memory's layers from the Keras file is in test_saving's test_fresh_process_loads_every_layer.
+@pytest.mark.slow
+def test_every_artefact_answers_with_the_memory(remembered, tiny_tokenizer, tmp_path):
+    from test_export import assert_artefacts_answer_alike, serve_in_fresh_process
+
+    _, _, model, spec, _ = remembered
+    spec = spec.with_temperatures({"topic": 1.5, "colour": 0.8})
+    texts = [r["text"] for r in synthetic_records(10, seed=11)] + ["", "x " * 40]
+    python = mtk.Predictor(model, spec, tiny_tokenizer).predict_proba(texts)
+    mtk.save_model(model, spec, tmp_path / "saved", tiny_tokenizer)
+    loaded, loaded_spec, _ = mtk.load_model(tmp_path / "saved")
     reloaded = mtk.Predictor(loaded, loaded_spec, tiny_tokenizer).predict_proba(texts)
     export = mtk.export_saved_model(model, str(tmp_path / "export"), spec=spec, tokenizer=tiny_tokenizer)
     ids = {k: np.asarray(v) for k, v in mtk.tokenize(tiny_tokenizer, texts, spec.max_length).items()}
@@ -241,3 +260,12 @@ def test_a_config_that_sets_the_memorys_rows_is_refused(config_file):
     with pytest.raises(ValueError, match=r"Config `spec.memory_rows` \(7\) is written by training, after the last "
                                          r"epoch .*; remove it, and set `spec.neighbours`"):
         mtk.train(mtk.load_config(config_file, ["spec.neighbours=3", "spec.memory_rows=7"]), verbose=0)
+
+
+def test_a_memory_models_heads_keep_the_heads_learning_rate_factor(remembered):
+    from mtkeras.training import lr_multipliers
+
+    _, _, model, spec, _ = remembered
+    factors = lr_multipliers(model, spec, head_lr_multiplier=50.0, layer_lr_decay=1.0)
+    heads = [v.name for v in model.trainable_variables if v.name.startswith(("topic_head/", "colour_head/"))]
+    assert len(heads) == 4 and factors["^topic_head/"] == factors["^colour_head/"] == 50.0

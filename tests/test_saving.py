@@ -90,13 +90,18 @@ def test_load_errors(tiny_model, tiny_spec, tiny_tokenizer, tmp_path):
 
 def test_fresh_process_loads_every_layer(all_kinds_spec, tiny_tokenizer, tmp_path):
     """A process that has built nothing loads a model with every registered layer of mtkeras (encoder, windows,
-    regression head, bag of pieces, learned loss weights): the layers' modules are imported by ``load_model``, not
-    by building one."""
+    regression head, bag of pieces, learned loss weights, a memory of training rows): the layers' modules are
+    imported by ``load_model``, not by building one."""
     spec = dataclasses.replace(all_kinds_spec, max_windows=2, stride=8, bag_dim=8, bag_buckets=64,
-                               loss_weighting="uncertainty")
+                               loss_weighting="uncertainty", neighbours=2, memory_rows=5)
     mtk.keras.utils.set_random_seed(3)
     model = mtk.build_model(spec, bert_config=tiny_config())
-    assert {"split_windows", "merge_windows", "piece_bag", "loss_uncertainty"} <= {layer.name for layer in model.layers}
+    assert {"split_windows", "merge_windows", "piece_bag", "loss_uncertainty", "neighbour_memory"} <= {
+        layer.name for layer in model.layers}
+    rng = np.random.default_rng(3)
+    model.get_layer("neighbour_memory").set_weights([rng.normal(size=(5, 32)).astype(np.float32)])
+    for name, labels in (("topic", 3), ("colour", 4)):  # the stored rows' labels and annotations: random
+        model.get_layer(name).set_weights([rng.integers(0, 2, (5, labels)).astype(np.float32), np.ones(5, np.float32)])
     folder = mtk.save_model(model, spec, tmp_path / "run", tiny_tokenizer)
     inputs = {name: np.asarray(values) for name, values in mtk.tokenize(tiny_tokenizer, TEXTS, 64).items()}
     np.savez(tmp_path / "inputs.npz", **inputs)
