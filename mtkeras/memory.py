@@ -29,7 +29,6 @@ import numpy as np
 
 from mtkeras._checks import check_option
 from mtkeras._compat import keras, tf
-from mtkeras.kinds import KINDS
 from mtkeras.spec import HEAD_SUFFIX, MEMORY_LAYER, TaskSpec
 
 #: How a kind's vote turns the neighbours' weighted labels into probabilities
@@ -152,10 +151,6 @@ def add_memory(
     if not spec.neighbours:
         raise ValueError("add_memory: `spec.neighbours` is 0 (no memory); set it to the number of nearest training "
                          "rows each text reads, e.g. dataclasses.replace(spec, neighbours=20).")
-    if not remembering(spec):
-        raise ValueError(f"add_memory: no group of {list(spec.group_names)} is of a kind a memory answers for "
-                         f"({[kind for kind, rules in KINDS.items() if rules.neighbour_vote]}); set `neighbours` "
-                         "to 0.")
     if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Sequence) or not records:
         raise ValueError(f"add_memory: `records` must be a non-empty list of training rows (dicts with the text "
                          f"and the groups' labels), received {records!r:.80}.")

@@ -301,6 +301,10 @@ class TaskSpec:
                              f"rows a text reads), received neighbours={self.neighbours!r}.")
         if not self.neighbours:
             return
+        if not any(group.rules.neighbour_vote for group in self.groups):
+            voting = [name for name, kind in KINDS.items() if kind.neighbour_vote]
+            raise ValueError(f"TaskSpec `neighbours`={self.neighbours}: no group of {list(self.group_names)} is of a "
+                             f"kind a memory answers for ({voting}); set `neighbours` to 0.")
         clashes = sorted(name for name in self.group_names if name.endswith(HEAD_SUFFIX)
                          and name.removesuffix(HEAD_SUFFIX) in self._by_name)
         if clashes:

@@ -237,7 +237,7 @@ def test_a_group_named_like_another_groups_head_is_refused_with_a_memory(tiny_sp
         dataclasses.replace(tiny_spec, groups=groups, neighbours=3)
 
 
-def test_add_memory_refuses_what_it_cannot_remember(tiny_spec, tiny_tokenizer, tiny_folder):
+def test_a_memory_refuses_what_it_cannot_remember(tiny_spec, tiny_tokenizer, tiny_folder):
     model = mtk.build_model(tiny_spec, bert_config=tiny_config())
     records = synthetic_records(4)
     with pytest.raises(ValueError, match=r"add_memory: `spec.neighbours` is 0 \(no memory\); set it"):
@@ -249,11 +249,9 @@ def test_add_memory_refuses_what_it_cannot_remember(tiny_spec, tiny_tokenizer, t
     with pytest.raises(ValueError, match=r"Row 1, column 'colour' \(multilabel group 'colour'\): unknown label "
                                          r"'purple'"):
         add_memory(model, spec, [records[0], {**records[1], "colour": ["purple"]}], tokenizer=tiny_tokenizer)
-    counts = mtk.TaskSpec(encoder=tiny_folder, neighbours=3, max_length=32,
-                          groups=[mtk.LabelGroup("count", "regression", labels=["count"])])
-    with pytest.raises(ValueError, match=r"add_memory: no group of \['count'\] is of a kind a memory answers for "
-                                         r"\(\['multiclass', 'multilabel'\]\); set `neighbours` to 0"):
-        add_memory(mtk.build_model(counts, bert_config=tiny_config()), counts, records, tokenizer=tiny_tokenizer)
+    with pytest.raises(ValueError, match=r"TaskSpec `neighbours`=3: no group of \['count'\] is of a kind a memory "
+                                         r"answers for \(\['multiclass', 'multilabel'\]\); set `neighbours` to 0"):
+        mtk.TaskSpec(encoder=tiny_folder, neighbours=3, groups=[mtk.LabelGroup("count", "regression", labels=["n"])])
 
 
 def test_a_config_that_sets_the_memorys_rows_is_refused(config_file):
