@@ -12,8 +12,9 @@ encoder vector (the ``mean_pooling`` layer, L2-normalised) and its labels in the
   neighbours' labels (neighbours not annotated for the group do not vote; a text none of whose neighbours is
   annotated gets its head's answer alone).
 
-Both are plain Keras layers with their rows as non-trainable weights, so ``model.fit``'s model, the
-``Predictor``, the Keras file, the SavedModel, TFLite and ONNX all answer with the memory, from the same ops. The
+Both are plain Keras layers with their rows as non-trainable weights, so the ``Predictor``, the Keras file, the
+SavedModel, TFLite and ONNX all answer with the memory, from the same ops (the model ``model.fit`` trains has
+none: the memory is filled from the trained model's own vectors). The
 spec holds the options and the number of stored rows (``memory_rows``); ``build_model`` builds the memory when
 that is > 0. ``mtkeras train`` with ``spec.neighbours`` > 0 fills it after the best epoch is restored, before
 temperatures and thresholds are fitted (on the remembering model's answers).
