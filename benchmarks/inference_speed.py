@@ -7,6 +7,7 @@
     python benchmarks/inference_speed.py vs-ort    [--repeats 3]      # issue 17: ONNX Runtime, bfloat16
     python benchmarks/inference_speed.py int8      [--repeats 3]      # issue 17: int8 paths
     python benchmarks/inference_speed.py bag       [--repeats 3]      # issue 14: the word-piece bag's cost
+    python benchmarks/inference_speed.py memory    [--repeats 3]      # issue 14: the memory of training rows' cost
 
 Each contender is its own worker process (``benchmarks/_workers.py``): it loads
 its model, makes one warm-up pass over the texts, then waits. The orchestrator
@@ -28,7 +29,9 @@ added (``runs/torch-venv/bin/pip install onnxruntime==1.30.0 onnx==1.23.1``): it
 PyTorch with mean pooling and the four heads once (``runs/bench/exports/ort-minilm/``) and fuses it.
 ``bag`` compares the run named by ``MTKERAS_BENCH_PLAIN`` (default ``default-s29``: no bag) with those named by
 ``MTKERAS_BENCH_BAGS`` (comma-separated; default ``wide-bag64,wide-bag64-unigrams``), Predictor and SavedModel
-(``mtkeras export runs/bench/RUN --name RUN --output-dir runs/bench/exports`` for each).
+(``mtkeras export runs/bench/RUN --name RUN --output-dir runs/bench/exports`` for each). ``memory`` compares the
+run named by ``MTKERAS_BENCH_PLAIN`` (default ``wide-uncertainty``) with ``MTKERAS_BENCH_MEMORY`` (default
+``memory-wide-uncertainty``: the same model with its memory, from ``debtags_quality.py run memory``), exported alike.
 
 FLOPs per text (BERT encoder, d = hidden 384, f = FFN 1536, 6 layers, L = the
 row's padded length): per layer 2·L·(4·d² + 2·d·f) for the dense layers plus
@@ -147,6 +150,17 @@ def _tables() -> dict[str, list[dict]]:
             contender
             for name in [os.environ.get("MTKERAS_BENCH_PLAIN", "default-s29"),
                          *os.environ.get("MTKERAS_BENCH_BAGS", "wide-bag64,wide-bag64-unigrams").split(",")]
+            for contender in (
+                {"name": f"Predictor {name} (defaults: sorted, XLA)", "kind": "predictor",
+                 "paths": [os.path.join(BENCH, name, "model")], "order": "sorted", "args": ["--jit"]},
+                {"name": f"SavedModel {name}, requests of 32", "kind": "savedmodel", "paths": [_export(name)],
+                 "order": "input"},
+            )
+        ],
+        "memory": [
+            contender
+            for name in [os.environ.get("MTKERAS_BENCH_PLAIN", "wide-uncertainty"),
+                         os.environ.get("MTKERAS_BENCH_MEMORY", "memory-wide-uncertainty")]
             for contender in (
                 {"name": f"Predictor {name} (defaults: sorted, XLA)", "kind": "predictor",
                  "paths": [os.path.join(BENCH, name, "model")], "order": "sorted", "args": ["--jit"]},

@@ -92,10 +92,8 @@ class Predictor:
             lambda inputs: calibrated(spec, model(inputs, training=False)), input_signature=[ids_signature()],
             jit_compile=jit_compile,
         )
-        pooling = keras.Model(model.inputs, model.get_layer(POOLING_LAYER).output)
-        self._embedding_size = int(pooling.output.shape[-1])
-        self._pooled = tf.function(lambda inputs: tf.cast(pooling(inputs, training=False), tf.float32),
-                                   input_signature=[ids_signature()], jit_compile=jit_compile)
+        self._pooled: tuple[Any, int] | None = None  # embed's forward pass and width, built on first use
+        self._pooled_lock = threading.Lock()
 
     @classmethod
     def from_folder(cls, folder: str, **options: Any) -> Predictor:
@@ -120,10 +118,24 @@ class Predictor:
             (1, 384)
         """
         texts = check_texts(texts)
-        out = np.zeros((len(texts), self._embedding_size), np.float32)
+        forward, width = self._pooling()
+        out = np.zeros((len(texts), width), np.float32)
         for rows, batch, _ in self._batches(texts, words=False):
-            out[rows] = self._pooled(batch).numpy()[: len(rows)]
+            out[rows] = forward(batch).numpy()[: len(rows)]
         return out
+
+    def _pooling(self) -> tuple[Any, int]:
+        """:meth:`embed`'s forward pass (the model up to its ``mean_pooling`` layer) and the vectors' width."""
+        with self._pooled_lock:
+            if self._pooled is None:
+                if POOLING_LAYER not in {layer.name for layer in self.model.layers}:
+                    raise ValueError(f"Predictor.embed: the model has no pooled text vector (layer {POOLING_LAYER!r}):"
+                                     f" its groups {list(self.spec.group_names)} all answer per token, none per text.")
+                pooling = keras.Model(self.model.inputs, self.model.get_layer(POOLING_LAYER).output)
+                forward = tf.function(lambda inputs: tf.cast(pooling(inputs, training=False), tf.float32),
+                                      input_signature=[ids_signature()], jit_compile=self.jit_compile)
+                self._pooled = (forward, int(pooling.output.shape[-1]))
+            return self._pooled
 
     def _proba(self, texts: list[str]) -> dict[str, np.ndarray]:
         """:meth:`predict_proba` on texts already checked."""

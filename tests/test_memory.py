@@ -267,3 +267,13 @@ def test_a_memory_models_heads_keep_the_heads_learning_rate_factor(remembered):
     factors = lr_multipliers(model, spec, head_lr_multiplier=50.0, layer_lr_decay=1.0)
     heads = [v.name for v in model.trainable_variables if v.name.startswith(("topic_head/", "colour_head/"))]
     assert len(heads) == 4 and factors["^topic_head/"] == factors["^colour_head/"] == 50.0
+
+
+def test_embed_needs_a_text_level_vector(tiny_folder, tiny_tokenizer):
+    spec = mtk.TaskSpec(encoder=tiny_folder, max_length=32,
+                        groups=[mtk.LabelGroup("marks", "token_multilabel", labels=["colour", "topic"])])
+    predictor = mtk.Predictor(mtk.build_model(spec, bert_config=tiny_config()), spec, tiny_tokenizer)
+    assert len(predictor.predict(["red alpha"])) == 1  # the predictor works; only embed has nothing to give
+    with pytest.raises(ValueError, match=r"Predictor.embed: the model has no pooled text vector \(layer "
+                                         r"'mean_pooling'\): its groups \['marks'\] all answer per token"):
+        predictor.embed(["red alpha"])
