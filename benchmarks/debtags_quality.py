@@ -219,23 +219,34 @@ def run_tfidf(name: str, settings: list[str]) -> None:
     save_linear_report(name, "tfidf", spec, probs, y_val, w_val, started, config, settings)
 
 
-def run_knn(name: str, source: str, k: int, temperature: float) -> None:
+def run_knn(name: str, source: str, k: int, temperature: float, layer: str = "mean_pooling") -> None:
     """Nearest neighbours in a fine-tuned run's own vector space: each validation text's pooled encoder vector
     (the ``mean_pooling`` layer of ``source``'s deployed model) against those of the 6,651 training texts,
     cosine similarity, the ``k`` nearest, weighted by softmax(similarity / ``temperature``); a group's probability
     is the weighted mean of the neighbours' labels. ``k`` and ``temperature`` are fixed, not tuned. Measured
     before building anything: does a memory of the training rows add to the heads (``blend``)? The pooled vectors
-    are kept in ``runs/bench/SOURCE/pooled.npz`` for reuse."""
+    are kept in ``runs/bench/SOURCE/pooled.npz`` for reuse. ``layer``: another layer's output as the vectors
+    (``wide_and_deep``: the pooled vector and the bag, what the heads read; kept in ``SOURCE/<layer>.npz``)."""
     started = time.perf_counter()
     config, train, validation, spec = _baseline_data([])
     model, trained, tokenizer = mtk.load_model(os.path.join(OUT, source, "model"))
     for group in spec.groups:
         if list(trained.group(group.name).labels) != list(group.labels):
             sys.exit(f"run knn: {source!r}'s labels for {group.name!r} differ from the data's")
-    cache = os.path.join(OUT, source, "pooled.npz")
+    cache = os.path.join(OUT, source, "pooled.npz" if layer == "mean_pooling" else f"{layer}.npz")
+    vectors = mtk.keras.Model(model.inputs, model.get_layer(layer).output)
 
     def embed(records: list[dict]) -> np.ndarray:
-        return mtk.Predictor(model, trained, tokenizer).embed([r["text"] for r in records])
+        if layer == "mean_pooling":
+            return mtk.Predictor(model, trained, tokenizer).embed([r["text"] for r in records])
+        texts = [r["text"] for r in records]
+        order = np.argsort([len(t) for t in texts])
+        out = np.zeros((len(texts), vectors.output.shape[-1]), np.float32)
+        for start in range(0, len(texts), 64):
+            rows = order[start : start + 64]
+            out[rows] = vectors(mtk.tokenize(tokenizer, [texts[i] for i in rows], trained.max_length),
+                                training=False).numpy()
+        return out
 
     if os.path.exists(cache):
         with np.load(cache) as kept:
@@ -258,7 +269,8 @@ def run_knn(name: str, source: str, k: int, temperature: float) -> None:
                              else p / p.sum(1, keepdims=True)).astype(np.float32)
     y_val, w_val = mtk.encode_targets(spec, validation)
     save_linear_report(name, "knn", spec, probs, y_val, w_val, started, config, [],
-                       options=f" --from {source} --k {k} --temperature {temperature:g}")
+                       options=f" --from {source} --k {k} --temperature {temperature:g}"
+                       + (f" --layer {layer}" if layer != "mean_pooling" else ""))
 
 
 def run_memory(name: str, source: str, k: int, temperature: float, share: float) -> None:
@@ -560,6 +572,8 @@ def main() -> None:
     run.add_argument("--k", type=int, default=20, help="knn: neighbours per text (default 20)")
     run.add_argument("--temperature", type=float, default=0.05,
                      help="knn: softmax temperature on cosine similarities (default 0.05)")
+    run.add_argument("--layer", default="mean_pooling",
+                     help="knn: the layer giving the vectors (default mean_pooling; wide_and_deep: with the bag)")
     run.add_argument("--share", type=float, default=0.25, help="memory: the votes' share of the answer (default 0.25)")
     shown = sub.add_parser("table")
     shown.add_argument("names", nargs="*", help="rows to show, in this order (default: the issue's table)")
@@ -609,7 +623,7 @@ def main() -> None:
     elif args.what == "knn":
         if not args.source or args.set:
             sys.exit("run knn: needs --from RUN (a fine-tuned run with a model folder) and takes no --set")
-        run_knn(args.name or "knn", args.source, args.k, args.temperature)
+        run_knn(args.name or "knn", args.source, args.k, args.temperature, args.layer)
     elif args.what == "memory":
         if not args.source or args.set:
             sys.exit("run memory: needs --from RUN (a fine-tuned run with a model folder) and takes no --set")
