@@ -124,3 +124,30 @@ def test_fresh_process_loads_every_layer(all_kinds_spec, tiny_tokenizer, tmp_pat
         assert sorted(got.files) == sorted(expected) == sorted(spec.group_names)
         for name, values in expected.items():
             np.testing.assert_allclose(got[name], values, atol=1e-5, err_msg=f"{out}: {name}")
+
+
+def test_a_trained_models_folder_leaves_the_optimizer_out_and_training_goes_on(tiny_spec, tiny_tokenizer, tmp_path):
+    """load_model loads uncompiled, so the optimizer's state (twice the weights, for RAdam) is not written; the
+    model saved keeps its optimizer in memory and trains on."""
+    import zipfile
+
+    import h5py
+
+    mtk.keras.utils.set_random_seed(6)
+    model = mtk.build_model(tiny_spec, bert_config=tiny_config())
+    mtk.compile_model(model, tiny_spec, learning_rate=1e-3)
+    dataset = mtk.make_dataset(tiny_spec, tiny_tokenizer, synthetic_records(16), batch_size=8)
+    model.fit(dataset, epochs=1, verbose=0)
+    optimizer, steps = model.optimizer, int(model.optimizer.iterations.numpy())
+    inputs = mtk.tokenize(tiny_tokenizer, TEXTS, 32)
+    expected = model.predict(inputs, verbose=0)
+    folder = mtk.save_model(model, tiny_spec, tmp_path / "saved", tiny_tokenizer)
+    with zipfile.ZipFile(os.path.join(folder, "model.keras")) as archive:
+        archive.extract("model.weights.h5", tmp_path)
+    with h5py.File(tmp_path / "model.weights.h5", "r") as weights:
+        assert "optimizer" not in weights and "layers" in weights
+    assert model.optimizer is optimizer
+    model.fit(dataset, epochs=1, verbose=0)
+    assert int(model.optimizer.iterations.numpy()) == 2 * steps
+    for name, values in mtk.load_model(folder)[0].predict(inputs, verbose=0).items():  # the first fit's weights
+        np.testing.assert_allclose(values, expected[name], atol=1e-6, err_msg=name)
