@@ -118,7 +118,7 @@ def test_a_spec_without_a_bag_builds_the_model_it_built_before(tiny_spec):
 
 
 def test_the_bag_learns_and_every_artefact_answers_alike(tiny_spec, tiny_tokenizer, tmp_path, caplog):
-    from test_export import assert_artefacts_answer_alike, serve_in_fresh_process
+    from test_export import assert_every_artefact_answers_alike
 
     spec = windowed(with_bag(tiny_spec))
     mtk.keras.utils.set_random_seed(12)
@@ -132,27 +132,14 @@ def test_the_bag_learns_and_every_artefact_answers_alike(tiny_spec, tiny_tokeniz
     assert not np.allclose(bag.pieces.numpy(), before[0]) and not np.allclose(bag.piece_weights.numpy(), before[1])
     spec = spec.with_temperatures({"topic": 1.7, "colour": 0.8})
     texts = [r["text"] for r in records[:6]] + [LONG, ""]
-    python = mtk.Predictor(model, spec, tiny_tokenizer).predict_proba(texts)
-    # Keras file: save -> load -> the same answers.
-    mtk.save_model(model, spec, tmp_path / "saved", tiny_tokenizer)
-    loaded, loaded_spec, _ = mtk.load_model(tmp_path / "saved")
-    assert loaded_spec == spec
-    reloaded = mtk.Predictor(loaded, loaded_spec, tiny_tokenizer).predict_proba(texts)
-    # SavedModel, served by a process with only TensorFlow and TF Text.
-    export = mtk.export_saved_model(model, str(tmp_path / "export"), spec=spec, tokenizer=tiny_tokenizer)
     ids = mtk.data.pad_rows(window_rows(tiny_tokenizer, texts, spec), range(len(texts)), tiny_tokenizer.pad_token_id,
                             window=12)
-    served = serve_in_fresh_process(export, texts, ids, tmp_path)
-    # TFLite on the same rows.
-    interpreter = tf.lite.Interpreter(model_path=mtk.export_tflite(model, str(tmp_path / "m.tflite"), spec=spec))
-    lite = interpreter.get_signature_runner()(**ids)
+    assert_every_artefact_answers_alike(model, spec, tiny_tokenizer, texts, tmp_path, ids=ids)
     assert "select ops" not in caplog.text  # TFLite's builtins cover the bag
-    assert_artefacts_answer_alike(spec, python, reloaded, served, lite)
 
 
 def test_onnx_computes_the_bag(tiny_spec, tiny_tokenizer, tmp_path):
-    ort = pytest.importorskip("onnxruntime")
-    from mtkeras.export.saved_model import ids_function
+    from test_export import assert_onnx_answers_as_predict_ids
 
     spec = with_bag(tiny_spec)
     mtk.keras.utils.set_random_seed(13)
@@ -160,13 +147,8 @@ def test_onnx_computes_the_bag(tiny_spec, tiny_tokenizer, tmp_path):
     bag = model.get_layer(PIECE_BAG_LAYER)
     for weights in (bag.piece_weights, bag.bigram_weights):  # learned weights, not the initial zeros
         weights.assign(np.random.default_rng(0).uniform(-2, 2, weights.shape))
-    path = mtk.export_onnx(model, tmp_path / "m.onnx", spec=spec)
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    inputs = {name: np.asarray(value, np.int32) for name, value in
-              mtk.tokenize(tiny_tokenizer, ["red alpha program", "", "the blue file " * 3], spec.max_length).items()}
-    served = dict(zip([o.name for o in session.get_outputs()], session.run(None, inputs), strict=True))
-    for name, value in ids_function(model, spec)(inputs).items():
-        np.testing.assert_allclose(served[name], value.numpy(), atol=1e-5, err_msg=name)
+    assert_onnx_answers_as_predict_ids(model, spec, tiny_tokenizer, ["red alpha program", "", "the blue file " * 3],
+                                       tmp_path)
 
 
 @pytest.mark.parametrize(

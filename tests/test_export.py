@@ -1,5 +1,6 @@
 """SavedModel export: layout, signatures, parity with Keras in a process without mtkeras, op allow-list."""
 
+import dataclasses
 import json
 import logging
 import os
@@ -201,6 +202,38 @@ def assert_artefacts_answer_alike(spec, python, reloaded, served, lite):
             np.testing.assert_allclose(np.array(served[signature][f"{group.name}_probabilities"]), python[group.name],
                                        atol=1e-5, err_msg=signature)
         np.testing.assert_allclose(lite[f"{group.name}_probabilities"], python[group.name], atol=1e-5)
+
+
+def assert_every_artefact_answers_alike(model, spec, tokenizer, texts, tmp_path, ids=None, groups=None):
+    """The shared four-artefact check: the Keras file saved and loaded (spec included), the SavedModel served by a
+    process with only TensorFlow and TF Text (both signatures) and TFLite answer ``texts`` (``ids``: their model
+    inputs, by default ``mtk.tokenize`` at ``max_length``) with the Predictor's probabilities, for ``groups`` (names;
+    default every group)."""
+    python = mtk.Predictor(model, spec, tokenizer).predict_proba(texts)
+    mtk.save_model(model, spec, tmp_path / "saved", tokenizer)
+    loaded, loaded_spec, _ = mtk.load_model(tmp_path / "saved")
+    assert loaded_spec == spec
+    reloaded = mtk.Predictor(loaded, loaded_spec, tokenizer).predict_proba(texts)
+    export = mtk.export_saved_model(model, str(tmp_path / "export"), spec=spec, tokenizer=tokenizer)
+    if ids is None:
+        ids = {k: np.asarray(v) for k, v in mtk.tokenize(tokenizer, texts, spec.max_length).items()}
+    served = serve_in_fresh_process(export, texts, ids, tmp_path)
+    interpreter = tf.lite.Interpreter(model_path=mtk.export_tflite(model, str(tmp_path / "m.tflite"), spec=spec))
+    lite = interpreter.get_signature_runner()(**ids)
+    checked = spec if groups is None else dataclasses.replace(spec, groups=[spec.group(name) for name in groups])
+    assert_artefacts_answer_alike(checked, python, reloaded, served, lite)
+
+
+def assert_onnx_answers_as_predict_ids(model, spec, tokenizer, texts, tmp_path):
+    """The ONNX export in ONNX Runtime gives the SavedModel's ``predict_ids`` outputs on ``texts``."""
+    ort = pytest.importorskip("onnxruntime")
+    path = mtk.export_onnx(model, tmp_path / "m.onnx", spec=spec)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    inputs = {name: np.asarray(value, np.int32) for name, value in
+              mtk.tokenize(tokenizer, texts, spec.max_length).items()}
+    served = dict(zip([o.name for o in session.get_outputs()], session.run(None, inputs), strict=True))
+    for name, value in ids_function(model, spec)(inputs).items():
+        np.testing.assert_allclose(served[name], value.numpy(), atol=1e-5, err_msg=name)
 
 
 def serve_in_fresh_process(export_dir, texts, ids, tmp_path):

@@ -144,36 +144,20 @@ def test_the_keras_file_and_tflite_answer_with_the_memory(remembered, tiny_token
 # process's loading of the memory's layers from the Keras file is in test_saving's test_fresh_process_loads_every_layer.
 @pytest.mark.slow
 def test_every_artefact_answers_with_the_memory(remembered, tiny_tokenizer, tmp_path):
-    from test_export import assert_artefacts_answer_alike, serve_in_fresh_process
+    from test_export import assert_every_artefact_answers_alike
 
     _, _, model, spec, _ = remembered
     spec = spec.with_temperatures({"topic": 1.5, "colour": 0.8})
     texts = [r["text"] for r in synthetic_records(10, seed=11)] + ["", "x " * 40]
-    python = mtk.Predictor(model, spec, tiny_tokenizer).predict_proba(texts)
-    mtk.save_model(model, spec, tmp_path / "saved", tiny_tokenizer)
-    loaded, loaded_spec, _ = mtk.load_model(tmp_path / "saved")
-    reloaded = mtk.Predictor(loaded, loaded_spec, tiny_tokenizer).predict_proba(texts)
-    export = mtk.export_saved_model(model, str(tmp_path / "export"), spec=spec, tokenizer=tiny_tokenizer)
-    ids = {k: np.asarray(v) for k, v in mtk.tokenize(tiny_tokenizer, texts, spec.max_length).items()}
-    served = serve_in_fresh_process(export, texts, ids, tmp_path)
-    interpreter = tf.lite.Interpreter(model_path=mtk.export_tflite(model, str(tmp_path / "m.tflite"), spec=spec))
-    lite = interpreter.get_signature_runner()(**ids)
-    voting = dataclasses.replace(spec, groups=[g for g in spec.groups if g.rules.neighbour_vote])
-    assert_artefacts_answer_alike(voting, python, reloaded, served, lite)
+    assert_every_artefact_answers_alike(model, spec, tiny_tokenizer, texts, tmp_path, groups=remembering(spec))
 
 
 def test_onnx_answers_with_the_memory(remembered, tiny_tokenizer, tmp_path):
-    ort = pytest.importorskip("onnxruntime")
-    from mtkeras.export.saved_model import ids_function
+    from test_export import assert_onnx_answers_as_predict_ids
 
     _, _, model, spec, _ = remembered
-    path = mtk.export_onnx(model, tmp_path / "m.onnx", spec=spec)
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    inputs = {name: np.asarray(value, np.int32) for name, value in
-              mtk.tokenize(tiny_tokenizer, ["red alpha program", "", "the blue file " * 3], spec.max_length).items()}
-    served = dict(zip([o.name for o in session.get_outputs()], session.run(None, inputs), strict=True))
-    for name, value in ids_function(model, spec)(inputs).items():
-        np.testing.assert_allclose(served[name], value.numpy(), atol=1e-5, err_msg=name)
+    assert_onnx_answers_as_predict_ids(model, spec, tiny_tokenizer, ["red alpha program", "", "the blue file " * 3],
+                                       tmp_path)
 
 
 def test_training_fills_the_memory_and_fits_thresholds_on_its_answers(config_file, tmp_path):

@@ -12,7 +12,7 @@ from conftest import synthetic_records, tiny_config
 from test_kinds_more import mixed_records
 
 import mtkeras as mtk
-from mtkeras._compat import keras, tf
+from mtkeras._compat import keras
 from mtkeras.spec import UNCERTAINTY_LAYER
 from mtkeras.training import build_losses, lr_multipliers
 from mtkeras.uncertainty import LossScales, TaskUncertainty, UncertaintyWeightedLoss
@@ -141,19 +141,10 @@ def test_the_keras_file_keeps_the_log_variances_and_rebinds_the_losses(tiny_spec
 # log-variances and all four artefacts side by side, is slow (> 40 s).
 @pytest.mark.slow
 def test_every_artefact_answers_as_the_model(tiny_spec, tiny_tokenizer, tmp_path):
-    from test_export import assert_artefacts_answer_alike, serve_in_fresh_process
+    from test_export import assert_every_artefact_answers_alike
 
     model, spec, texts = _trained_uncertain_model(tiny_spec, tiny_tokenizer)
-    python = mtk.Predictor(model, spec, tiny_tokenizer).predict_proba(texts)
-    mtk.save_model(model, spec, tmp_path / "saved", tiny_tokenizer)
-    loaded, loaded_spec, _ = mtk.load_model(tmp_path / "saved")
-    reloaded = mtk.Predictor(loaded, loaded_spec, tiny_tokenizer).predict_proba(texts)
-    export = mtk.export_saved_model(model, str(tmp_path / "export"), spec=spec, tokenizer=tiny_tokenizer)
-    ids = {k: np.asarray(v) for k, v in mtk.tokenize(tiny_tokenizer, texts, spec.max_length).items()}
-    served = serve_in_fresh_process(export, texts, ids, tmp_path)
-    interpreter = tf.lite.Interpreter(model_path=mtk.export_tflite(model, str(tmp_path / "m.tflite"), spec=spec))
-    lite = interpreter.get_signature_runner()(**ids)
-    assert_artefacts_answer_alike(spec, python, reloaded, served, lite)
+    assert_every_artefact_answers_alike(model, spec, tiny_tokenizer, texts, tmp_path)
 
 
 def test_a_checkpoint_loaded_by_plain_keras_trains_its_own_log_variances(tiny_spec, tiny_tokenizer, tmp_path):
