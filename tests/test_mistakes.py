@@ -280,6 +280,11 @@ CLI_CASES: dict[str, tuple[Callable[[Path, Fixtures], list[str]], tuple[str, ...
                              (r"c.yaml", r"UTF-8")),
     "--set without =": (_train_set("training.epochs"), (r"--set", r"'training.epochs'")),
     "--set epochs a word": (_train_set("training.epochs=abc"), (r"`training.epochs`", r"'abc'")),
+    "--set neighbours negative": (_train_set("spec.neighbours=-1"), (r"`neighbours`", r">= 0", r"received -1")),
+    "--set neighbour_share 0": (_train_set("spec.neighbours=3", "spec.neighbour_share=0"),
+                                (r"`neighbour_share`", r"\(0, 1\]", r"received 0")),
+    "config sets memory_rows": (_train_set("spec.neighbours=3", "spec.memory_rows=7"),
+                                (r"`spec.memory_rows`", r"\(7\)", r"written by training")),
     "train file missing": (_train(data__train="missing.jsonl"),
                            (r"`data.train` '.*missing.jsonl' does not exist", r"relative paths", r"shards folder")),
     "validation file missing": (_train(data__validation="missing.jsonl"),
@@ -367,6 +372,9 @@ CLI_CASES: dict[str, tuple[Callable[[Path, Fixtures], list[str]], tuple[str, ...
     "streamed train suggest_loss_weights": (
         lambda where, fx: _streamed(ROW.encode())(where, fx) + ["--set", "training.suggest_loss_weights_steps=3"],
         (r"`training.suggest_loss_weights_steps`", r"\(3\)", r"in memory")),
+    "streamed train with a memory": (
+        lambda where, fx: _streamed(ROW.encode())(where, fx) + ["--set", "spec.neighbours=3"],
+        (r"`spec.neighbours`", r"\(3\)", r"in memory")),
     # --- the command line itself
     "no command": (lambda where, fx: [], (r"command|required",)),
     "unknown command": (lambda where, fx: ["serve"], (r"'serve'",)),
