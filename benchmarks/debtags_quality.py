@@ -234,11 +234,11 @@ def run_knn(name: str, source: str, k: int, temperature: float, layer: str = "me
         if list(trained.group(group.name).labels) != list(group.labels):
             sys.exit(f"run knn: {source!r}'s labels for {group.name!r} differ from the data's")
     cache = os.path.join(OUT, source, "pooled.npz" if layer == "mean_pooling" else f"{layer}.npz")
-    vectors = mtk.keras.Model(model.inputs, model.get_layer(layer).output)
 
     def embed(records: list[dict]) -> np.ndarray:
         if layer == "mean_pooling":
             return mtk.Predictor(model, trained, tokenizer).embed([r["text"] for r in records])
+        vectors = mtk.keras.Model(model.inputs, model.get_layer(layer).output)
         texts = [r["text"] for r in records]
         order = np.argsort([len(t) for t in texts])
         out = np.zeros((len(texts), vectors.output.shape[-1]), np.float32)

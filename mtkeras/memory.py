@@ -163,7 +163,7 @@ def add_memory(
     spec = replace(spec, memory_rows=len(texts))
     remembered = build_model(spec, bert_config=model.get_layer(ENCODER_LAYER).bert_config,
                              mixed_precision=PRECISIONS[model_precision(model)])
-    _copy_weights(model, remembered)
+    _copy_weights(model, remembered, spec)
     remembered.get_layer(MEMORY_LAYER).set_weights([vectors])
     for name in remembering(spec):
         annotated = (np.asarray(weights[name]) > 0).astype(np.float32)
@@ -171,21 +171,20 @@ def add_memory(
     return remembered, spec
 
 
-def _copy_weights(source: keras.Model, target: keras.Model) -> None:
-    """Every weight of ``source`` into the same layer of ``target``: found by name, a head of a remembering
-    group under its ``<group>_head`` name in a model with a memory; memory layers are left as they are."""
-    memory_layers = (NeighbourMemory, NeighbourVote)
+def _copy_weights(source: keras.Model, target: keras.Model, spec: TaskSpec) -> None:
+    """Every weight of ``source`` (built from ``spec`` with or without a memory) into the same layer of ``target``
+    (built with one): a voting group's head, named like the group without a memory, is ``<group>_head`` in
+    ``target``; the memory's own layers are left as they are."""
+    heads = {name: name + HEAD_SUFFIX for name in remembering(spec)}
+    names = {layer.name for layer in target.layers}
     for layer in source.layers:
-        if isinstance(layer, memory_layers) or not layer.weights:
+        if isinstance(layer, (NeighbourMemory, NeighbourVote)) or not layer.weights:
             continue
-        names = [name for name in (layer.name, layer.name + HEAD_SUFFIX, layer.name.removesuffix(HEAD_SUFFIX))
-                 if name in {each.name for each in target.layers}]
-        match = next((target.get_layer(name) for name in names
-                      if not isinstance(target.get_layer(name), memory_layers)), None)
-        if match is None:
+        name = heads.get(layer.name, layer.name)
+        if name not in names:
             raise ValueError(f"add_memory: the model's layer {layer.name!r} has no counterpart in the model the "
                              "spec builds; was the model built from this spec?")
-        match.set_weights(layer.get_weights())
+        target.get_layer(name).set_weights(layer.get_weights())
 
 
 __all__ = ["VOTES", "NeighbourMemory", "NeighbourVote", "add_memory", "remembering"]

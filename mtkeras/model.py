@@ -10,7 +10,7 @@ from mtkeras.bag import PieceBag
 from mtkeras.defaults import MIXED_PRECISION
 from mtkeras.encoder import BertEncoder, check_spec_fits, load_bert_config, load_encoder
 from mtkeras.kinds import Features
-from mtkeras.memory import NeighbourMemory, NeighbourVote
+from mtkeras.memory import NeighbourMemory, NeighbourVote, remembering
 from mtkeras.spec import (
     DROPOUT_LAYER,
     ENCODER_LAYER,
@@ -136,7 +136,7 @@ def _build(spec: TaskSpec, bert_config: BertConfig | None, mixed_precision: str 
         tokens = keras.layers.Dropout(spec.head_dropout, name=TOKEN_DROPOUT_LAYER, dtype="float32")(hidden)
     features = Features(pooled=pooled, tokens=tokens)
     stddev = encoder.bert_config.initializer_range
-    voting = {group.name for group in spec.groups if spec.remembers and group.rules.neighbour_vote}
+    voting = remembering(spec) if spec.remembers else []
     outputs = {
         group.name: group.rules.head(features, keras.initializers.TruncatedNormal(stddev=stddev),
                                      group.name + HEAD_SUFFIX if group.name in voting else group.name)
@@ -148,9 +148,8 @@ def _build(spec: TaskSpec, bert_config: BertConfig | None, mixed_precision: str 
     if voting:
         near = NeighbourMemory(spec.memory_rows, encoded.shape[-1], spec.neighbours, spec.neighbour_temperature,
                                name=MEMORY_LAYER)(encoded)
-        for group in spec.groups:
-            if group.name in voting:
-                outputs[group.name] = NeighbourVote(spec.memory_rows, len(group.labels), spec.neighbour_share,
-                                                    group.rules.neighbour_vote, name=group.name)(outputs[group.name],
-                                                                                                 near)
+        for name in voting:
+            group = spec.group(name)
+            outputs[name] = NeighbourVote(spec.memory_rows, len(group.labels), spec.neighbour_share,
+                                          group.rules.neighbour_vote, name=name)(outputs[name], near)
     return keras.Model(inputs=inputs, outputs=outputs, name="mtkeras")

@@ -16,6 +16,7 @@ from mtkeras._checks import check_int, check_number, check_option
 from mtkeras._compat import keras, tf
 from mtkeras._io import write_json
 from mtkeras.defaults import DEFAULT_MONITOR, DISTRIBUTE, ROC_AUC, SELECTION_MONITOR, TRAINING
+from mtkeras.memory import remembering
 from mtkeras.optim import RAdam
 from mtkeras.spec import ENCODER_LAYER, HEAD_SUFFIX, PIECE_BAG_LAYER, UNCERTAINTY_LAYER, TaskSpec
 from mtkeras.uncertainty import LossScales, TaskUncertainty, UncertaintyWeightedLoss
@@ -160,7 +161,7 @@ def lr_multipliers(model: keras.Model, spec: TaskSpec, head_lr_multiplier: float
     # (A model with a memory of training rows names a voting group's head `<group>_head`.)
     fresh = [*spec.group_names, *([PIECE_BAG_LAYER] if spec.bag_dim else []),
              *([UNCERTAINTY_LAYER] if spec.learns_loss_weights else []),
-             *(name + HEAD_SUFFIX for name in spec.group_names if spec.remembers)]
+             *(name + HEAD_SUFFIX for name in (remembering(spec) if spec.remembers else []))]
     factors = {f"^{re.escape(name)}/": head_lr_multiplier for name in fresh} if head_lr_multiplier != 1.0 else {}
     if layer_lr_decay != 1.0:
         layers = model.get_layer(ENCODER_LAYER).bert_config.num_hidden_layers

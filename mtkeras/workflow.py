@@ -366,14 +366,14 @@ def _thresholds_and_report(run: _Run) -> tuple[dict, dict, dict]:
         best = json.load(handle)
     epochs = load_epoch_predictions(os.path.join(run.run_dir, EPOCH_PREDICTIONS))
     raw = uncalibrated(spec)
-    probs = None if spec.remembers else epochs.get(best["epoch"] + 1)
-    if probs is None:
-        probs = Predictor(run.model, raw, run.tokenizer, precision=None).predict_proba(
-            [r[spec.text_column] for r in run.validation_records])
     if spec.remembers:  # the epochs' kept probabilities are the heads' alone: the deployed model's are the candidate
         epochs, candidates = {}, ["the best epoch, with its memory"]
     else:
         candidates = [f"epoch {epoch}" for epoch in epochs] or ["the best epoch"]
+    probs = epochs.get(best["epoch"] + 1)
+    if probs is None:
+        probs = Predictor(run.model, raw, run.tokenizer, precision=None).predict_proba(
+            [r[spec.text_column] for r in run.validation_records])
     targets, weights = encode_targets(spec, run.validation_records)
     thresholds = config["thresholds"]
     cross_fitted = cross_fitted_report(
