@@ -23,7 +23,7 @@ import pytest
 import mtkeras as mtk
 from mtkeras._compat import tf
 
-EPOCHS = 5
+EPOCHS = 4
 
 
 def epochs_logged(run):

@@ -484,6 +484,7 @@ def test_saved_model_and_tflite_match_keras(mixed_trained, tiny_tokenizer, tmp_p
     np.testing.assert_allclose(lite["marks_token_probabilities"], keras_out["marks"].numpy(), atol=1e-4)
 
 
+@pytest.mark.slow  # measured > 15 s; the token-level SavedModel stays in test_kinds' default parameter
 def test_token_export_runs_without_mtkeras(mixed_trained, tiny_tokenizer, tmp_path):
     from test_export import serve_in_fresh_process
 

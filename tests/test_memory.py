@@ -123,6 +123,7 @@ def test_a_memory_can_be_replaced_and_survives_a_precision_change(remembered, ti
     np.testing.assert_allclose(bf16["colour"], float32["colour"], atol=0.05)
 
 
+@pytest.mark.slow  # measured > 15 s; ONNX (below) and test_saving's fresh process cover a memory by default
 def test_the_keras_file_and_tflite_answer_with_the_memory(remembered, tiny_tokenizer, tmp_path):
     _, _, model, spec, _ = remembered
     spec = spec.with_temperatures({"topic": 1.5, "colour": 0.8})  # calibration applies to the blended answer

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import mtkeras as mtk
-from mtkeras.export.text_graph import parity_mismatches
+from mtkeras._compat import tf
+from mtkeras.export.text_graph import in_graph_tokenizer, parity_mismatches
 
 CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "multilingual.json")
 
@@ -45,6 +46,18 @@ def test_cases_where_tensorflow_unicode_differs(minilm, text, pieces):
     assert parity_mismatches(minilm, [text]) == []
     if pieces is not None:
         assert minilm.tokenize(text) == pieces
+
+
+def test_tokenizers_of_two_vocabularies_each_read_their_own(minilm, tiny_tokenizer, monkeypatch):
+    """TF names a vocabulary file's lookup table after the file's Asset, whose repr holds a memory address that
+    Python reuses: a MiniLM tokenizer made after a freed tiny one could read the tiny vocabulary (ΟΔΟΣ → [UNK]
+    twice). Assets that print alike, as a reused address does, must not share a table."""
+    monkeypatch.setattr(tf.saved_model.Asset, "__repr__", lambda self: "<Asset>")
+    texts = ["ΟΔΟΣ ΣΟΦΟΣ", "a text editor"]
+    tiny = in_graph_tokenizer(tiny_tokenizer, 32)  # alive while the MiniLM tokenizer is made
+    assert parity_mismatches(minilm, texts) == []
+    assert tiny(tf.constant(texts))["input_ids"].numpy().tolist() == tiny_tokenizer(
+        texts, padding=True)["input_ids"]
 
 
 def code_points_by_category(per_category: int | None, seed: int = 0) -> list[int]:

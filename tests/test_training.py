@@ -102,6 +102,7 @@ def test_fit_with_plain_keras_callbacks(tiny_model, tiny_spec, tiny_tokenizer, t
     assert np.all(np.isfinite(restored.evaluate(x, y, verbose=0)))
 
 
+@pytest.mark.slow  # measured > 15 s; learned loss weights are the default (test_uncertainty)
 def test_suggest_loss_weights_inverts_the_losses_reached_alone(tiny_spec, tiny_tokenizer):
     records = synthetic_records(64)
     suggestion = mtk.suggest_loss_weights(tiny_spec, records, steps=3, batch_size=16, learning_rate=1e-3,

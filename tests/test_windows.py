@@ -90,6 +90,7 @@ def test_windows_pool_every_window_and_ignore_padding(tiny_spec, tiny_tokenizer)
     np.testing.assert_allclose(head(pooled).numpy(), out, atol=1e-5)
 
 
+@pytest.mark.slow  # measured > 15 s; test_bag's four-artefact test serves a windowed, calibrated model
 def test_fit_predictor_and_saved_model_agree_on_long_texts(tiny_spec, tiny_tokenizer, tmp_path):
     from conftest import synthetic_records
     from test_export import serve_in_fresh_process

@@ -24,6 +24,7 @@ The steps mirror ``tokenizers``' BertNormalizer + BertPreTokenizer + WordPiece:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import Any
@@ -92,6 +93,25 @@ def write_vocab(tokenizer: Any, path: str) -> str:
     return path
 
 
+class _VocabFile(tf.lookup.TextFileInitializer):
+    """A ``vocab.txt`` (line → line number) whose lookup table is shared by name only with the same vocabulary.
+
+    TF names a text file's table after its file argument; for an Asset that is the object's repr, a memory
+    address Python reuses: a tokenizer made after another one was freed could get that one's table, and tokenize
+    with its vocabulary. The name here is the file's SHA-256 instead: one name, one vocabulary.
+    """
+
+    def __init__(self, asset: tf.saved_model.Asset, path: str) -> None:
+        with open(path, "rb") as handle:
+            self._digest = hashlib.sha256(handle.read()).hexdigest()
+        super().__init__(asset, key_dtype=tf.string, key_index=tf.lookup.TextFileIndex.WHOLE_LINE,
+                         value_dtype=tf.int64, value_index=tf.lookup.TextFileIndex.LINE_NUMBER)
+
+    @property
+    def _shared_name(self) -> str:
+        return f"hash_table_vocab_{self._digest}_{self._key_index}_{self._value_index}"
+
+
 class InGraphTokenizer(tf.Module):
     """Raw UTF-8 strings ``[batch]`` → ``input_ids``, ``attention_mask``, ``token_type_ids`` (int32).
 
@@ -109,14 +129,7 @@ class InGraphTokenizer(tf.Module):
         self.max_windows, self.stride = int(max_windows), int(stride)
         self.length_multiple = int(length_multiple)
         self.vocab_asset = tf.saved_model.Asset(os.path.abspath(vocab_path))
-        initializer = tf.lookup.TextFileInitializer(
-            self.vocab_asset,
-            key_dtype=tf.string,
-            key_index=tf.lookup.TextFileIndex.WHOLE_LINE,
-            value_dtype=tf.int64,
-            value_index=tf.lookup.TextFileIndex.LINE_NUMBER,
-        )
-        self.vocab_table = tf.lookup.StaticHashTable(initializer, default_value=-1)
+        self.vocab_table = tf.lookup.StaticHashTable(_VocabFile(self.vocab_asset, vocab_path), default_value=-1)
         # Words are limited in characters below (as HF does), so the byte limit only has to let
         # every such word through: 100 characters of at most 4 UTF-8 bytes.
         self._wordpiece = tf_text.WordpieceTokenizer(
