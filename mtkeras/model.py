@@ -85,6 +85,23 @@ def build_model(
         return _build(spec, bert_config, mixed_precision)
 
 
+def check_outputs(model: keras.Model, spec: TaskSpec) -> None:
+    """Refuse a ``model`` and ``spec`` that do not belong together: other group names, or a head whose width is not
+    its group's label count (a ValueError naming both)."""
+    outputs = dict(zip(model.output_names, model.outputs, strict=True))
+    if sorted(outputs) != sorted(spec.group_names):
+        raise ValueError(
+            f"The model's outputs {sorted(outputs)} do not match the spec's groups {sorted(spec.group_names)}; "
+            "build the model with build_model(spec), or use the spec it was built from (load_model returns both)."
+        )
+    for group in spec.groups:
+        if outputs[group.name].shape[-1] != len(group.labels):
+            raise ValueError(
+                f"Group {group.name!r} lists {len(group.labels)} labels but the model's output {group.name!r} has "
+                f"{outputs[group.name].shape[-1]}; the spec and the model come from different trainings."
+            )
+
+
 def _build(spec: TaskSpec, bert_config: BertConfig | None, mixed_precision: str | None) -> keras.Model:
     policy = mixed_precision or "float32"
     if bert_config is None:

@@ -15,7 +15,7 @@ from mtkeras.calibration import calibrated
 from mtkeras.data import check_word_tokenizer, encode_unpadded, pad_rows, token_word_starts
 from mtkeras.defaults import PREDICT_JIT_COMPILE, PREDICT_NO_JIT_PRECISIONS, PREDICT_PRECISION, XLA_LENGTH_STEP
 from mtkeras.encoder import load_tokenizer
-from mtkeras.model import ids_signature
+from mtkeras.model import check_outputs, ids_signature
 from mtkeras.precision import model_precision, with_precision
 from mtkeras.spec import POOLING_LAYER, TaskSpec
 
@@ -64,12 +64,7 @@ class Predictor:
         check_int(chunk_size, "chunk_size", 1)
         if jit_compile is not None:
             check_bool(jit_compile, "jit_compile")
-        missing = sorted(set(spec.group_names) - set(model.output_names))
-        if missing:
-            raise ValueError(
-                f"The model has no outputs for groups {missing}; its outputs are "
-                f"{sorted(model.output_names)}."
-            )
+        check_outputs(model, spec)
         model = model if precision is None else with_precision(model, spec, precision)
         #: What the encoder computes in ("float32", "bfloat16" or "float16").
         self.precision = model_precision(model)
@@ -227,3 +222,4 @@ class Predictor:
             chunk = check_texts(chunk, start=offset)  # an item is named by its position in the whole stream
             yield from self._decode(self._proba(chunk), chunk)
             offset += len(chunk)
+

@@ -11,6 +11,7 @@ from typing import Any
 from mtkeras._compat import keras
 from mtkeras._io import disk_error
 from mtkeras.encoder import load_tokenizer
+from mtkeras.model import check_outputs
 from mtkeras.spec import ENCODER_LAYER, TaskSpec
 
 MODEL_FILE = "model.keras"
@@ -46,15 +47,8 @@ def save_model(
         >>> model, spec, tokenizer = load_model("runs/debtags")
     """
     folder = os.path.abspath(os.fspath(folder))
-    if os.path.exists(folder) and not overwrite:
-        raise FileExistsError(
-            f"Model folder {folder!r} already exists; pass overwrite=True to replace it."
-        )
-    if sorted(model.output_names) != sorted(spec.group_names):
-        raise ValueError(
-            f"The model's outputs {sorted(model.output_names)} do not match the spec's "
-            f"groups {sorted(spec.group_names)}."
-        )
+    _check_replaceable(folder, overwrite)
+    check_outputs(model, spec)
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec.encoder)
     parent = os.path.dirname(folder)
     try:
@@ -80,6 +74,25 @@ def save_model(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return folder
+
+
+def _check_replaceable(folder: str, overwrite: bool) -> None:
+    """Refuse to write ``folder`` where that would lose something: an existing path unless ``overwrite``, and
+    never a file or a folder that holds something other than a model (``overwrite`` replaces a model folder)."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise FileExistsError(f"{folder!r} is a file, not a model folder; save_model writes a folder "
+                              f"({MODEL_FILE}, {SPEC_FILE}, {TOKENIZER_DIR}/): pass the path of a folder.")
+    if not os.path.exists(folder):
+        return
+    if not overwrite:
+        raise FileExistsError(f"Model folder {folder!r} already exists; pass overwrite=True to replace it.")
+    entries = sorted(os.listdir(folder))
+    if entries and MODEL_FILE not in entries and SPEC_FILE not in entries:
+        more = f" and {len(entries) - 5} more" if len(entries) > 5 else ""
+        raise FileExistsError(
+            f"{folder!r} holds {entries[:5]}{more} but no model ({MODEL_FILE}, {SPEC_FILE}); overwrite=True "
+            "replaces a model folder only, never other files: choose a new or empty folder."
+        )
 
 
 def _save_without_optimizer(model: keras.Model, path: str) -> None:

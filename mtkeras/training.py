@@ -17,6 +17,7 @@ from mtkeras._compat import keras, tf
 from mtkeras._io import write_json
 from mtkeras.defaults import DEFAULT_MONITOR, DISTRIBUTE, ROC_AUC, SELECTION_MONITOR, TRAINING
 from mtkeras.memory import remembering
+from mtkeras.model import check_outputs
 from mtkeras.optim import RAdam
 from mtkeras.spec import ENCODER_LAYER, HEAD_SUFFIX, PIECE_BAG_LAYER, UNCERTAINTY_LAYER, TaskSpec
 from mtkeras.uncertainty import LossScales, TaskUncertainty, UncertaintyWeightedLoss
@@ -113,12 +114,8 @@ def compile_model(
     check_number(weight_decay, "weight_decay", 0.0, allow_none=True)
     check_int(warmup_steps, "warmup_steps", 0)
     check_int(total_steps, "total_steps", 0)
+    check_outputs(model, spec)
     outputs = set(model.output_names)
-    if outputs != set(spec.group_names):
-        raise ValueError(
-            f"The model's outputs {sorted(outputs)} do not match the spec's groups "
-            f"{sorted(spec.group_names)}; build the model with build_model(spec)."
-        )
     if metrics is not None:
         unknown = sorted(set(metrics) - outputs)
         if unknown:

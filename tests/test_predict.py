@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -68,8 +70,18 @@ def test_bad_input(predictor, tiny_model, tiny_spec):
         mtk.Predictor(tiny_model, tiny_spec, chunk_size=0)
     other = mtk.TaskSpec(encoder=tiny_spec.encoder, max_length=32,
                          groups=[mtk.LabelGroup("other", "multilabel", labels=["x"])])
-    with pytest.raises(ValueError, match=r"The model has no outputs for groups \['other'\]"):
+    with pytest.raises(ValueError, match=r"The model's outputs \['colour', 'topic'\] do not match the spec's groups "
+                                         r"\['other'\]; build the model with build_model\(spec\), or use the spec"):
         mtk.Predictor(tiny_model, other)
+    fewer = dataclasses.replace(tiny_spec, groups=[tiny_spec.group("topic"), mtk.LabelGroup(
+        "colour", "multilabel", labels=["red", "blue", "green"])])
+    with pytest.raises(ValueError, match=r"Group 'colour' lists 3 labels but the model's output 'colour' has 4; the "
+                                         r"spec and the model come from different trainings"):
+        mtk.Predictor(tiny_model, fewer)
+    topic = dataclasses.replace(tiny_spec, groups=[tiny_spec.group("topic")])  # once a KeyError while predicting
+    with pytest.raises(ValueError, match=r"The model's outputs \['colour', 'topic'\] do not match the spec's groups "
+                                         r"\['topic'\]"):
+        mtk.Predictor(tiny_model, topic)
 
 
 def test_public_api():

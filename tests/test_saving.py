@@ -62,6 +62,26 @@ def test_save_refuses_to_overwrite_unless_asked(tiny_model, tiny_spec, tiny_toke
     assert sorted(os.listdir(tmp_path)) == ["run"]
 
 
+
+def test_overwrite_replaces_a_model_folder_only(tiny_model, tiny_spec, tiny_tokenizer, tmp_path):
+    """overwrite=True once moved any existing path aside and deleted it: a file, or a project folder."""
+    (tmp_path / "notes.txt").write_text("keep me")
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "train.py").write_text("keep me too")
+    (tmp_path / "empty").mkdir()
+    for overwrite in (False, True):
+        with pytest.raises(FileExistsError, match=r"'.*notes.txt' is a file, not a model folder; save_model writes "
+                                                  r"a folder \(model.keras, spec.json, tokenizer/\)"):
+            mtk.save_model(tiny_model, tiny_spec, tmp_path / "notes.txt", tiny_tokenizer, overwrite=overwrite)
+    with pytest.raises(FileExistsError, match=r"'.*project' holds \['train.py'\] but no model \(model.keras, "
+                                              r"spec.json\); overwrite=True replaces a model folder only"):
+        mtk.save_model(tiny_model, tiny_spec, tmp_path / "project", tiny_tokenizer, overwrite=True)
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+    assert sorted(os.listdir(tmp_path / "project")) == ["train.py"]
+    assert sorted(os.listdir(tmp_path)) == ["empty", "notes.txt", "project"]  # no staging folder left behind
+    mtk.save_model(tiny_model, tiny_spec, tmp_path / "empty", tiny_tokenizer, overwrite=True)  # an empty folder
+    assert mtk.load_model(tmp_path / "empty")[1] == tiny_spec
+
 def test_failed_save_leaves_previous_folder_intact(tiny_model, tiny_spec, tmp_path):
     folder = mtk.save_model(tiny_model, tiny_spec, tmp_path / "run", mtk.load_tokenizer(tiny_spec.encoder))
 
