@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -294,6 +295,18 @@ def test_every_op_is_tf_core_or_tf_text_2_12(exported):
     assert "CaseFoldUTF8" not in ops and "FastWordpieceTokenizeWithOffsets" not in ops
     assert unsupported_ops(exported) == []
 
+
+
+def test_the_vocabulary_table_is_named_by_its_content(exported):
+    """A process that loads several exports shares a lookup table between two of them only if they hold the same
+    vocabulary (RELIABILITY.md, "Several tokenizers in one process")."""
+    import hashlib
+
+    from mtkeras.export.ops import saved_model_nodes
+
+    digest = hashlib.sha256((Path(exported) / "assets" / "vocab.txt").read_bytes()).hexdigest()
+    names = {node.attr["shared_name"].s.decode() for node in saved_model_nodes(exported) if node.op == "HashTableV2"}
+    assert names == {f"hash_table_vocab_{digest}_-2_-1"}
 
 def test_unsupported_ops_are_reported(tmp_path):
     import tensorflow_text as tf_text
