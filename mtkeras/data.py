@@ -44,6 +44,7 @@ def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int, padding: str
     ``"max_length"`` pads every row to ``max_length``.
     """
     check_option(padding, "padding", TOKENIZE_PADDINGS)
+    check_int(max_length, "max_length", 3, why=" ([CLS], one token, [SEP])")
     texts = check_texts(texts)
     encoded = tokenizer(
         texts,

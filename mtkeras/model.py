@@ -25,6 +25,7 @@ from mtkeras.spec import (
     UNCERTAINTY_LAYER,
     WIDE_AND_DEEP_LAYER,
     TaskSpec,
+    check_spec,
 )
 from mtkeras.uncertainty import TaskUncertainty
 from mtkeras.windows import MergeWindows, SplitWindows
@@ -72,6 +73,7 @@ def build_model(
         >>> model(tokenizer(["a text"], return_tensors="tf"))["section"].shape
         TensorShape([1, 38])
     """
+    check_spec(spec, "build_model")
     unfitted = [g.name for g in spec.groups if g.normalize and g.target_stats is None]
     if unfitted:
         raise ValueError(

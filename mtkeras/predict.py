@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -17,7 +18,7 @@ from mtkeras.defaults import PREDICT_JIT_COMPILE, PREDICT_NO_JIT_PRECISIONS, PRE
 from mtkeras.encoder import load_tokenizer
 from mtkeras.model import check_outputs, ids_signature
 from mtkeras.precision import model_precision, with_precision
-from mtkeras.spec import POOLING_LAYER, TaskSpec
+from mtkeras.spec import POOLING_LAYER, TaskSpec, check_spec
 
 
 class Predictor:
@@ -60,6 +61,15 @@ class Predictor:
         jit_compile: bool | None = None,
         precision: str | None = PREDICT_PRECISION,
     ) -> None:
+        if not isinstance(model, keras.Model):
+            hint = "; for a model or run folder: Predictor.from_folder(path)" if isinstance(
+                model, (str, os.PathLike)) else ""
+            raise TypeError(f"Predictor: `model` must be a Keras model{hint}, received {model!r:.80} "
+                            f"({type(model).__name__}).")
+        check_spec(spec, "Predictor")
+        if isinstance(tokenizer, (str, os.PathLike)):
+            raise TypeError(f"Predictor: `tokenizer` must be a Hugging Face tokenizer (from a folder: "
+                            f"mtk.load_tokenizer(path)), received {tokenizer!r:.80} ({type(tokenizer).__name__}).")
         check_int(batch_size, "batch_size", 1)
         check_int(chunk_size, "chunk_size", 1)
         if jit_compile is not None:

@@ -271,6 +271,12 @@ class TaskSpec:
             raise TypeError(
                 f"TaskSpec `text_column` must be a non-empty string, received {self.text_column!r}."
             )
+        reading_text = [group.name for group in self.groups if group.source_column == self.text_column]
+        if reading_text:
+            raise ValueError(
+                f"TaskSpec: group {reading_text[0]!r} would read its labels from {self.text_column!r}, the "
+                f"`text_column`; give the group its own `column`, or name the text's column with `text_column`."
+            )
         if not is_number(self.head_dropout) or not 0.0 <= self.head_dropout < 1.0:
             raise ValueError(
                 f"TaskSpec `head_dropout` must be a number in [0, 1), received {self.head_dropout!r}."
@@ -453,3 +459,11 @@ def _checked_keys(cls: type, data: Mapping[str, Any], what: str) -> dict[str, An
     if missing:
         raise ValueError(f"A {what} needs the field(s) {missing}; received only {sorted(data)}.")
     return dict(data)
+
+
+def check_spec(spec: Any, where: str) -> TaskSpec:
+    """``spec`` if it is a :class:`TaskSpec`, else a TypeError that says how to make one."""
+    if not isinstance(spec, TaskSpec):
+        hint = " (from a mapping: TaskSpec.from_dict(...))" if isinstance(spec, Mapping) else ""
+        raise TypeError(f"{where}: `spec` must be a TaskSpec{hint}, received {spec!r:.80} ({type(spec).__name__}).")
+    return spec

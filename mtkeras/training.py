@@ -65,6 +65,14 @@ def _uses_float16(model: keras.Model) -> bool:
     return any(layer.dtype_policy.compute_dtype == "float16" for layer in model.layers)
 
 
+#: ``model.compile`` arguments that :func:`compile_model` makes from the spec, and where the spec holds them.
+_FROM_THE_SPEC: dict[str, str] = {
+    "loss": "each group's kind, `loss` and class weights",
+    "loss_weights": "each LabelGroup's `loss_weight`, or `loss_weighting`",
+    "weighted_metrics": "each kind's metrics; pass `metrics={group: [...]}` to choose others",
+}
+
+
 def compile_model(
     model: keras.Model,
     spec: TaskSpec,
@@ -116,6 +124,10 @@ def compile_model(
     check_int(total_steps, "total_steps", 0)
     check_outputs(model, spec)
     outputs = set(model.output_names)
+    taken = sorted(set(compile_kwargs) & _FROM_THE_SPEC.keys())
+    if taken:
+        raise TypeError(f"compile_model: `{taken[0]}` comes from the spec ({_FROM_THE_SPEC[taken[0]]}); "
+                        "set it there, not as an argument.")
     if metrics is not None:
         unknown = sorted(set(metrics) - outputs)
         if unknown:

@@ -16,6 +16,7 @@ from typing import Any
 from mtkeras._compat import keras
 from mtkeras._io import write_json
 from mtkeras.calibration import calibrate_arrays, fit_temperatures, plot_reliability, uncalibrated
+from mtkeras.config import load_config, parse_config
 from mtkeras.data import (
     encode_targets,
     fit_target_stats,
@@ -414,7 +415,7 @@ def _save(run: _Run, probs: dict, targets: dict, weights: dict) -> None:
     logger.warning("validation, cross-fitted (honest): %s", json.dumps(run.report["cross_fitted"]["summary"]))
 
 
-def train(config: Mapping[str, Any], *, verbose: int | str = 1) -> str:
+def train(config: Mapping[str, Any] | str | os.PathLike, *, verbose: int | str = 1) -> str:
     """Train as ``config`` says (see :mod:`mtkeras.config`) and return the run folder.
 
     The run folder holds ``config.json`` (the exact config used), ``model/``
@@ -427,9 +428,19 @@ def train(config: Mapping[str, Any], *, verbose: int | str = 1) -> str:
     epoch finishes, or whose loss stops being finite, leaves no run folder behind (one it did not create, e.g.
     a run being resumed, is kept as it was).
 
+    ``config`` is a config file's path, :func:`load_config`'s result, or a mapping with the same keys (defaults
+    filled in and every value checked as for a file; relative paths are then read from the current folder).
+
     Example:
         >>> run_dir = train(load_config("examples/debtags.yaml"))
     """
+    if isinstance(config, (str, os.PathLike)):
+        config = load_config(config)
+    elif isinstance(config, Mapping):
+        config = parse_config(config)
+    else:
+        raise TypeError(f"`config` must be a config file's path or a config mapping (mtk.load_config(path)), "
+                        f"received {config!r:.80} ({type(config).__name__}).")
     run = _prepare_run(config)
     _read_data(run)
     _fit_spec(run)

@@ -411,6 +411,10 @@ def test_tflite_arguments(trained, tmp_path):
     (tmp_path / "m.tflite").write_bytes(b"old")
     with pytest.raises(FileExistsError, match=r"m.tflite' already exists; pass overwrite=True"):
         mtk.export_tflite(model, tmp_path / "m.tflite", spec=spec)
+    for overwrite in (False, True):  # a folder once failed renaming the staging file onto it ([Errno 21])
+        with pytest.raises(IsADirectoryError, match=r"TFLite `path` '.*' is a folder; expected a file path such as"):
+            mtk.export_tflite(model, tmp_path, spec=spec, overwrite=overwrite)
+    assert sorted(os.listdir(tmp_path)) == ["m.tflite"]
 
 
 def test_onnx_matches_keras_for_every_kind_in_onnxruntime(all_kinds_spec, tiny_tokenizer, tmp_path):

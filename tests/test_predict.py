@@ -57,7 +57,7 @@ def test_empty_input(predictor):
     assert predictor.predict_proba([])["colour"].shape == (0, 4)
 
 
-def test_bad_input(predictor, tiny_model, tiny_spec):
+def test_bad_input(predictor, tiny_model, tiny_spec, tiny_tokenizer):
     with pytest.raises(TypeError, match=r"`texts` must be a list of strings, received a single str 'red alpha'"):
         predictor.predict("red alpha")
     with pytest.raises(TypeError, match=r"`texts\[1\]` is None \(NoneType\); every text must be a str"):
@@ -78,6 +78,15 @@ def test_bad_input(predictor, tiny_model, tiny_spec):
     with pytest.raises(ValueError, match=r"Group 'colour' lists 3 labels but the model's output 'colour' has 4; the "
                                          r"spec and the model come from different trainings"):
         mtk.Predictor(tiny_model, fewer)
+    with pytest.raises(TypeError, match=r"Predictor: `model` must be a Keras model; for a model or run folder: "
+                                        r"Predictor.from_folder\(path\), received 'runs/x' \(str\)"):
+        mtk.Predictor("runs/x", tiny_spec, tiny_tokenizer)
+    with pytest.raises(TypeError, match=r"Predictor: `spec` must be a TaskSpec \(from a mapping: "
+                                        r"TaskSpec.from_dict\(...\)\), received \{'groups': \[\]\} \(dict\)"):
+        mtk.Predictor(tiny_model, {"groups": []}, tiny_tokenizer)
+    with pytest.raises(TypeError, match=r"Predictor: `tokenizer` must be a Hugging Face tokenizer \(from a folder: "
+                                        r"mtk.load_tokenizer\(path\)\), received 'tok/' \(str\)"):
+        mtk.Predictor(tiny_model, tiny_spec, "tok/")
     topic = dataclasses.replace(tiny_spec, groups=[tiny_spec.group("topic")])  # once a KeyError while predicting
     with pytest.raises(ValueError, match=r"The model's outputs \['colour', 'topic'\] do not match the spec's groups "
                                          r"\['topic'\]"):

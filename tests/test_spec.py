@@ -110,6 +110,15 @@ def test_bad_column():
         group(column="")
 
 
+def test_a_group_reading_the_text_column_is_refused():
+    with pytest.raises(ValueError, match=r"TaskSpec: group 'text' would read its labels from 'text', the "
+                                         r"`text_column`; give the group its own `column`"):
+        spec(groups=[group(name="text")])
+    with pytest.raises(ValueError, match=r"group 'use' would read its labels from 'body'"):
+        spec(groups=[group(column="body")], text_column="body")
+    assert spec(groups=[group(name="text", column="text_labels")]).group("text").source_column == "text_labels"
+
+
 def test_duplicate_group_names():
     with pytest.raises(ValueError, match=r"duplicate group names \['use'\]"):
         spec(groups=[group(), group(labels=["c"])])

@@ -86,6 +86,15 @@ def test_compile_errors(tiny_model, tiny_spec):
     message = r"The model's outputs \['colour', 'topic'\] do not match the spec's groups \['other'\]"
     with pytest.raises(ValueError, match=message):
         mtk.compile_model(tiny_model, other)
+    for argument in ("loss", "loss_weights", "weighted_metrics"):  # once Keras' "got multiple values for keyword"
+        with pytest.raises(TypeError, match=rf"compile_model: `{argument}` comes from the spec \(.+\); set it there"):
+            mtk.compile_model(tiny_model, tiny_spec, **{argument: {"topic": 1.0}})
+    with pytest.raises(TypeError, match=r"build_model: `spec` must be a TaskSpec \(from a mapping: "
+                                        r"TaskSpec.from_dict\(...\)\), received \{'encoder': 'x'\} \(dict\)"):
+        mtk.build_model({"encoder": "x"})
+    with pytest.raises(ValueError, match=r"`max_length` must be an integer >= 3 \(\[CLS\], one token, \[SEP\]\), "
+                                         r"received 0"):  # once three tokens came back
+        mtk.tokenize(mtk.load_tokenizer(tiny_spec.encoder), ["a"], 0)
 
 
 def test_fit_with_plain_keras_callbacks(tiny_model, tiny_spec, tiny_tokenizer, tmp_path):

@@ -27,6 +27,15 @@ def test_config_defaults_paths_and_overrides(config_file, tmp_path):
 
 def test_config_errors(config_file, tmp_path):
     base = yaml.safe_load(config_file.read_text())
+    # train() takes a path or a mapping and checks it as load_config does (once a TypeError or a KeyError).
+    with pytest.raises(FileNotFoundError, match=r"Config file '.*missing.yaml' does not exist"):
+        mtk.train(tmp_path / "missing.yaml")
+    with pytest.raises(ValueError, match=r"Config `data.validation` is required: a path, received None"):
+        mtk.train({**base, "data": {"train": "t.jsonl"}})
+    with pytest.raises(TypeError, match=r"`config` must be a config file's path or a config mapping "
+                                        r"\(mtk.load_config\(path\)\), received 3 \(int\)"):
+        mtk.train(3)
+    assert not (tmp_path / "run").exists()
     with pytest.raises(ValueError, match=r"Unknown config key\(s\) \['training.epoch'\]; valid keys under training: "
                                          r"\['batch_size', 'beta_2', 'distribute'"):
         mtk.config.parse_config({**base, "training": {"epoch": 3}})

@@ -38,6 +38,8 @@ def export_tflite(
     """
     check_option(quantize, "quantize", QUANTIZE)
     path = os.path.abspath(os.fspath(path))
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"TFLite `path` {path!r} is a folder; expected a file path such as model.tflite.")
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path!r} already exists; pass overwrite=True to replace it.")
     model, spec, _ = resolve_source(model_or_run, spec, None, need_tokenizer=False)
