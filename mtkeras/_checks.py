@@ -130,6 +130,18 @@ def check_text_container(texts: Any, arg: str = "texts") -> None:
         raise TypeError(f"`{arg}` must be a list of strings, received {texts!r:.80} ({type(texts).__name__}).")
 
 
+#: TF Serving reads version folders as int64.
+MAX_VERSION = 2**63 - 1
+
+
+def check_version(version: Any) -> int:
+    """A model version as TF Serving numbers them (its version folders' names)."""
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= MAX_VERSION:
+        raise ValueError(f"`version` must be a positive integer up to 2**63 - 1 (TF Serving's int64 version "
+                         f"folder), received {version!r}.")
+    return version
+
+
 def preview(values: Sequence[Any], limit: int = 8) -> str:
     """``['a', 'b', ...] (12 labels)``: a long list shown short in an error."""
     shown = ", ".join(repr(v) for v in list(values)[:limit])

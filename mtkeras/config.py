@@ -170,6 +170,9 @@ def _set_dotted(data: dict[str, Any], dotted: str, raw: str) -> None:
 
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Read a YAML (``.yaml``/``.yml``) or JSON config; ``overrides`` are ``key.sub=value`` strings."""
+    if isinstance(overrides, (str, bytes)):
+        raise TypeError(f"`overrides` must be a list of 'key.sub=value' strings, received a single "
+                        f"{type(overrides).__name__} {overrides!r:.80}; wrap it in a list: [{overrides!r:.40}].")
     path = os.fspath(path)
     if os.path.isdir(path):
         raise IsADirectoryError(f"Config {path!r} is a folder; expected a .yaml, .yml or .json file.")

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from mtkeras._checks import check_int, check_option, check_texts
+from mtkeras._checks import check_bool, check_int, check_option, check_texts
 from mtkeras._compat import tf
 from mtkeras.defaults import DATASET_PADDINGS, TOKENIZE_PADDINGS, TRAINING
 from mtkeras.files import file_format, is_pattern, iter_csv, iter_jsonl, list_files
@@ -118,6 +118,14 @@ def _is_null(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def check_rows(records: Any, arg: str = "records") -> None:
+    """Refuse anything but a list of rows (a path, one row, a generator): a TypeError naming ``arg``."""
+    if isinstance(records, (str, bytes, os.PathLike, Mapping)) or not isinstance(records, Sequence):
+        hint = "; read a file with mtk.read_records(path, spec)" if isinstance(records, (str, os.PathLike)) else ""
+        raise TypeError(f"`{arg}` must be a list of rows (dicts with the text and the groups' labels){hint}, "
+                        f"received {records!r:.80} ({type(records).__name__}).")
+
+
 def encode_targets(
     spec: TaskSpec, records: Sequence[Mapping[str, Any]]
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -136,6 +144,7 @@ def encode_targets(
         >>> w["section"]
         array([1., 0.], dtype=float32)
     """
+    check_rows(records)
     for group in spec.groups:
         column = group.source_column
         if records and not any(column in record for record in records):
@@ -473,6 +482,7 @@ def make_dataset(
         >>> model.fit(train.repeat(), steps_per_epoch=len(records) // 32, epochs=3,
         ...           validation_data=make_dataset(spec, tokenizer, val_records))
     """
+    check_bool(shuffle, "shuffle")
     if isinstance(records, (str, os.PathLike)):
         from mtkeras import shards, streaming
 

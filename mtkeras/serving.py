@@ -29,7 +29,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mtkeras._checks import check_option, check_texts
+from mtkeras._checks import check_option, check_texts, check_version
 from mtkeras.kinds.base import floats
 from mtkeras.spec import TaskSpec
 
@@ -129,6 +129,12 @@ class ServingClient:
     def __init__(self, url: str, model: str, spec: Any, version: int | None = None, protocol: str = "rest",
                  timeout: float = 30.0) -> None:
         check_option(protocol, "protocol", self.PROTOCOLS)
+        if version is not None:
+            check_version(version)
+        scheme = isinstance(url, str) and url.startswith(("http://", "https://"))
+        if not isinstance(url, str) or not url or scheme != (protocol == "rest"):
+            wanted = "http://host:8501 for REST" if protocol == "rest" else "host:8500 (no scheme) for gRPC"
+            raise ValueError(f"ServingClient `url` must be {wanted}, received {url!r}.")
         self.spec = load_client_spec(spec)
         self.url, self.model, self.version, self.protocol, self.timeout = url, model, version, protocol, timeout
 
@@ -150,6 +156,10 @@ class ServingClient:
         except urllib.error.HTTPError as error:
             detail = error.read().decode("utf-8", "replace")
             raise RuntimeError(f"TF Serving at {request.full_url} answered HTTP {error.code}: {detail}") from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:  # no answer at all
+            reason = getattr(error, "reason", None) or error
+            raise ConnectionError(f"No answer from TF Serving at {request.full_url} (`url` {self.url!r}, timeout "
+                                  f"{self.timeout:g} s): {reason}.") from None
         return parse_rest_response(body, self.spec, with_probabilities)
 
     def _predict_grpc(self, texts: list[str], with_probabilities: bool) -> list[dict[str, Any]]:

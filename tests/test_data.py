@@ -55,6 +55,10 @@ def test_make_dataset_names_a_row_without_text(tiny_spec, tiny_tokenizer):
         mtk.make_dataset(tiny_spec, tiny_tokenizer, rows)
     with pytest.raises(KeyError, match=r"Row 0 has no text column 'text' \(it is str, not a dict\)"):
         mtk.make_dataset(tiny_spec, tiny_tokenizer, ["alpha"])
+    with pytest.raises(ValueError, match=r"`shuffle` must be true or false, received 'yes'"):  # once taken as true
+        mtk.make_dataset(tiny_spec, tiny_tokenizer, rows[:1], shuffle="yes")
+    with pytest.raises(TypeError, match=r"`records` must be a list of rows .*, received \{'text': 'alpha'\} \(dict\)"):
+        mtk.encode_targets(tiny_spec, {"text": "alpha"})  # once a KeyError about the dict's keys
 
 
 def test_tokenize_pads_to_longest_or_max_length(tiny_tokenizer):

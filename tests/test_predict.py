@@ -87,6 +87,14 @@ def test_bad_input(predictor, tiny_model, tiny_spec, tiny_tokenizer):
     with pytest.raises(TypeError, match=r"Predictor: `tokenizer` must be a Hugging Face tokenizer \(from a folder: "
                                         r"mtk.load_tokenizer\(path\)\), received 'tok/' \(str\)"):
         mtk.Predictor(tiny_model, tiny_spec, "tok/")
+    with pytest.raises(TypeError, match=r"evaluate: `predictor` must be a Predictor \(mtk.Predictor\(model, spec, "
+                                        r"tokenizer\), or Predictor.from_folder\(path\)\), received <.*> "
+                                        r"\(Functional\)"):
+        mtk.evaluate(tiny_model, [{"text": "red", "topic": "alpha", "colour": []}])
+    with pytest.raises(TypeError, match=r"`records` must be a list of rows \(dicts with the text and the groups' "
+                                        r"labels\); read a file with mtk.read_records\(path, spec\), received "
+                                        r"'validation.jsonl' \(str\)"):
+        mtk.evaluate(predictor, "validation.jsonl")
     topic = dataclasses.replace(tiny_spec, groups=[tiny_spec.group("topic")])  # once a KeyError while predicting
     with pytest.raises(ValueError, match=r"The model's outputs \['colour', 'topic'\] do not match the spec's groups "
                                          r"\['topic'\]"):

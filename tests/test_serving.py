@@ -67,6 +67,15 @@ def test_parse_errors():
         serving.ServingClient("http://x", "m", SPEC, protocol="http")
     with pytest.raises(TypeError, match=r"`spec` must be a TaskSpec, an export's metadata or spec dict, or the path"):
         serving.ServingClient("http://x", "m", 3)
+    # Once accepted, and failing at the first request (or never, for version 0: the latest was served).
+    with pytest.raises(ValueError, match=r"`version` must be a positive integer up to 2\*\*63 - 1 .*received 0"):
+        serving.ServingClient("http://x", "m", SPEC, version=0)
+    with pytest.raises(ValueError, match=r"ServingClient `url` must be http://host:8501 for REST, received "
+                                         r"'localhost:8501'"):
+        serving.ServingClient("localhost:8501", "m", SPEC)
+    with pytest.raises(ValueError, match=r"ServingClient `url` must be host:8500 \(no scheme\) for gRPC, received "
+                                         r"'http://x:8500'"):
+        serving.ServingClient("http://x:8500", "m", SPEC, protocol="grpc")
 
 
 def test_client_spec_from_files(tmp_path):
@@ -147,3 +156,7 @@ def test_client_over_loopback_http():
     finally:
         server.shutdown()
         server.server_close()
+    # Nothing listens there now: the error names the request's URL (once a bare "[Errno 111] Connection refused").
+    with pytest.raises(ConnectionError, match=r"No answer from TF Serving at http://127.0.0.1:\d+/v1/models/debtags"
+                                              r"/versions/1:predict \(`url` 'http://127.0.0.1:\d+', timeout 10 s\)"):
+        client.predict(["x"])

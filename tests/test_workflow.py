@@ -36,6 +36,9 @@ def test_config_errors(config_file, tmp_path):
                                         r"\(mtk.load_config\(path\)\), received 3 \(int\)"):
         mtk.train(3)
     assert not (tmp_path / "run").exists()
+    with pytest.raises(TypeError, match=r"`overrides` must be a list of 'key.sub=value' strings, received a single "
+                                        r"str 'training.epochs=2'; wrap it in a list"):  # once "received 't'"
+        mtk.load_config(config_file, "training.epochs=2")
     with pytest.raises(ValueError, match=r"Unknown config key\(s\) \['training.epoch'\]; valid keys under training: "
                                          r"\['batch_size', 'beta_2', 'distribute'"):
         mtk.config.parse_config({**base, "training": {"epoch": 3}})

@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from typing import Any
 
-from mtkeras._checks import check_bool
+from mtkeras._checks import check_bool, check_version
 from mtkeras._compat import keras, tf, transformers
 from mtkeras._io import disk_error, write_json
 from mtkeras.calibration import calibrated
@@ -170,17 +170,6 @@ def check_export_name(name: Any) -> str:
     return name
 
 
-#: TF Serving reads version folders as int64.
-MAX_VERSION = 2**63 - 1
-
-
-def _check_version(version: Any) -> int:
-    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= MAX_VERSION:
-        raise ValueError(f"`version` must be a positive integer up to 2**63 - 1 (TF Serving's int64 version "
-                         f"folder), received {version!r}.")
-    return version
-
-
 _DISK_REASONS = ("No space left on device", "Read-only file system", "Permission denied", "Disk quota exceeded",
                  "File too large")
 
@@ -250,7 +239,7 @@ def export_saved_model(
         >>> export_saved_model("runs/debtags", "saved_models/debtags", version=1)
         'saved_models/debtags/1'
     """
-    version = _check_version(version)
+    version = check_version(version)
     check_bool(warmup, "warmup")
     if check_precision(precision) == "auto":
         raise ValueError("`precision` 'auto' is refused for an export: it would pick the precision of the "
