@@ -76,6 +76,17 @@ def save_model(
     return folder
 
 
+def _what_it_is(folder: str) -> str:
+    """What a folder that is not a model folder looks like, for the error: an export, or a run not finished."""
+    if os.path.exists(os.path.join(folder, "saved_model.pb")):
+        return ("; this is a SavedModel export: serve it (TF Serving, mtk.ServingClient) or load it with "
+                "tf.saved_model.load, and give this command the model or run folder it was exported from")
+    if os.path.isdir(os.path.join(folder, "backup")) or os.path.exists(os.path.join(folder, "history.csv")):
+        return ("; this looks like a run of `mtkeras train` that has not finished (no model/ yet): run the same "
+                "`mtkeras train` command again to resume it")
+    return ""
+
+
 def _check_replaceable(folder: str, overwrite: bool) -> None:
     """Refuse to write ``folder`` where that would lose something: an existing path unless ``overwrite``, and
     never a file or a folder that holds something other than a model (``overwrite`` replaces a model folder)."""
@@ -127,7 +138,7 @@ def load_model(folder: str | os.PathLike) -> tuple[keras.Model, TaskSpec, Any]:
         if not os.path.exists(os.path.join(folder, name)):
             raise FileNotFoundError(
                 f"{folder!r} is not an mtkeras model folder: {name!r} is missing; expected "
-                f"{[MODEL_FILE, SPEC_FILE, TOKENIZER_DIR]} as written by save_model."
+                f"{[MODEL_FILE, SPEC_FILE, TOKENIZER_DIR]} as written by save_model{_what_it_is(folder)}."
             )
     spec = TaskSpec.load(os.path.join(folder, SPEC_FILE))
     model = _load_keras_file(os.path.join(folder, MODEL_FILE))

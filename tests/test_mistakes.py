@@ -124,6 +124,20 @@ def _model(command: str, *args: str, damage: Callable[[Path], None] | None = Non
     return prepare
 
 
+def _as_export(model: Path) -> None:
+    """The model folder turned into what an export's version folder holds."""
+    shutil.rmtree(model)
+    (model / "variables").mkdir(parents=True)
+    (model / "saved_model.pb").write_bytes(b"\x08\x01")
+
+
+def _as_unfinished_run(model: Path) -> None:
+    """The model folder turned into a run folder killed before its model was written."""
+    shutil.rmtree(model)
+    (model / "backup").mkdir(parents=True)
+    (model / "history.csv").write_text("epoch,loss\n0,1.0\n")
+
+
 def _truncate(model: Path) -> None:
     data = (model / "model.keras").read_bytes()
     (model / "model.keras").write_bytes(data[: len(data) // 2])
@@ -324,6 +338,11 @@ CLI_CASES: dict[str, tuple[Callable[[Path, Fixtures], list[str]], tuple[str, ...
     "tokenizer files missing": (_model("predict", "{texts}", damage=_remove_tokenizer_files),
                                 (r"tokenizer", r"vocabulary")),
     # --- predict / evaluate inputs
+    # Added 2026-12-06 (seventh session): both once said only that model.keras is missing.
+    "predict on a SavedModel export": (_model("predict", "{texts}", damage=_as_export),
+                                       (r"model.keras", r"this is a SavedModel export: serve it")),
+    "export an unfinished run": (_model("export", "--name", "m", damage=_as_unfinished_run),
+                                 (r"model.keras", r"has not finished .* run the same `mtkeras train` command again")),
     "predict input missing": (_model("predict", "absent.txt"), (r"absent.txt",)),
     "predict input a folder": (_model("predict", "in", files={"in": None}), (r"'in'", r"folder|directory")),
     "predict input invalid UTF-8": (_model("predict", "in.txt", files={"in.txt": b"ok\nbad \xff\n"}),
