@@ -336,6 +336,12 @@ def test_export_from_a_model_folder_and_overwrite(trained, tiny_tokenizer, tmp_p
     os.makedirs(base / ".mtkeras-export-1-leftover")  # what a killed export leaves
     again = mtk.export_saved_model(folder, base, version=1, overwrite=True)
     assert again == first and sorted(os.listdir(base)) == ["1"]
+    (base / "2").mkdir()
+    (base / "2" / "notes.txt").write_text("keep me")  # a folder named like a version, not an export
+    with pytest.raises(FileExistsError, match=r"served/2' exists and is not a SavedModel \(no saved_model.pb\); "
+                                              r"overwrite=True replaces an export's version only"):
+        mtk.export_saved_model(folder, base, version=2, overwrite=True)
+    assert sorted(os.listdir(base / "2")) == ["notes.txt"] and sorted(os.listdir(base)) == ["1", "2"]
 
 
 @pytest.mark.parametrize("version", [0, -1, "1", 1.0, True])

@@ -255,6 +255,10 @@ def export_saved_model(
     final = os.path.join(base_dir, str(version))
     if os.path.exists(final) and not overwrite:
         raise FileExistsError(f"Export {final!r} already exists; pass overwrite=True or use another version.")
+    if os.path.exists(final) and not os.path.exists(os.path.join(final, "saved_model.pb")) and (
+            not os.path.isdir(final) or os.listdir(final)):
+        raise FileExistsError(f"{final!r} exists and is not a SavedModel (no saved_model.pb); overwrite=True replaces "
+                              "an export's version only, never other files: use another version or base folder.")
     staging = None
     try:
         os.makedirs(base_dir, exist_ok=True)
