@@ -25,13 +25,18 @@ def calibrated_spec(spec: mtk.TaskSpec) -> mtk.TaskSpec:
     return spec.with_temperatures({"topic": 2.5, "colour": 0.6})
 
 
-def test_every_artefact_serves_the_same_calibrated_probabilities(tiny_spec, tiny_tokenizer, tmp_path):
+def calibrated_model(tiny_spec, tiny_tokenizer):
+    """A tiny model, its calibrated spec, texts, and the Predictor's raw and calibrated answers."""
     mtk.keras.utils.set_random_seed(11)
     model = mtk.build_model(tiny_spec, bert_config=tiny_config())
     spec = calibrated_spec(tiny_spec)
     texts = [r["text"] for r in synthetic_records(6, seed=3)]
     raw = mtk.Predictor(model, tiny_spec, tiny_tokenizer).predict_proba(texts)
-    python = mtk.Predictor(model, spec, tiny_tokenizer).predict_proba(texts)
+    return model, spec, texts, raw, mtk.Predictor(model, spec, tiny_tokenizer).predict_proba(texts)
+
+
+def test_the_predictor_and_the_keras_file_apply_the_temperatures(tiny_spec, tiny_tokenizer, tmp_path):
+    model, spec, texts, raw, python = calibrated_model(tiny_spec, tiny_tokenizer)
     expected = calibrate_arrays(spec, raw)
     for name in raw:
         np.testing.assert_allclose(python[name], expected[name], atol=1e-6)
@@ -41,6 +46,11 @@ def test_every_artefact_serves_the_same_calibrated_probabilities(tiny_spec, tiny
     mtk.save_model(model, spec, tmp_path / "m", tiny_tokenizer)
     loaded = mtk.Predictor.from_folder(str(tmp_path / "m")).predict_proba(texts)
     np.testing.assert_allclose(loaded["colour"], python["colour"], atol=1e-6)
+
+
+@pytest.mark.slow  # measured > 15 s; test_bag's four-artefact test serves a calibrated model by default
+def test_every_artefact_serves_the_same_calibrated_probabilities(tiny_spec, tiny_tokenizer, tmp_path):
+    model, spec, texts, raw, python = calibrated_model(tiny_spec, tiny_tokenizer)
     export = mtk.export_saved_model(model, str(tmp_path / "export"), spec=spec, tokenizer=tiny_tokenizer)
     served = tf.saved_model.load(export).signatures["serving_default"](text=tf.constant(texts))
     lite = tf.lite.Interpreter(model_path=mtk.export_tflite(model, str(tmp_path / "m.tflite"), spec=spec))

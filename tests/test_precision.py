@@ -41,6 +41,8 @@ def test_bfloat16_encoder_float32_heads_trains_saves_and_exports(tiny_spec, tiny
 
     export = mtk.export_saved_model(model, tmp_path / "served", spec=tiny_spec, tokenizer=tiny_tokenizer,
                                     precision="bfloat16")
+    assert json.loads((tmp_path / "served" / "1" / "assets.extra" / "mtkeras.json").read_text())["precision"] == \
+        "bfloat16"
     served = tf.saved_model.load(export).signatures["predict_ids"](**{k: tf.constant(v) for k, v in x.items()})
     for name in tiny_spec.group_names:
         np.testing.assert_allclose(served[f"{name}_probabilities"].numpy(), outputs[name].numpy(), atol=1e-5)
@@ -183,8 +185,7 @@ def test_model_precision_refuses_a_policy_it_does_not_know(tiny_spec):
         mp.model_precision(model)
 
 
-def test_predictor_and_export_in_bfloat16_agree_and_leave_the_model_as_it_was(tiny_model, tiny_spec,
-                                                                              tiny_tokenizer, tmp_path):
+def test_a_bfloat16_predictor_agrees_and_leaves_the_model_as_it_was(tiny_model, tiny_spec, tiny_tokenizer):
     texts = ["red alpha", "blue green beta program " * 4, "gamma", ""][:3]
     plain = mtk.Predictor(tiny_model, tiny_spec, tiny_tokenizer)
     half = mtk.Predictor(tiny_model, tiny_spec, tiny_tokenizer, precision="bfloat16")
@@ -203,6 +204,11 @@ def test_predictor_and_export_in_bfloat16_agree_and_leave_the_model_as_it_was(ti
     # None: the model as built, no copy
     assert mtk.Predictor(half.model, tiny_spec, tiny_tokenizer, precision=None).model is half.model
 
+
+@pytest.mark.slow  # measured > 15 s with the test above; a bfloat16 export stays in the default run (the first test)
+def test_a_bfloat16_export_answers_as_the_bfloat16_predictor(tiny_model, tiny_spec, tiny_tokenizer, tmp_path):
+    texts = ["red alpha", "blue green beta program " * 4, "gamma"]
+    got = mtk.Predictor(tiny_model, tiny_spec, tiny_tokenizer, precision="bfloat16").predict_proba(texts)
     export = mtk.export_saved_model(tiny_model, tmp_path / "bf16", spec=tiny_spec, tokenizer=tiny_tokenizer,
                                     precision="bfloat16")
     metadata = json.loads((tmp_path / "bf16" / "1" / "assets.extra" / "mtkeras.json").read_text())
@@ -213,7 +219,7 @@ def test_predictor_and_export_in_bfloat16_agree_and_leave_the_model_as_it_was(ti
     assert mp.model_precision(tiny_model) == "float32"
 
 
-@pytest.mark.slow  # measured > 15 s; bfloat16 training and export stay in the default run (the test above)
+@pytest.mark.slow  # measured > 15 s; bfloat16 training and export stay in the default run (the first test)
 def test_a_bfloat16_model_exports_float32_by_default_and_to_tflite(tiny_spec, tiny_tokenizer, tmp_path):
     mtk.keras.utils.set_random_seed(3)
     model = mtk.build_model(tiny_spec, bert_config=tiny_config(), mixed_precision="mixed_bfloat16")

@@ -116,6 +116,7 @@ def test_fit_predictor_and_saved_model_agree_on_long_texts(tiny_spec, tiny_token
                                        atol=1e-5, err_msg=signature)
 
 
+@pytest.mark.slow  # measured > 15 s in a full run; test_bag's four-artefact test feeds TFLite windowed rows
 def test_tflite_takes_windowed_rows(tiny_spec, tiny_tokenizer, tmp_path):
     spec = windowed(tiny_spec)
     mtk.keras.utils.set_random_seed(6)
