@@ -232,4 +232,3 @@ class Predictor:
             chunk = check_texts(chunk, start=offset)  # an item is named by its position in the whole stream
             yield from self._decode(self._proba(chunk), chunk)
             offset += len(chunk)
-
