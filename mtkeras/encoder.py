@@ -21,6 +21,7 @@ from mtkeras._compat import (
     TFBertModel,
     keras,
     load_pytorch_state_dict_in_tf2_model,
+    tf,
     transformers,
 )
 from mtkeras.spec import BERT_LAYER, ENCODER_LAYER, INPUT_NAMES, TaskSpec
@@ -62,6 +63,9 @@ class BertEncoder(keras.layers.Layer):
         # for the time it takes to create them.
         with _global_policy(self.dtype_policy.name):
             self.bert = TFBertModel(self.bert_config, add_pooling_layer=False, name=BERT_LAYER)
+        if self.compute_dtype == "bfloat16" and self.bert_config.hidden_act == "gelu":
+            for layer in self.bert.bert.encoder.layer:
+                layer.intermediate.intermediate_act_fn = _gelu_in_float32
 
     def build_weights(self) -> None:
         """Create the encoder's variables now (eagerly), e.g. before loading weights."""
@@ -85,6 +89,16 @@ class BertEncoder(keras.layers.Layer):
         config = super().get_config()
         config["bert_config"] = self.bert_config.to_dict()
         return config
+
+
+def _gelu_in_float32(x: Any) -> Any:
+    """The exact GELU computed in float32 and returned in ``x``'s dtype.
+
+    TensorFlow's CPU ``Erfc`` kernel has no vectorized bfloat16 form: under ``mixed_bfloat16`` the
+    exact GELU took 2-4x its float32 time (``benchmarks/op_profile.py``, BENCHMARKS.md). Computed in
+    float32 it costs two casts, and the answer is closer to float32's.
+    """
+    return tf.cast(keras.activations.gelu(tf.cast(x, tf.float32)), x.dtype)
 
 
 @contextlib.contextmanager
