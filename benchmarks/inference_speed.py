@@ -24,9 +24,11 @@ and ``--jit-compile --name multitask-xla`` for the ``xla`` table)
 and, for ``vs-torch``, the PyTorch virtualenv from ``benchmarks/torch_venv.sh``. ``vs-ort`` and ``int8`` use
 the run named by ``MTKERAS_BENCH_RUN`` (default ``multitask``) and its exports (``mtkeras export runs/bench/RUN
 --name RUN --output-dir runs/bench/exports --onnx``, ``... --tflite --onnx --quantize dynamic``, and ``--precision
-bfloat16 --name RUN-bf16``); their ONNX Runtime contender runs in the PyTorch virtualenv with ``onnxruntime==1.30.0``
-added (``runs/torch-venv/bin/pip install onnxruntime==1.30.0 onnx==1.23.1``): it exports the same MiniLM from
-PyTorch with mean pooling and the four heads once (``runs/bench/exports/ort-minilm/``) and fuses it.
+bfloat16 --name RUN-bf16``; with ``MTKERAS_BENCH_BEFORE=CHECKOUT``, ``vs-ort`` adds the bfloat16 rows of another
+checkout of mtkeras, its Predictor run from it and its export ``RUN-bf16-before`` made by it); their ONNX
+Runtime contender runs in its own virtualenv (``bash benchmarks/ort_venv.sh``: ``runs/ort-venv``): it exports
+the same MiniLM from PyTorch with mean pooling and the four heads once (``runs/bench/exports/ort-minilm/``) and
+fuses it.
 ``bag`` compares the run named by ``MTKERAS_BENCH_PLAIN`` (default ``default-s29``: no bag) with those named by
 ``MTKERAS_BENCH_BAGS`` (comma-separated; default ``wide-bag64,wide-bag64-unigrams``), Predictor and SavedModel
 (``mtkeras export runs/bench/RUN --name RUN --output-dir runs/bench/exports`` for each). ``memory`` compares the
@@ -79,6 +81,7 @@ def flops(length: int) -> float:
 
 def _tables() -> dict[str, list[dict]]:
     run = os.environ.get("MTKERAS_BENCH_RUN", "multitask")
+    before = os.environ.get("MTKERAS_BENCH_BEFORE")
     ort_cache = os.path.join(EXPORTS, "ort-minilm")
     run_model = os.path.join(BENCH, run, "model")
     tflite, onnx, onnx_int8 = (os.path.join(EXPORTS, f"{run}-v1{suffix}")
@@ -125,6 +128,13 @@ def _tables() -> dict[str, list[dict]]:
              "paths": [_export(f"{run}-bf16")], "order": "input"},
             {"name": "HF transformers 5 + PyTorch, input order", "kind": "torch", "paths": [_minilm()],
              "order": "input"},
+            *([] if not before else [
+                {"name": "mtkeras Predictor bfloat16, before (GELU in bfloat16)", "kind": "predictor",
+                 "paths": [run_model], "order": "sorted", "args": ["--precision", "bfloat16"],
+                 "pythonpath": before},
+                {"name": "SavedModel bfloat16, before (GELU in bfloat16), requests of 32", "kind": "savedmodel",
+                 "paths": [_export(f"{run}-bf16-before")], "order": "input"},
+            ]),
         ],
         "int8": [
             {"name": "SavedModel float32 serving_default, requests of 32", "kind": "savedmodel",
@@ -200,6 +210,8 @@ def start_worker(contender: dict, texts_path: str) -> subprocess.Popen:
     command = [python, os.path.join(ROOT, "benchmarks", "_workers.py"), contender["kind"], texts_path,
                *contender["paths"], *contender.get("args", [])]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    if contender.get("pythonpath"):  # another checkout's mtkeras (a "before" row)
+        env["PYTHONPATH"] = contender["pythonpath"]
     return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
 
