@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -63,9 +64,9 @@ class BertEncoder(keras.layers.Layer):
         # for the time it takes to create them.
         with _global_policy(self.dtype_policy.name):
             self.bert = TFBertModel(self.bert_config, add_pooling_layer=False, name=BERT_LAYER)
-        if self.compute_dtype == "bfloat16" and self.bert_config.hidden_act == "gelu":
+        if self.bert_config.hidden_act == "gelu":  # the exact GELU: fused with its Dense (below)
             for layer in self.bert.bert.encoder.layer:
-                layer.intermediate.intermediate_act_fn = _gelu_in_float32
+                layer.intermediate.call = types.MethodType(_dense_gelu, layer.intermediate)
 
     def build_weights(self) -> None:
         """Create the encoder's variables now (eagerly), e.g. before loading weights."""
@@ -91,14 +92,22 @@ class BertEncoder(keras.layers.Layer):
         return config
 
 
-def _gelu_in_float32(x: Any) -> Any:
-    """The exact GELU computed in float32 and returned in ``x``'s dtype.
+def _dense_gelu(self: Any, hidden_states: Any) -> Any:
+    """transformers' ``TFBertIntermediate.call`` (Dense, then the exact GELU) on ``[tokens, hidden]``.
 
-    TensorFlow's CPU ``Erfc`` kernel has no vectorized bfloat16 form: under ``mixed_bfloat16`` the
-    exact GELU took 2-4x its float32 time (``benchmarks/op_profile.py``, BENCHMARKS.md). Computed in
-    float32 it costs two casts, and the answer is closer to float32's.
+    Keras' ``Dense`` on ``[batch, length, hidden]`` reshapes between its MatMul and its BiasAdd
+    (``tensordot``), so TensorFlow's oneDNN remapper leaves MatMul, BiasAdd and the GELU apart; on
+    two-dimensional operands it fuses the three into one ``_MklNativeFusedMatMul``. That matters most in
+    bfloat16, where the unfused GELU's ``Erfc`` has no vectorized CPU kernel (4x its float32 time):
+    ``benchmarks/op_profile.py``, BENCHMARKS.md "Where the time goes, op by op". Same weights, same
+    variables, the same answer to float32 rounding.
     """
-    return tf.cast(keras.activations.gelu(tf.cast(x, tf.float32)), x.dtype)
+    shape = tf.shape(hidden_states)
+    flat = tf.reshape(hidden_states, [-1, shape[-1]])
+    dense = self.dense
+    out = tf.nn.bias_add(tf.matmul(flat, tf.cast(dense.kernel, flat.dtype)), tf.cast(dense.bias, flat.dtype))
+    out = tf.nn.gelu(out, approximate=False)
+    return tf.reshape(out, tf.concat([shape[:-1], [dense.units]], axis=0))
 
 
 @contextlib.contextmanager

@@ -55,6 +55,49 @@ def test_tf_model_h5_folder_loads(tmp_path, tiny_folder):
     np.testing.assert_allclose(encoder(_ids()).numpy(), expected.numpy(), atol=1e-6)
 
 
+def _op_counts(function, *args) -> dict:
+    """How many times each op type ran in one call of ``function``, read from TensorFlow's profiler trace."""
+    import collections
+    import glob
+    import tempfile
+
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    function(*args)  # traced before the profiled call
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        function(*args)
+        tf.profiler.experimental.stop()
+        (path,) = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)
+        space = xplane_pb2.XSpace()
+        with open(path, "rb") as trace:
+            space.ParseFromString(trace.read())
+    return collections.Counter(plane.event_metadata[e.metadata_id].name.partition(":")[2]
+                               for plane in space.planes for line in plane.lines for e in line.events)
+
+
+@pytest.mark.skipif(os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0", reason="the fusion is oneDNN's")
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
+def test_the_exact_gelu_runs_fused_with_its_dense(dtype):
+    # Unfused, bfloat16's Erfc has no vectorized CPU kernel (BENCHMARKS.md, op by op): every layer's FFN
+    # runs as one oneDNN MatMul + BiasAdd + GELU, in float32 and bfloat16 alike.
+    encoder = mtk.encoder.BertEncoder(tiny_config(), dtype=dtype)
+    counts = _op_counts(tf.function(encoder), _ids())
+    assert counts["Erfc"] == 0 and counts["_MklNativeFusedMatMul"] == 2  # one per layer
+
+
+def test_other_activations_are_transformers_own(tiny_folder):
+    config = tiny_config(hidden_act="gelu_new")  # the tanh approximation: nothing to fuse it with
+    encoder = mtk.encoder.BertEncoder(config)
+    source = TFBertModel(config, add_pooling_layer=False)
+    source(source.dummy_inputs)
+    encoder.build_weights()
+    encoder.bert.set_weights(source.get_weights())
+    intermediate = encoder.bert.bert.encoder.layer[0].intermediate
+    assert intermediate.call.__func__ is type(intermediate).call
+    np.testing.assert_allclose(encoder(_ids()).numpy(), source(**_ids()).last_hidden_state.numpy(), atol=1e-6)
+
+
 def test_missing_folder():
     with pytest.raises(FileNotFoundError, match=r"Encoder folder '/no/such/dir' does not exist; expected a"):
         mtk.encoder.load_encoder("/no/such/dir")

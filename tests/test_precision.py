@@ -44,8 +44,10 @@ def test_bfloat16_encoder_float32_heads_trains_saves_and_exports(tiny_spec, tiny
     assert json.loads((tmp_path / "served" / "1" / "assets.extra" / "mtkeras.json").read_text())["precision"] == \
         "bfloat16"
     served = tf.saved_model.load(export).signatures["predict_ids"](**{k: tf.constant(v) for k, v in x.items()})
+    # bfloat16 rounding apart: in a graph oneDNN fuses each FFN's MatMul, BiasAdd and GELU (rounding once);
+    # run eagerly, op by op, they round to bfloat16 after each op
     for name in tiny_spec.group_names:
-        np.testing.assert_allclose(served[f"{name}_probabilities"].numpy(), outputs[name].numpy(), atol=1e-5)
+        np.testing.assert_allclose(served[f"{name}_probabilities"].numpy(), outputs[name].numpy(), atol=2e-3)
 
 
 @pytest.mark.slow  # measured > 15 s; run with -m slow
@@ -69,9 +71,7 @@ def test_float16_gets_loss_scaling_trains_and_exports(tiny_spec, tiny_tokenizer,
 def test_xla_compiled_model_trains_and_exports(tiny_spec, tiny_tokenizer, tmp_path):
     model, x, losses = fitted(tiny_spec, tiny_tokenizer, jit_compile=True)
     assert np.isfinite(losses).all()
-    # exports are float32 unless asked (the bfloat16 test below): float16 here, to compare like with like
-    export = mtk.export_saved_model(model, tmp_path / "served", spec=tiny_spec, tokenizer=tiny_tokenizer,
-                                    precision="float16")
+    export = mtk.export_saved_model(model, tmp_path / "served", spec=tiny_spec, tokenizer=tiny_tokenizer)
     served = tf.saved_model.load(export).signatures["predict_ids"](**{k: tf.constant(v) for k, v in x.items()})
     for name, value in model(x).items():
         np.testing.assert_allclose(served[f"{name}_probabilities"].numpy(), value.numpy(), atol=1e-5)
@@ -207,31 +207,6 @@ def test_a_bfloat16_predictor_agrees_and_leaves_the_model_as_it_was(tiny_model, 
         np.testing.assert_allclose(value, want[name], atol=1e-5)
     # None: the model as built, no copy
     assert mtk.Predictor(half.model, tiny_spec, tiny_tokenizer, precision=None).model is half.model
-
-
-def _erfc_dtypes(model) -> list:
-    ids = tf.TensorSpec([None, None], tf.int32)
-    graph = tf.function(model).get_concrete_function({n: ids for n in mtk.spec.INPUT_NAMES}).graph
-    return [op.get_attr("T") for op in graph.get_operations() if op.type == "Erfc"]
-
-
-@pytest.mark.parametrize("hidden_act", ["gelu", "gelu_new"])
-def test_a_bfloat16_encoder_computes_its_exact_gelu_in_float32(tiny_spec, hidden_act):
-    # TensorFlow's CPU Erfc has no vectorized bfloat16 kernel (BENCHMARKS.md, op profile): the exact GELU
-    # of a bfloat16 encoder runs in float32 between two casts; other activations are left as transformers has them.
-    config = tiny_config()
-    config.hidden_act = hidden_act
-    half = _erfc_dtypes(mtk.build_model(tiny_spec, bert_config=config, mixed_precision="mixed_bfloat16"))
-    full = _erfc_dtypes(mtk.build_model(tiny_spec, bert_config=config))
-    if hidden_act == "gelu":
-        assert half == full == [tf.float32] * config.num_hidden_layers
-    else:  # the tanh approximation: no Erfc at all
-        assert half == full == []
-    x = tf.constant(np.linspace(-6, 6, 2001), tf.bfloat16)
-    got = tf.cast(mtk.encoder._gelu_in_float32(x), tf.float32)
-    assert got.dtype == tf.float32 and mtk.encoder._gelu_in_float32(x).dtype == tf.bfloat16
-    exact = mtk.keras.activations.gelu(tf.cast(x, tf.float32))
-    np.testing.assert_allclose(got, tf.cast(tf.cast(exact, tf.bfloat16), tf.float32), atol=0)  # one rounding
 
 
 @pytest.mark.slow  # measured > 15 s with the test above; a bfloat16 export stays in the default run (the first test)
