@@ -24,9 +24,9 @@ and ``--jit-compile --name multitask-xla`` for the ``xla`` table)
 and, for ``vs-torch``, the PyTorch virtualenv from ``benchmarks/torch_venv.sh``. ``vs-ort`` and ``int8`` use
 the run named by ``MTKERAS_BENCH_RUN`` (default ``multitask``) and its exports (``mtkeras export runs/bench/RUN
 --name RUN --output-dir runs/bench/exports --onnx``, ``... --tflite --onnx --quantize dynamic``, and ``--precision
-bfloat16 --name RUN-bf16``; with ``MTKERAS_BENCH_BEFORE=CHECKOUT``, ``vs-ort`` adds the bfloat16 rows of another
-checkout of mtkeras, its Predictor run from it and its export ``RUN-bf16-before`` made by it); their ONNX
-Runtime contender runs in its own virtualenv (``bash benchmarks/ort_venv.sh``: ``runs/ort-venv``): it exports
+bfloat16 --name RUN-bf16``; with ``MTKERAS_BENCH_BEFORE=CHECKOUT``, ``vs-ort`` adds rows of another checkout of
+mtkeras: its bfloat16 Predictor run from it, and its exports ``RUN-before`` and ``RUN-bf16-before`` made by it);
+their ONNX Runtime contender runs in its own virtualenv (``bash benchmarks/ort_venv.sh``: ``runs/ort-venv``): it exports
 the same MiniLM from PyTorch with mean pooling and the four heads once (``runs/bench/exports/ort-minilm/``) and
 fuses it.
 ``bag`` compares the run named by ``MTKERAS_BENCH_PLAIN`` (default ``default-s29``: no bag) with those named by
@@ -129,10 +129,12 @@ def _tables() -> dict[str, list[dict]]:
             {"name": "HF transformers 5 + PyTorch, input order", "kind": "torch", "paths": [_minilm()],
              "order": "input"},
             *([] if not before else [
-                {"name": "mtkeras Predictor bfloat16, before (GELU in bfloat16)", "kind": "predictor",
+                {"name": "mtkeras Predictor bfloat16, before", "kind": "predictor",
                  "paths": [run_model], "order": "sorted", "args": ["--precision", "bfloat16"],
                  "pythonpath": before},
-                {"name": "SavedModel bfloat16, before (GELU in bfloat16), requests of 32", "kind": "savedmodel",
+                {"name": "SavedModel float32, before, requests of 32", "kind": "savedmodel",
+                 "paths": [_export(f"{run}-before")], "order": "input"},
+                {"name": "SavedModel bfloat16, before, requests of 32", "kind": "savedmodel",
                  "paths": [_export(f"{run}-bf16-before")], "order": "input"},
             ]),
         ],
