@@ -86,7 +86,7 @@ def test_the_exact_gelu_runs_fused_with_its_dense(dtype):
     assert counts["Erfc"] == 0 and counts["_MklNativeFusedMatMul"] == 2  # one per layer
 
 
-def test_other_activations_are_transformers_own(tiny_folder):
+def test_other_activations_are_transformers_own():
     config = tiny_config(hidden_act="gelu_new")  # the tanh approximation: nothing to fuse it with
     encoder = mtk.encoder.BertEncoder(config)
     source = TFBertModel(config, add_pooling_layer=False)
