@@ -6,7 +6,8 @@
 ``predict``: the trained model's weights in a model built per precision (``build_model(spec,
 mixed_precision=...)``), run by a ``Predictor`` without XLA (XLA shows as one opaque cluster op; without it
 every TensorFlow op is visible, and bfloat16 runs without XLA by default) over the first ``--texts``
-Debtags validation texts, length-sorted batches of 32, the tokenizer in the graph. ``train``: the default
+Debtags validation texts, length-sorted batches of 32 (the ``Predictor`` tokenizes in Python, outside the
+trace's ops). ``train``: the default
 multi-task model of ``examples/debtags.yaml`` and ``--batches`` bucketed batches of 32 of the train rows
 through ``model.train_step`` (the set-up of ``training_profile.py``).
 
@@ -16,7 +17,7 @@ op event on the executor threads (``name:Type``), its self time (its own duratio
 it), summed per op type. The report gives each contender's top op types with their share of the summed op
 time, and the share of matrix products (``MatMul``, ``BatchMatMul``, ``Einsum`` and oneDNN's fused forms) — the
 part that runs at the matmul rate ``peak_flops.py`` measures; the rest (softmax, layer norm, GELU, casts,
-transposes, the tokenizer) is what bfloat16 does not speed up. Op time is CPU time of the executor threads:
+transposes) is what bfloat16 does not speed up. Op time is CPU time of the executor threads:
 two ops running at once on the two cores both count, so it can exceed wall time. ``(executor)`` is the
 executor's own time between ops (scheduling, bookkeeping).
 """
@@ -66,8 +67,8 @@ def _op_self_times(logdir: str) -> collections.Counter:
         for line in plane.lines:
             if line.name == "python":  # the caller's thread: the whole call, not ops
                 continue
-            ops = sorted(((e.offset_ps, e.offset_ps + e.duration_ps, _op_type(names[e.metadata_id].name))
-                          for e in line.events if _op_type(names[e.metadata_id].name)),
+            ops = sorted(((e.offset_ps, e.offset_ps + e.duration_ps, kind) for e in line.events
+                          if (kind := _op_type(names[e.metadata_id].name))),
                          key=lambda event: (event[0], -event[1]))
             stack: list[list] = []  # [end, type, self_ps]
             for start, end, name in ops:
