@@ -34,6 +34,7 @@ from mtkeras.defaults import (
     THRESHOLD_SCOPE,
     THRESHOLD_SCOPES,
     TRAINING,
+    TRAINING_MIXED_PRECISION,
 )
 from mtkeras.files import TRUNCATED
 
@@ -51,7 +52,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "training": {
         **TRAINING.as_dict(),
-        "mixed_precision": None,
+        "mixed_precision": TRAINING_MIXED_PRECISION,
         "monitor": SELECTION_MONITOR,
         "monitor_mode": "max",
         "early_stopping_patience": 2,

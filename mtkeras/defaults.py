@@ -80,8 +80,13 @@ LOSS_WEIGHTINGS: dict[str, str] = {
 LOSS_WEIGHTING = "uncertainty"
 #: How :func:`mtkeras.tokenize` pads one call's texts.
 TOKENIZE_PADDINGS: tuple[str, ...] = ("longest", "max_length")
-#: Accepted ``mixed_precision`` values: float32 everywhere, or float16 / bfloat16 compute in the encoder.
-MIXED_PRECISION: tuple[str | None, ...] = (None, "mixed_float16", "mixed_bfloat16")
+#: Accepted ``mixed_precision`` values: float32 everywhere, float16 / bfloat16 compute in the encoder, or ``"auto"``:
+#: the policy of the precision ``AUTO_PRECISION`` picks on the machine that trains (mtkeras.precision).
+MIXED_PRECISION: tuple[str | None, ...] = (None, "mixed_float16", "mixed_bfloat16", "auto")
+#: ``training.mixed_precision`` of a new config: "auto", i.e. ``mixed_bfloat16`` on a CPU-only machine with bfloat16
+#: units, float32 elsewhere. There the recipe trains faster at the same quality within noise (three seeds,
+#: BENCHMARKS.md "The recipe trained in bfloat16"). ``build_model``'s own default stays float32.
+TRAINING_MIXED_PRECISION = "auto"
 #: Inference precisions (``Predictor(precision=...)``, ``export_saved_model(precision=...)``,
 #: ``mtkeras export --precision``) and the ``mixed_precision`` policy each builds the model in.
 PRECISIONS: dict[str, str | None] = {"float32": None, "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
@@ -92,8 +97,10 @@ AUTO_PRECISION: dict[str, str] = {"cpu_bfloat16": "bfloat16", "other": "float32"
 #: How much slower than float32 a precision runs without its units (bfloat16 on a CPU without AVX512-BF16,
 #: float16 on a CPU), measured with the Predictor: the figure the one-time warning gives.
 UNITLESS_SLOWDOWN: dict[str, float] = {"bfloat16": 2.4, "float16": 1.4}
-#: The Predictor's precision: "auto" follows AUTO_PRECISION on the machine it runs on.
-PREDICT_PRECISION = "float32"
+#: The Predictor's precision (and ``mtkeras predict`` / ``evaluate``'s): "auto" follows AUTO_PRECISION on the machine
+#: it runs on, bfloat16 where the CPU has bfloat16 units (faster, 99.4% of label sets equal: BENCHMARKS.md
+#: "Precision on this CPU"); pass ``precision="float32"`` for answers equal to a float32 export's to 1e-5.
+PREDICT_PRECISION = "auto"
 #: An export's precision: the artefact runs on the serving machine, whose units the exporting one cannot see.
 EXPORT_PRECISION = "float32"
 #: Accepted ``training.distribute`` values: one device, every local GPU (or CPU), or several machines

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -230,6 +230,7 @@ def cross_fitted_report(
     floor: float = 0.1,
     min_positives: int = 5,
     scope: str = THRESHOLD_SCOPE,
+    answers: Callable[[int], Mapping[str, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
     """An honest report: every row is scored with choices made on other rows only.
 
@@ -241,6 +242,11 @@ def cross_fitted_report(
     part is then scored with those choices. ``summary`` is the mean over parts of each headline
     number (with ``calibrate``, ``<group>/ece_uncalibrated`` too); ``folds`` keeps each part's
     report and choices.
+
+    ``answers`` (optional) maps a chosen candidate's index to the probabilities it answers with, when they are
+    not the ones it is chosen by (a model with a memory is chosen by its heads' probabilities, as its training
+    picks its checkpoint, and answers with the memory's blend): those are calibrated, tuned and scored. It is
+    called once per candidate chosen by some part, never for the others.
 
     Example:
         >>> report = cross_fitted_report(spec, [probs_epoch_1, probs_epoch_2], *encode_targets(spec, records))
@@ -255,6 +261,7 @@ def cross_fitted_report(
         rows = _check_arrays(spec, probs, targets, weights, what=f"candidates[{index}]")
     check_int(folds, "folds", 2, maximum=max(2, rows))
     part = _seeded_parts(rows, folds, seed)
+    answered: dict[int, Mapping[str, np.ndarray]] = {}
     reports = []
     for k in range(folds):
         choose, scored = part != k, part == k
@@ -262,7 +269,10 @@ def cross_fitted_report(
         scores = [selection_score(spec, evaluation_report(spec, _rows(probs, choose), chosen_targets, chosen_weights))
                   for probs in candidates]
         best = int(np.argmax(scores))  # ties: the earliest candidate
-        chosen_spec, probs, before, rules = spec, candidates[best], {}, {}
+        if answers is not None and best not in answered:
+            answered[best] = answers(best)
+            _check_arrays(spec, answered[best], targets, weights, what=f"answers({best})")
+        chosen_spec, probs, before, rules = spec, answered.get(best, candidates[best]), {}, {}
         if calibrate:
             from mtkeras.calibration import calibrate_arrays, fit_temperatures
 

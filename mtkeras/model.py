@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import contextlib
 
-from mtkeras._checks import check_option
 from mtkeras._compat import BertConfig, keras, tf
 from mtkeras.bag import PieceBag
-from mtkeras.defaults import MIXED_PRECISION
 from mtkeras.encoder import BertEncoder, check_spec_fits, load_bert_config, load_encoder
 from mtkeras.kinds import Features
 from mtkeras.memory import NeighbourMemory, NeighbourVote, remembering
+from mtkeras.precision import resolve_mixed_precision
 from mtkeras.spec import (
     DROPOUT_LAYER,
     ENCODER_LAYER,
@@ -53,7 +52,10 @@ def build_model(
             (tests, training from scratch).
         mixed_precision: ``"mixed_float16"`` (GPU) or ``"mixed_bfloat16"``
             (CPU/TPU) runs the encoder and pooling in half precision with
-            float32 weights; the heads and outputs stay float32.
+            float32 weights; the heads and outputs stay float32. ``"auto"``:
+            ``"mixed_bfloat16"`` on a CPU-only machine with bfloat16 units, else
+            float32 (:func:`mtkeras.precision.resolve_mixed_precision`). Default
+            float32.
         strategy: a ``tf.distribute`` strategy (``MirroredStrategy``,
             ``MultiWorkerMirroredStrategy``, ...): the model's variables are
             created under its scope, and :func:`compile_model` then creates the
@@ -80,7 +82,7 @@ def build_model(
             f"Groups {unfitted} have normalize=True but no `target_stats`; learn them from the training data first: "
             "spec = mtkeras.fit_target_stats(spec, train_records)."
         )
-    check_option(mixed_precision, "mixed_precision", MIXED_PRECISION)
+    mixed_precision = resolve_mixed_precision(mixed_precision)
     if strategy is not None and not isinstance(strategy, tf.distribute.Strategy):
         raise TypeError(f"`strategy` must be a tf.distribute.Strategy or None, received {strategy!r:.80}.")
     with strategy.scope() if strategy is not None else contextlib.nullcontext():

@@ -21,7 +21,7 @@ import platform
 from typing import Any
 
 from mtkeras._checks import check_option
-from mtkeras.defaults import AUTO_PRECISION, PRECISIONS, UNITLESS_SLOWDOWN
+from mtkeras.defaults import AUTO_PRECISION, MIXED_PRECISION, PRECISIONS, UNITLESS_SLOWDOWN
 
 logger = logging.getLogger("mtkeras")
 
@@ -84,6 +84,19 @@ def resolve_precision(value: Any, name: str = "precision") -> str:
         value = AUTO_PRECISION["cpu_bfloat16"] if cpu_bfloat16_units() and not _has_gpu() else AUTO_PRECISION["other"]
     warn_if_slow(value)
     return value
+
+
+def resolve_mixed_precision(value: Any, name: str = "mixed_precision") -> str | None:
+    """The Keras mixed-precision policy ``value`` (one of :data:`mtkeras.defaults.MIXED_PRECISION`) asks for on this
+    machine: ``"auto"`` becomes the policy of :func:`resolve_precision`'s ``"auto"`` (``"mixed_bfloat16"`` or
+    ``None``, float32); the others are kept. ValueError naming ``name`` for anything else.
+
+    Example:
+        >>> resolve_mixed_precision("auto")   # on a CPU with bfloat16 units
+        'mixed_bfloat16'
+    """
+    value = check_option(value, name, MIXED_PRECISION)
+    return PRECISIONS[resolve_precision("auto", name)] if value == "auto" else value
 
 
 def warn_if_slow(precision: str) -> None:

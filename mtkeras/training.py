@@ -330,7 +330,9 @@ class BestCheckpoint(keras.callbacks.Callback):
 class EpochPredictions(keras.callbacks.Callback):
     """Keeps every epoch's validation probabilities (``<folder>/epoch_<n>.npz``, n from 1), so the epochs
     can be compared on any rows afterwards (:func:`mtkeras.cross_fitted_report`) without keeping their weights;
-    with ``score``, adds ``val_selection_score`` (``score(probabilities)``) to the epoch logs.
+    with ``score``, adds ``val_selection_score`` (``score(probabilities)``) to the epoch logs. With
+    ``keep_weights``, each epoch's weights too (``epoch_<n>.weights.h5``, :func:`epoch_weights_path`): a model
+    with a memory answers with more than its heads, so an epoch chosen on other rows must be rebuilt to answer.
 
     ``predict`` returns ``{group: probabilities}`` for the validation texts with the weights of the model it is
     given (the live model). Place it before callbacks that monitor the score (:class:`BestCheckpoint`).
@@ -341,9 +343,10 @@ class EpochPredictions(keras.callbacks.Callback):
         folder: str,
         predict: Callable[[keras.Model], Mapping[str, np.ndarray]],
         score: Callable[[Mapping[str, np.ndarray]], float] | None = None,
+        keep_weights: bool = False,
     ) -> None:
         super().__init__()
-        self.folder, self.predict, self.score = folder, predict, score
+        self.folder, self.predict, self.score, self.keep_weights = folder, predict, score, keep_weights
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         probs = self.predict(self.model)
@@ -352,8 +355,17 @@ class EpochPredictions(keras.callbacks.Callback):
         with open(path + ".tmp", "wb") as handle:
             np.savez(handle, **{name: np.asarray(values) for name, values in probs.items()})
         os.replace(path + ".tmp", path)
+        if self.keep_weights:
+            path = epoch_weights_path(self.folder, epoch + 1)
+            self.model.save_weights(path + ".tmp.weights.h5")
+            os.replace(path + ".tmp.weights.h5", path)
         if self.score is not None and logs is not None:
             logs[SELECTION_MONITOR] = float(self.score(probs))
+
+
+def epoch_weights_path(folder: str, epoch: int) -> str:
+    """Where :class:`EpochPredictions` with ``keep_weights`` keeps epoch ``epoch``'s weights (epochs from 1)."""
+    return os.path.join(folder, f"epoch_{epoch}.weights.h5")
 
 
 def load_epoch_predictions(folder: str) -> dict[int, dict[str, np.ndarray]]:
@@ -398,7 +410,8 @@ def training_callbacks(
     ``fit`` after an interruption continues from there. ``run_dir/best.weights.h5``
     holds the best weights by ``monitor``. With ``validation_records`` (and their
     ``tokenizer``; default: the spec's encoder's), ``run_dir/validation_predictions/``
-    keeps each epoch's probabilities and ``monitor`` defaults to ``val_selection_score``:
+    keeps each epoch's probabilities (and, for a spec with ``neighbours``, its weights) and ``monitor``
+    defaults to ``val_selection_score``:
     the mean over groups of each kind's ``selection_metric`` — the rule
     :func:`mtkeras.cross_fitted_report` picks epochs by. Without them it defaults to
     ``val_mean_roc_auc`` (``val_loss`` for regression-only specs).
@@ -434,7 +447,8 @@ def training_callbacks(
 def _validation_scores(
     spec: TaskSpec, run_dir: str, records: Sequence[Mapping[str, Any]], tokenizer: Any | None
 ) -> EpochPredictions:
-    """Every epoch's validation probabilities (the heads' own: no temperatures) and their selection score."""
+    """Every epoch's validation probabilities (the heads' own: no temperatures) and their selection score; with
+    a memory (``spec.neighbours``), every epoch's weights too."""
     from mtkeras.calibration import uncalibrated
     from mtkeras.data import encode_targets
     from mtkeras.encoder import load_tokenizer
@@ -456,7 +470,8 @@ def _validation_scores(
     def score(probs: Mapping[str, np.ndarray]) -> float:
         return selection_score(raw, evaluation_report(raw, probs, targets, weights))
 
-    return EpochPredictions(os.path.join(run_dir, EPOCH_PREDICTIONS), predict, score)
+    return EpochPredictions(os.path.join(run_dir, EPOCH_PREDICTIONS), predict, score,
+                            keep_weights=bool(spec.neighbours))
 
 
 BEST_WEIGHTS = "best.weights.h5"

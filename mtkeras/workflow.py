@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import itertools
 import json
 import logging
@@ -9,7 +11,7 @@ import math
 import os
 import random
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,21 +27,23 @@ from mtkeras.data import (
     read_records,
     stats_groups,
 )
-from mtkeras.defaults import DEFAULT_MONITOR
+from mtkeras.defaults import DEFAULT_MONITOR, PRECISIONS
 from mtkeras.encoder import load_tokenizer
 from mtkeras.evaluation import cross_fitted_report, evaluation_report, plot_roc_curves, summary, tune_thresholds
 from mtkeras.files import is_pattern
 from mtkeras.kinds import KINDS
 from mtkeras.memory import add_memory
 from mtkeras.model import build_model
+from mtkeras.precision import model_precision, resolve_mixed_precision
 from mtkeras.predict import Predictor
 from mtkeras.saving import RUN_MODEL_DIR, save_model
 from mtkeras.shards import is_shards
-from mtkeras.spec import TaskSpec
+from mtkeras.spec import ENCODER_LAYER, TaskSpec
 from mtkeras.training import (
     BEST_WEIGHTS,
     EPOCH_PREDICTIONS,
     compile_model,
+    epoch_weights_path,
     is_chief,
     load_epoch_predictions,
     log_names,
@@ -322,8 +326,13 @@ def _fit(run: _Run, verbose: int | str) -> None:
         train_ds = train_data(batch_size)
     validation_ds = make_dataset(spec, run.tokenizer, run.validation_records, batch_size=batch_size, padding=padding)
 
+    # "auto" is resolved once, on the machine that trains: the weights are float32 in every policy, so a run
+    # resumed elsewhere continues from the same checkpoint in that machine's policy.
+    policy = resolve_mixed_precision(training["mixed_precision"], "training.mixed_precision")
+    logger.warning("%s: training computes in %s (training.mixed_precision: %s).", run.run_dir, policy or "float32",
+                   training["mixed_precision"])
     # Warm-up over a proportion of all steps, then linear decay.
-    model = build_model(spec, mixed_precision=training["mixed_precision"], strategy=run.strategy)
+    model = build_model(spec, mixed_precision=policy, strategy=run.strategy)
     steps = training["epochs"] * steps_per_epoch
     warmup = int(training["warmup_proportion"] * steps)
     compile_model(
@@ -343,7 +352,7 @@ def _fit(run: _Run, verbose: int | str) -> None:
     if run.strategy is not None:
         # The rest (thresholds, report, save) runs on one device: a plain model with the best weights. (Loading
         # an .h5 weights file into a strategy's model fails on its sync-on-read metric variables in TF 2.21.)
-        model = build_model(spec, mixed_precision=training["mixed_precision"])
+        model = build_model(spec, mixed_precision=policy)
         compile_model(model, spec)
     model.load_weights(os.path.join(run.run_dir, BEST_WEIGHTS))
     shutil.rmtree(os.path.join(run.run_dir, "backup"), ignore_errors=True)  # training finished: nothing to resume
@@ -366,21 +375,26 @@ def _thresholds_and_report(run: _Run) -> tuple[dict, dict, dict]:
     with open(os.path.join(run.run_dir, BEST_WEIGHTS + ".json"), encoding="utf-8") as handle:
         best = json.load(handle)
     epochs = load_epoch_predictions(os.path.join(run.run_dir, EPOCH_PREDICTIONS))
-    raw = uncalibrated(spec)
-    if spec.remembers:  # the epochs' kept probabilities are the heads' alone: the deployed model's are the candidate
-        epochs, candidates = {}, ["the best epoch, with its memory"]
-    else:
-        candidates = [f"epoch {epoch}" for epoch in epochs] or ["the best epoch"]
-    probs = epochs.get(best["epoch"] + 1)
-    if probs is None:
+    raw, deployed = uncalibrated(spec), best["epoch"] + 1
+    probs = None if spec.remembers else epochs.get(deployed)
+    if probs is None:  # a memory's answers are more than the heads' kept probabilities
         probs = Predictor(run.model, raw, run.tokenizer, precision=None).predict_proba(
             [r[spec.text_column] for r in run.validation_records])
+    answers = None
+    if spec.remembers:  # epochs chosen by the heads' probabilities, as the checkpoint was; answers with a memory
+        folder = os.path.join(run.run_dir, EPOCH_PREDICTIONS)
+        epochs = {epoch: heads for epoch, heads in epochs.items()
+                  if epoch == deployed or os.path.exists(epoch_weights_path(folder, epoch))}
+        answers = _memory_answers(run, raw, list(epochs), deployed, probs)
+        candidates = [f"epoch {epoch}, with its memory" for epoch in epochs] or ["the best epoch, with its memory"]
+    else:
+        candidates = [f"epoch {epoch}" for epoch in epochs] or ["the best epoch"]
     targets, weights = encode_targets(spec, run.validation_records)
     thresholds = config["thresholds"]
     cross_fitted = cross_fitted_report(
         raw, list(epochs.values()) or [probs], targets, weights, seed=config["training"]["seed"],
         tune=thresholds["tune"], calibrate=thresholds["calibrate"], floor=thresholds["floor"],
-        min_positives=thresholds["min_positives"], scope=thresholds["scope"])
+        min_positives=thresholds["min_positives"], scope=thresholds["scope"], answers=answers if epochs else None)
     cross_fitted["candidates"] = candidates
     # The deployed model: temperatures fitted and thresholds tuned on all validation rows.
     run.raw_probs, run.spec = probs, raw
@@ -404,8 +418,34 @@ def _thresholds_and_report(run: _Run) -> tuple[dict, dict, dict]:
     return probs, targets, weights
 
 
+def _memory_answers(run: _Run, raw: TaskSpec, epochs: list[int], deployed: int,
+                    deployed_probs: Mapping[str, Any]) -> Callable[[int], Mapping[str, Any]]:
+    """``cross_fitted_report``'s ``answers`` for a model with a memory: candidate ``i`` answers as epoch
+    ``epochs[i]``'s weights with a memory of the training rows would. The deployed epoch's answers are
+    ``deployed_probs``; another epoch, chosen on some part of the validation rows, is rebuilt from its kept weights
+    and given its own memory (its vectors differ from the deployed epoch's)."""
+    folder = os.path.join(run.run_dir, EPOCH_PREDICTIONS)
+    training_spec = dataclasses.replace(raw, memory_rows=0)  # the model as trained: no memory yet
+    texts = [record[raw.text_column] for record in run.validation_records]
+
+    def answer(index: int) -> Mapping[str, Any]:
+        epoch = epochs[index]
+        if epoch == deployed:
+            return deployed_probs
+        logger.warning("%s: epoch %d, chosen on part of the validation rows, answers with its own memory.",
+                       run.run_dir, epoch)
+        model = build_model(training_spec, bert_config=run.model.get_layer(ENCODER_LAYER).bert_config,
+                            mixed_precision=PRECISIONS[model_precision(run.model)])
+        model.load_weights(epoch_weights_path(folder, epoch))
+        model, spec = add_memory(model, training_spec, run.train_records, tokenizer=run.tokenizer)
+        return Predictor(model, spec, run.tokenizer, precision=None).predict_proba(texts)
+
+    return answer
+
+
 def _save(run: _Run, probs: dict, targets: dict, weights: dict) -> None:
-    """Stage 9: model folder, metrics and ROC curves (none for regression-only runs)."""
+    """Stage 9: model folder, metrics and ROC curves (none for regression-only runs); the epochs' weights,
+    kept for the cross-fitted report of a model with a memory, are then removed."""
     save_model(run.model, run.spec, os.path.join(run.run_dir, RUN_MODEL_DIR), run.tokenizer)
     write_json(run.report, os.path.join(run.run_dir, "metrics.json"))
     plot_roc_curves(run.spec, probs, targets, weights, os.path.join(run.run_dir, "roc_curves.png"))
@@ -413,6 +453,10 @@ def _save(run: _Run, probs: dict, targets: dict, weights: dict) -> None:
                      uncalibrated=run.raw_probs if run.config["thresholds"]["calibrate"] else None)
     logger.warning("validation: %s", json.dumps(summary(run.report["validation"])))
     logger.warning("validation, cross-fitted (honest): %s", json.dumps(run.report["cross_fitted"]["summary"]))
+    folder = os.path.join(run.run_dir, EPOCH_PREDICTIONS)
+    for epoch in load_epoch_predictions(folder):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(epoch_weights_path(folder, epoch))
 
 
 def train(config: Mapping[str, Any] | str | os.PathLike, *, verbose: int | str = 1) -> str:

@@ -198,6 +198,34 @@ def test_cross_fitted_report_chooses_on_the_other_half(tiny_spec):
         mtk.cross_fitted_report(tiny_spec, [good], targets, folds=1)
 
 
+def test_cross_fitted_report_scores_what_the_chosen_candidate_answers(tiny_spec):
+    """``answers``: chosen by one set of probabilities (a memory's heads), scored on another (its blend)."""
+    rng = np.random.default_rng(4)
+    rows = 200
+    topic = np.eye(3)[rng.integers(0, 3, rows)].astype(np.float32)
+    colour = (rng.random((rows, 4)) < 0.4).astype(np.float32)
+    targets = {"topic": topic, "colour": colour}
+    noise = {"topic": softmax(rng.normal(size=(rows, 3))), "colour": rng.random((rows, 4)).astype(np.float32)}
+    fair = {"topic": softmax(topic + rng.normal(size=(rows, 3))), "colour": np.clip(0.4 * colour + 0.6 * rng.random(
+        (rows, 4)), 0, 1).astype(np.float32)}
+    perfect = {"topic": 0.9 * topic + 0.1 / 3, "colour": 0.8 * colour + 0.1}
+    asked = []
+
+    def answers(index):
+        asked.append(index)
+        return perfect
+
+    report = mtk.cross_fitted_report(tiny_spec, [noise, fair], targets, answers=answers)
+    assert [fold["candidate"] for fold in report["folds"]] == [1, 1] and asked == [1]  # once, the chosen one only
+    plain = mtk.cross_fitted_report(tiny_spec, [noise, fair], targets)
+    assert report["summary"]["topic/accuracy"] == 1.0 > plain["summary"]["topic/accuracy"]
+    assert report["summary"]["colour/micro_f1"] == 1.0 > plain["summary"]["colour/micro_f1"]
+    with pytest.raises(ValueError, match=r"Group 'topic': `answers\(1\)` and `targets` must have one row per text "
+                                         r"\(200 rows\), received rows \{'answers\(1\)': 3, 'targets': 200\}"):
+        mtk.cross_fitted_report(tiny_spec, [noise, fair], targets,
+                                answers=lambda index: {name: values[:3] for name, values in perfect.items()})
+
+
 def test_layer_wise_learning_rate_decay(tiny_spec):
     from mtkeras.training import lr_multipliers
 

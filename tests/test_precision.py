@@ -78,7 +78,8 @@ def test_xla_compiled_model_trains_and_exports(tiny_spec, tiny_tokenizer, tmp_pa
 
 
 def test_bad_mixed_precision(tiny_spec):
-    message = r"`mixed_precision` must be one of \[None, 'mixed_float16', 'mixed_bfloat16'\], received 'float16'"
+    message = (r"`mixed_precision` must be one of \[None, 'mixed_float16', 'mixed_bfloat16', 'auto'\], received "
+               r"'float16'")
     with pytest.raises(ValueError, match=message):
         mtk.build_model(tiny_spec, bert_config=tiny_config(), mixed_precision="float16")
 
@@ -148,6 +149,26 @@ def test_auto_follows_the_rule(monkeypatch, units, gpu, expected):
     monkeypatch.setattr(mp, "_has_gpu", lambda: gpu)
     assert mp.resolve_precision("auto") == expected == mp.AUTO_PRECISION["cpu_bfloat16" if units and not gpu
                                                                          else "other"]
+
+
+@pytest.mark.parametrize(("units", "gpu", "expected"), [(True, False, "mixed_bfloat16"), (False, False, None),
+                                                        (True, True, None)])
+def test_auto_mixed_precision_follows_the_same_rule(monkeypatch, tiny_spec, units, gpu, expected):
+    monkeypatch.setattr(mp, "cpu_bfloat16_units", lambda: units)
+    monkeypatch.setattr(mp, "_has_gpu", lambda: gpu)
+    assert mp.resolve_mixed_precision("auto") == expected
+    assert mp.resolve_mixed_precision("mixed_float16") == "mixed_float16" and mp.resolve_mixed_precision(None) is None
+    model = mtk.build_model(tiny_spec, bert_config=tiny_config(), mixed_precision="auto")
+    assert mp.model_precision(model) == ("bfloat16" if expected else "float32")
+    assert mtk.build_model(tiny_spec, bert_config=tiny_config()).get_layer("encoder").dtype_policy.name == "float32"
+
+
+@pytest.mark.parametrize("units", [True, False])
+def test_a_default_predictor_computes_in_what_auto_picks(monkeypatch, tiny_model, tiny_spec, tiny_tokenizer, units):
+    monkeypatch.setattr(mp, "cpu_bfloat16_units", lambda: units)
+    predictor = mtk.Predictor(tiny_model, tiny_spec, tiny_tokenizer)
+    assert predictor.precision == ("bfloat16" if units else "float32")
+    assert mp.model_precision(tiny_model) == "float32"  # the model given is left as it was
 
 
 def test_bfloat16_without_units_warns_once_with_the_slowdown(monkeypatch, caplog):

@@ -10,6 +10,7 @@ from conftest import write_jsonl
 
 import mtkeras as mtk
 from mtkeras.cli import main as cli_main
+from mtkeras.precision import model_precision, resolve_precision
 
 # --- config ----------------------------------------------------------------------------
 
@@ -60,7 +61,7 @@ def test_config_errors(config_file, tmp_path):
     with pytest.raises(ValueError, match=r"`training.jit_compile` must be true or false, received 'yes'"):
         mtk.config.parse_config({**base, "training": {"jit_compile": "yes"}})
     with pytest.raises(ValueError, match=r"`training.mixed_precision` must be one of \[None, 'mixed_float16', "
-                                         r"'mixed_bfloat16'\], received 'bf16'"):
+                                         r"'mixed_bfloat16', 'auto'\], received 'bf16'"):
         mtk.config.parse_config({**base, "training": {"mixed_precision": "bf16"}})
     with pytest.raises(TypeError, match=r"Config training. must be a mapping, received 3"):
         mtk.config.parse_config({**base, "training": 3})
@@ -233,6 +234,8 @@ def test_cli_train_evaluate_predict(config_file, tmp_path, capsys, monkeypatch):
     assert spec.group("colour").labels == ("blue", "green", "red", "yellow")  # taken from the data, sorted
     assert spec.group("colour").temperature is not None and spec.group("topic").temperature is not None
     used = json.loads((run / "config.json").read_text())
+    model, _, _ = mtk.load_model(run / "model")  # trained in what "auto" picks here (bfloat16 with its units)
+    assert used["training"]["mixed_precision"] == "auto" and model_precision(model) == resolve_precision("auto")
     assert used["training"]["epochs"] == 6 and used["data"]["train"] == str(tmp_path / "train.jsonl")
     # The deployed epoch is the one the cross-fitted report's rule (the selection score) picks on all rows.
     best = json.loads((run / "best.weights.h5.json").read_text())
