@@ -67,6 +67,9 @@ class BertEncoder(keras.layers.Layer):
         if self.bert_config.hidden_act == "gelu":  # the exact GELU: fused with its Dense (below)
             for layer in self.bert.bert.encoder.layer:
                 layer.intermediate.call = types.MethodType(_dense_gelu, layer.intermediate)
+        for module in self.bert.submodules:  # embeddings, attention probabilities, both residual branches
+            if type(module) is keras.layers.Dropout and module.noise_shape is None:
+                module.call = types.MethodType(_dropout, module)
 
     def build_weights(self) -> None:
         """Create the encoder's variables now (eagerly), e.g. before loading weights."""
@@ -108,6 +111,37 @@ def _dense_gelu(self: Any, hidden_states: Any) -> Any:
     out = tf.nn.bias_add(tf.matmul(flat, tf.cast(dense.kernel, flat.dtype)), tf.cast(dense.bias, flat.dtype))
     out = tf.nn.gelu(out, approximate=False)
     return tf.reshape(out, tf.concat([shape[:-1], [dense.units]], axis=0))
+
+
+#: Dropout's keep/drop draws are 16-bit: two from each 32-bit random number (:func:`_dropout`).
+_DRAW_BITS = 16
+
+
+def _dropout(self: Any, inputs: Any, training: Any = None) -> Any:
+    """``keras.layers.Dropout.call`` with half the random numbers: each 32-bit draw of the stateless Philox
+    generator decides two elements (16 bits each; rate 0.1 becomes 6554 / 65536, 0.10001), where Keras draws one
+    float per element. Dropout's random numbers were 9% of a training step's op time in both precisions
+    (``benchmarks/op_profile.py train``, BENCHMARKS.md "Where the time goes, op by op"). Each call takes a fresh
+    seed from a stateful op, so runs repeat under ``tf.random.set_seed`` as Keras' dropout does. Inference
+    (``training`` false) is the identity, as before."""
+    rate = float(self.rate)
+    if rate == 0.0:
+        return tf.identity(inputs)
+    if training is None:
+        training = keras.backend.learning_phase()
+
+    def dropped() -> Any:
+        shape = tf.shape(inputs)
+        size = tf.reduce_prod(shape)
+        seed = tf.random.uniform([2], maxval=tf.int32.max, dtype=tf.int32)
+        words = tf.random.stateless_uniform([(size + 1) // 2], seed, minval=None, maxval=None, dtype=tf.uint32)
+        draws = tf.reshape(tf.bitcast(words, tf.int16), [-1])[:size]  # uniform over [-2**15, 2**15)
+        dropped_draws = round(rate * 2**_DRAW_BITS)
+        keep = tf.reshape(draws >= tf.constant(dropped_draws - 2 ** (_DRAW_BITS - 1), tf.int16), shape)
+        scale = 1.0 / (1.0 - dropped_draws / 2**_DRAW_BITS)
+        return tf.where(keep, inputs * tf.cast(scale, inputs.dtype), tf.zeros([], inputs.dtype))
+
+    return tf.__internal__.smart_cond.smart_cond(training, dropped, lambda: tf.identity(inputs))
 
 
 @contextlib.contextmanager

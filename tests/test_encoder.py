@@ -86,6 +86,34 @@ def test_the_exact_gelu_runs_fused_with_its_dense(dtype):
     assert counts["Erfc"] == 0 and counts["_MklNativeFusedMatMul"] == 2  # one per layer
 
 
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
+def test_dropout_draws_16_bits_per_element(dtype):
+    # Keras' dropout draws one float per element (9% of a training step, BENCHMARKS.md op by op); the encoder's
+    # draws one 32-bit number per two elements. Same rate (to 1e-5), same scale, repeatable under a seed.
+    encoder = mtk.encoder.BertEncoder(tiny_config(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1),
+                                      dtype=dtype)
+    dropouts = [module for module in encoder.bert.submodules if isinstance(module, mtk.keras.layers.Dropout)]
+    assert len(dropouts) == 1 + 2 * 3  # embeddings; per layer: attention probabilities, both residual branches
+    layer = dropouts[0]
+    x = tf.ones([64, 100, 32], layer.compute_dtype)
+    tf.random.set_seed(5)
+    first = layer(x, training=True).numpy().astype(np.float32)
+    tf.random.set_seed(5)
+    np.testing.assert_array_equal(layer(x, training=True).numpy().astype(np.float32), first)
+    assert not np.array_equal(layer(x, training=True).numpy().astype(np.float32), first)  # a fresh mask per call
+    assert abs((first == 0).mean() - 0.1) < 0.005
+    np.testing.assert_allclose(first[first != 0], 1 / (1 - 6554 / 65536), rtol=1e-2 if "bfloat16" in dtype else 1e-6)
+    np.testing.assert_array_equal(layer(x, training=False).numpy(), x.numpy())
+    counts = _op_counts(tf.function(lambda ids: encoder(ids, training=True)), _ids())
+    assert counts["RandomUniform"] == 0 and counts["StatelessRandomUniformFullIntV2"] == 7
+    with tf.GradientTape() as tape:  # the mask passes gradients where it keeps, as Keras' does
+        tape.watch(x)
+        out = layer(x, training=True)
+        total = tf.reduce_sum(tf.cast(out, tf.float32))
+    gradient = tape.gradient(total, x).numpy().astype(np.float32)
+    np.testing.assert_array_equal(gradient == 0, out.numpy() == 0)
+
+
 def test_other_activations_are_transformers_own():
     config = tiny_config(hidden_act="gelu_new")  # the tanh approximation: nothing to fuse it with
     encoder = mtk.encoder.BertEncoder(config)
