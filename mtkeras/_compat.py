@@ -65,11 +65,22 @@ from transformers.modeling_tf_pytorch_utils import (  # noqa: E402
     load_pytorch_state_dict_in_tf2_model,
 )
 
+
+def keras_training() -> bool:
+    """Whether the Keras layer being called runs in training mode (``training=True`` given to an outer layer or
+    model, as ``fit`` does), for layers whose ``call`` takes no ``training`` argument. Read from tf_keras' call
+    context: private, pinned with tf_keras (``_TESTED``)."""
+    from tf_keras.src.engine.base_layer_utils import call_context
+
+    return call_context().training is True
+
+
 __all__ = [
     "AutoTokenizer",
     "BertConfig",
     "TFBertModel",
     "keras",
+    "keras_training",
     "load_pytorch_state_dict_in_tf2_model",
     "tf",
     "transformers",

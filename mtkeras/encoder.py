@@ -21,6 +21,7 @@ from mtkeras._compat import (
     BertConfig,
     TFBertModel,
     keras,
+    keras_training,
     load_pytorch_state_dict_in_tf2_model,
     tf,
     transformers,
@@ -104,12 +105,18 @@ def _dense_gelu(self: Any, hidden_states: Any) -> Any:
     bfloat16, where the unfused GELU's ``Erfc`` has no vectorized CPU kernel (4x its float32 time):
     ``benchmarks/op_profile.py``, BENCHMARKS.md "Where the time goes, op by op". Same weights, same
     variables, the same answer to float32 rounding.
+
+    In training the GELU stays unfused (its input is kept for the gradient), so in half precision it is
+    computed in float32 there, where ``Erfc`` is vectorized, and cast back.
     """
     shape = tf.shape(hidden_states)
     flat = tf.reshape(hidden_states, [-1, shape[-1]])
     dense = self.dense
     out = tf.nn.bias_add(tf.matmul(flat, tf.cast(dense.kernel, flat.dtype)), tf.cast(dense.bias, flat.dtype))
-    out = tf.nn.gelu(out, approximate=False)
+    if out.dtype != tf.float32 and keras_training():
+        out = tf.cast(tf.nn.gelu(tf.cast(out, tf.float32), approximate=False), out.dtype)
+    else:
+        out = tf.nn.gelu(out, approximate=False)
     return tf.reshape(out, tf.concat([shape[:-1], [dense.units]], axis=0))
 
 

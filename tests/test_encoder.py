@@ -114,6 +114,19 @@ def test_dropout_draws_16_bits_per_element(dtype):
     np.testing.assert_array_equal(gradient == 0, out.numpy() == 0)
 
 
+def test_a_half_precision_gelu_trains_in_float32():
+    # Training keeps the GELU unfused; bfloat16's Erfc is 2.4x float32's there (BENCHMARKS.md, op by op).
+    encoder = mtk.encoder.BertEncoder(tiny_config(), dtype="mixed_bfloat16")
+
+    def erfc_inputs(training):
+        graph = tf.function(lambda ids: encoder(ids, training=training)).get_concrete_function(_ids()).graph
+        return [op.inputs[0].dtype for op in graph.get_operations() if op.type == "Erfc"]
+
+    assert erfc_inputs(True) == [tf.float32] * 2 and erfc_inputs(False) == [tf.bfloat16] * 2  # one per layer
+    counts = _op_counts(tf.function(encoder), _ids())
+    assert counts["Erfc"] == 0 and counts["_MklNativeFusedMatMul"] == 2  # inference: still fused
+
+
 def test_other_activations_are_transformers_own():
     config = tiny_config(hidden_act="gelu_new")  # the tanh approximation: nothing to fuse it with
     encoder = mtk.encoder.BertEncoder(config)
