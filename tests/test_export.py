@@ -209,12 +209,12 @@ def assert_every_artefact_answers_alike(model, spec, tokenizer, texts, tmp_path,
     """The shared four-artefact check: the Keras file saved and loaded (spec included), the SavedModel served by a
     process with only TensorFlow and TF Text (both signatures) and TFLite answer ``texts`` (``ids``: their model
     inputs, by default ``mtk.tokenize`` at ``max_length``) with the Predictor's probabilities, for ``groups`` (names;
-    default every group)."""
-    python = mtk.Predictor(model, spec, tokenizer).predict_proba(texts)
+    default every group). The Predictor runs float32, as the exports do by default."""
+    python = mtk.Predictor(model, spec, tokenizer, precision="float32").predict_proba(texts)
     mtk.save_model(model, spec, tmp_path / "saved", tokenizer)
     loaded, loaded_spec, _ = mtk.load_model(tmp_path / "saved")
     assert loaded_spec == spec
-    reloaded = mtk.Predictor(loaded, loaded_spec, tokenizer).predict_proba(texts)
+    reloaded = mtk.Predictor(loaded, loaded_spec, tokenizer, precision="float32").predict_proba(texts)
     export = mtk.export_saved_model(model, str(tmp_path / "export"), spec=spec, tokenizer=tokenizer)
     if ids is None:
         ids = {k: np.asarray(v) for k, v in mtk.tokenize(tokenizer, texts, spec.max_length).items()}
@@ -256,7 +256,7 @@ def test_loads_without_mtkeras_and_matches_keras(exported, trained, tiny_tokeniz
     texts = real_texts()[:40] + ["red alpha", "blue green beta", "", "gamma " * 50]
     result = serve_in_fresh_process(exported, texts, mtk.tokenize(tiny_tokenizer, texts, spec.max_length), tmp_path)
 
-    predictor = mtk.Predictor(model, spec, tiny_tokenizer)
+    predictor = mtk.Predictor(model, spec, tiny_tokenizer, precision="float32")  # as exported
     keras_probs = predictor.predict_proba(texts)
     keras_labels = predictor.predict(texts)
     for group in spec.groups:

@@ -65,8 +65,8 @@ def remembered(tiny_folder, tiny_tokenizer):
 def test_the_vote_is_the_numpy_nearest_neighbour_rule(remembered, tiny_tokenizer):
     model, spec, with_memory, memory_spec, records = remembered
     texts = [r["text"] for r in synthetic_records(24, seed=9)] + ["", "gamma " * 40]
-    plain = mtk.Predictor(model, spec, tiny_tokenizer)
-    answers = mtk.Predictor(with_memory, memory_spec, tiny_tokenizer).predict_proba(texts)
+    plain = mtk.Predictor(model, spec, tiny_tokenizer, precision="float32")  # the numpy rule's precision
+    answers = mtk.Predictor(with_memory, memory_spec, tiny_tokenizer, precision="float32").predict_proba(texts)
     head = plain.predict_proba(texts)
     votes = numpy_votes(spec, plain.embed([r["text"] for r in records]), plain.embed(texts), records,
                         spec.neighbour_share)

@@ -86,8 +86,9 @@ def test_bad_mixed_precision(tiny_spec):
 
 def test_xla_predictor_pads_to_few_shapes_and_matches_the_plain_one(tiny_model, tiny_spec, tiny_tokenizer):
     texts = [" ".join(["red"] * n) for n in (1, 3, 7, 12, 20, 29)] + ["blue green"]
-    plain = mtk.Predictor(tiny_model, tiny_spec, tokenizer=tiny_tokenizer, batch_size=4, jit_compile=False)
-    xla = mtk.Predictor(tiny_model, tiny_spec, tokenizer=tiny_tokenizer, batch_size=4)  # XLA is the default
+    plain = mtk.Predictor(tiny_model, tiny_spec, tokenizer=tiny_tokenizer, batch_size=4, jit_compile=False,
+                          precision="float32")
+    xla = mtk.Predictor(tiny_model, tiny_spec, tokenizer=tiny_tokenizer, batch_size=4, precision="float32")  # XLA
     shapes = []
     forward = xla._forward
     xla._forward = lambda batch: shapes.append(batch["input_ids"].shape) or forward(batch)
@@ -212,7 +213,7 @@ def test_model_precision_refuses_a_policy_it_does_not_know(tiny_spec):
 
 def test_a_bfloat16_predictor_agrees_and_leaves_the_model_as_it_was(tiny_model, tiny_spec, tiny_tokenizer):
     texts = ["red alpha", "blue green beta program " * 4, "gamma", ""][:3]
-    plain = mtk.Predictor(tiny_model, tiny_spec, tiny_tokenizer)
+    plain = mtk.Predictor(tiny_model, tiny_spec, tiny_tokenizer, precision="float32")
     half = mtk.Predictor(tiny_model, tiny_spec, tiny_tokenizer, precision="bfloat16")
     assert (plain.precision, half.precision) == ("float32", "bfloat16")
     assert (plain.jit_compile, half.jit_compile) == (True, False)  # bfloat16: no XLA by default (measured)

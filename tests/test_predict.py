@@ -23,10 +23,14 @@ def test_predict_returns_label_names_per_group(predictor, tiny_spec):
         assert isinstance(row["colour"], list) and set(row["colour"]) <= set(tiny_spec.group("colour").labels)
 
 
-def test_results_are_in_input_order_whatever_the_batching(tiny_model, tiny_spec, tiny_tokenizer, predictor):
-    one_batch = mtk.Predictor(tiny_model, tiny_spec, tiny_tokenizer, batch_size=64).predict_proba(TEXTS)
-    chunked = mtk.Predictor(tiny_model, tiny_spec, tiny_tokenizer, batch_size=2, chunk_size=3).predict_proba(TEXTS)
-    sorted_batches = predictor.predict_proba(TEXTS)
+def test_results_are_in_input_order_whatever_the_batching(tiny_model, tiny_spec, tiny_tokenizer):
+    # float32: in bfloat16, padding to another length changes the rounding (not the order this test is about)
+    def predictor(**options):
+        return mtk.Predictor(tiny_model, tiny_spec, tiny_tokenizer, precision="float32", **options)
+
+    one_batch = predictor(batch_size=64).predict_proba(TEXTS)
+    chunked = predictor(batch_size=2, chunk_size=3).predict_proba(TEXTS)
+    sorted_batches = predictor(batch_size=2).predict_proba(TEXTS)
     x = mtk.tokenize(tiny_tokenizer, TEXTS, tiny_spec.max_length)
     direct = tiny_model.predict(x, verbose=0)
     for name in direct:
