@@ -361,6 +361,23 @@ def _validation_targets(folder: str) -> tuple[mtk.TaskSpec, dict, dict, dict]:
     return spec, config, targets, weights
 
 
+def _memory_answers(folder: str, spec: mtk.TaskSpec, config: dict, epochs: list[int]):
+    """``cross_fitted_report``'s ``answers`` for a run with a memory, for its deployed epoch only: the model
+    folder's validation probabilities (its own precision, as the run scored itself)."""
+    with open(os.path.join(folder, "best.weights.h5.json")) as handle:
+        deployed = json.load(handle)["epoch"] + 1  # counted from 0 there
+
+    def answers(index: int) -> dict:
+        if epochs[index] != deployed:
+            sys.exit(f"rescore: a half chose epoch {epochs[index]}, but only the deployed epoch {deployed}'s model "
+                     "(with its memory) is kept; its answers cannot be recomputed")
+        model, _, tokenizer = mtk.load_model(os.path.join(folder, "model"))
+        texts = [record[spec.text_column] for record in mtk.read_records(config["data"]["validation"], spec)]
+        return mtk.Predictor(model, spec, tokenizer, precision=None).predict_proba(texts)
+
+    return answers
+
+
 def rescore(name: str, scope: str | None = None, record_as: str | None = None,
             average: list[int] | None = None, seed: int | None = None) -> None:
     """Recompute a fine-tuned run's cross-fitted report from the validation probabilities it kept (every
@@ -369,7 +386,10 @@ def rescore(name: str, scope: str | None = None, record_as: str | None = None,
     table row) and leaves the run's ``metrics.json`` as it is. ``average`` (epoch numbers) scores one candidate,
     the mean of those epochs' probabilities: what averaging their checkpoints could give at best, at the cost
     of one model per epoch. ``seed`` splits the validation rows into other halves than the run's training seed
-    does (a run trained with seed 1 scored on the seed-0 halves of every other row)."""
+    does (a run trained with seed 1 scored on the seed-0 halves of every other row). A run with a memory is
+    rescored as ``mtkeras train`` scores it: epochs chosen by the heads' kept probabilities, answers with the
+    memory; only the deployed epoch's answers can be recomputed (its model folder), so a half that chooses
+    another epoch stops the rescore."""
     from mtkeras.training import load_epoch_predictions
 
     folder = os.path.join(OUT, name)
@@ -384,8 +404,13 @@ def rescore(name: str, scope: str | None = None, record_as: str | None = None,
         epochs = {0: {group: np.mean([epochs[e][group] for e in average], axis=0) for group in epochs[average[0]]}}
     settings = {**threshold_settings(config), "calibrate": True, **({"scope": scope} if scope else {})}
     halves = config["training"]["seed"] if seed is None else seed
-    report = mtk.cross_fitted_report(spec, list(epochs.values()), targets, weights, seed=halves, **settings)
-    report["candidates"] = [f"mean of epochs {average}"] if average else [f"epoch {epoch}" for epoch in epochs]
+    answers = None
+    if spec.remembers and not average:
+        answers = _memory_answers(folder, spec, config, list(epochs))
+    report = mtk.cross_fitted_report(spec, list(epochs.values()), targets, weights, seed=halves, answers=answers,
+                                     **settings)
+    report["candidates"] = ([f"mean of epochs {average}"] if average else
+                            [f"epoch {epoch}" + (", with its memory" if answers else "") for epoch in epochs])
     if record_as is None:
         with open(os.path.join(folder, "metrics.json")) as handle:
             metrics = json.load(handle)
