@@ -87,7 +87,8 @@ def main() -> None:
     x_val = mtk.tokenize(tokenizer, [r["text"] for r in validation], spec.max_length)
     y_val, w_val = mtk.encode_targets(spec, validation)
 
-    model = mtk.build_model(spec)
+    # "auto": mixed_bfloat16 on a CPU-only machine with bfloat16 units, float32 elsewhere (README, precision).
+    model = mtk.build_model(spec, mixed_precision="auto")
     steps = args.epochs * -(-len(train) // args.batch_size)
     mtk.compile_model(
         model, spec, learning_rate=args.learning_rate, warmup_steps=max(1, steps // 10), total_steps=steps + 1,
