@@ -104,6 +104,9 @@ class UncertaintyWeightedLoss(keras.losses.Loss):
                 f"{self.name} (group {self.group!r}): this loss is not bound to a model's learned log-variances; "
                 "compile the model with mtkeras.compile_model(model, spec), which binds it."
             )
+        # Keras' compile lets the loss it was given (this one) average over the batch under a tf.distribute strategy,
+        # and scales that average per replica itself; the inner loss computes the average for it.
+        self.inner._allow_sum_over_batch_size = self._allow_sum_over_batch_size
         value = tf.cast(self.inner(y_true, y_pred, sample_weight=sample_weight), tf.float32)
         log_variance = layer.log_variance[layer.group_names.index(self.group)]
         return tf.exp(-log_variance) * value + log_variance

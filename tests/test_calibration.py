@@ -26,13 +26,14 @@ def calibrated_spec(spec: mtk.TaskSpec) -> mtk.TaskSpec:
 
 
 def calibrated_model(tiny_spec, tiny_tokenizer):
-    """A tiny model, its calibrated spec, texts, and the Predictor's raw and calibrated answers."""
+    """A tiny model, its calibrated spec, texts, and the float32 Predictor's raw and calibrated answers (what a
+    float32 export must give)."""
     mtk.keras.utils.set_random_seed(11)
     model = mtk.build_model(tiny_spec, bert_config=tiny_config())
     spec = calibrated_spec(tiny_spec)
     texts = [r["text"] for r in synthetic_records(6, seed=3)]
-    raw = mtk.Predictor(model, tiny_spec, tiny_tokenizer).predict_proba(texts)
-    return model, spec, texts, raw, mtk.Predictor(model, spec, tiny_tokenizer).predict_proba(texts)
+    raw = mtk.Predictor(model, tiny_spec, tiny_tokenizer, precision="float32").predict_proba(texts)
+    return model, spec, texts, raw, mtk.Predictor(model, spec, tiny_tokenizer, precision="float32").predict_proba(texts)
 
 
 def test_the_predictor_and_the_keras_file_apply_the_temperatures(tiny_spec, tiny_tokenizer, tmp_path):

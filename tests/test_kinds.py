@@ -89,7 +89,7 @@ def test_saved_model_tflite_and_client_follow_the_declaration(trained, tiny_toke
     assert set(served) == set(declared)
     for name, output in declared.items():
         assert served[name].dtype.name == output.dtype and served[name].shape.rank == len(output.shape)
-    predictor = mtk.Predictor(model, spec, tiny_tokenizer)
+    predictor = mtk.Predictor(model, spec, tiny_tokenizer, precision="float32")  # as the float32 exports
     answers = [a[group.name] for a in predictor.predict(texts)]
     columns = {name: tensor.numpy().tolist() for name, tensor in served.items()}
     client = [row[group.name] for row in parse_rest_response({"outputs": columns}, path)]

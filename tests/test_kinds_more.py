@@ -443,7 +443,7 @@ def test_saved_model_and_tflite_match_keras(mixed_trained, tiny_tokenizer, tmp_p
     served = tf.saved_model.load(path).signatures["serving_default"](text=tf.constant(texts))
     assert set(served) == {"topic_probabilities", "topic_labels", "colour_probabilities", "colour_labels",
                            "count_values", "marks_probabilities", "marks_labels", "marks_words", "marks_offsets"}
-    predictor = mtk.Predictor(model, spec, tiny_tokenizer)
+    predictor = mtk.Predictor(model, spec, tiny_tokenizer, precision="float32")  # as the float32 exports
     probs, answers = predictor.predict_proba(texts), predictor.predict(texts)
     np.testing.assert_allclose(served["count_values"].numpy(), probs["count"], atol=1e-4)
     np.testing.assert_allclose(served["topic_probabilities"].numpy(), probs["topic"], atol=1e-5)
@@ -494,7 +494,7 @@ def test_token_export_runs_without_mtkeras(mixed_trained, tiny_tokenizer, tmp_pa
     result = serve_in_fresh_process(path, texts, mtk.tokenize(tiny_tokenizer, texts, spec.max_length), tmp_path)
     assert result["text"]["marks_offsets"][1] == [[0, 4], [6, 10], [11, 12]]
     assert result["empty"]["marks_offsets"] == [0, 0, 2] and result["empty"]["count_values"] == [0, 1]
-    predictor = mtk.Predictor(model, spec, tiny_tokenizer)
+    predictor = mtk.Predictor(model, spec, tiny_tokenizer, precision="float32")  # as the float32 exports
     np.testing.assert_allclose(result["ids"]["count_values"], predictor.predict_proba(texts)["count"], atol=1e-4)
 
 

@@ -129,11 +129,11 @@ def test_the_keras_file_and_tflite_answer_with_the_memory(remembered, tiny_token
     _, _, model, spec, _ = remembered
     spec = spec.with_temperatures({"topic": 1.5, "colour": 0.8})  # calibration applies to the blended answer
     texts = [r["text"] for r in synthetic_records(10, seed=11)] + ["", "x " * 40]
-    python = mtk.Predictor(model, spec, tiny_tokenizer).predict_proba(texts)
+    python = mtk.Predictor(model, spec, tiny_tokenizer, precision="float32").predict_proba(texts)  # as TFLite
     mtk.save_model(model, spec, tmp_path / "saved", tiny_tokenizer)
     loaded, loaded_spec, _ = mtk.load_model(tmp_path / "saved")
     assert loaded_spec == spec
-    reloaded = mtk.Predictor(loaded, loaded_spec, tiny_tokenizer).predict_proba(texts)
+    reloaded = mtk.Predictor(loaded, loaded_spec, tiny_tokenizer, precision="float32").predict_proba(texts)
     ids = {k: np.asarray(v) for k, v in mtk.tokenize(tiny_tokenizer, texts, spec.max_length).items()}
     interpreter = tf.lite.Interpreter(model_path=mtk.export_tflite(model, str(tmp_path / "m.tflite"), spec=spec))
     lite = interpreter.get_signature_runner()(**ids)

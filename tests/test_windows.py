@@ -104,7 +104,7 @@ def test_fit_predictor_and_saved_model_agree_on_long_texts(tiny_spec, tiny_token
     assert np.isfinite(history.history["loss"][0])
     texts = [r["text"] for r in records[:8]] + [LONG]
     spec = spec.with_temperatures({"topic": 1.7, "colour": 0.8})  # calibrated too
-    python = mtk.Predictor(model, spec, tiny_tokenizer).predict_proba(texts)
+    python = mtk.Predictor(model, spec, tiny_tokenizer, precision="float32").predict_proba(texts)
     export = mtk.export_saved_model(model, str(tmp_path / "export"), spec=spec, tokenizer=tiny_tokenizer)
     ids = mtk.data.pad_rows(window_rows(tiny_tokenizer, texts, spec), range(len(texts)), tiny_tokenizer.pad_token_id,
                             window=12)
