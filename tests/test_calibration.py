@@ -45,7 +45,7 @@ def test_the_predictor_and_the_keras_file_apply_the_temperatures(tiny_spec, tiny
     np.testing.assert_array_equal(python["topic"].argmax(1), raw["topic"].argmax(1))  # argmax unchanged
     assert uncalibrated(spec) == tiny_spec  # the heads' own probabilities again
     mtk.save_model(model, spec, tmp_path / "m", tiny_tokenizer)
-    loaded = mtk.Predictor.from_folder(str(tmp_path / "m")).predict_proba(texts)
+    loaded = mtk.Predictor.from_folder(str(tmp_path / "m"), precision="float32").predict_proba(texts)
     np.testing.assert_allclose(loaded["colour"], python["colour"], atol=1e-6)
 
 
