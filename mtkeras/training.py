@@ -363,8 +363,9 @@ class EpochPredictions(keras.callbacks.Callback):
             logs[SELECTION_MONITOR] = float(self.score(probs))
 
 
-def epoch_weights_path(folder: str, epoch: int) -> str:
-    """Where :class:`EpochPredictions` with ``keep_weights`` keeps epoch ``epoch``'s weights (epochs from 1)."""
+def epoch_weights_path(folder: str, epoch: int | str) -> str:
+    """Where :class:`EpochPredictions` with ``keep_weights`` keeps epoch ``epoch``'s weights (epochs from 1;
+    ``"*"``: the glob pattern of every epoch's)."""
     return os.path.join(folder, f"epoch_{epoch}.weights.h5")
 
 

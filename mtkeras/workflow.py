@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import glob
 import itertools
 import json
 import logging
@@ -374,7 +374,8 @@ def _thresholds_and_report(run: _Run) -> tuple[dict, dict, dict]:
     spec, config = run.spec, run.config
     with open(os.path.join(run.run_dir, BEST_WEIGHTS + ".json"), encoding="utf-8") as handle:
         best = json.load(handle)
-    epochs = load_epoch_predictions(os.path.join(run.run_dir, EPOCH_PREDICTIONS))
+    folder = os.path.join(run.run_dir, EPOCH_PREDICTIONS)
+    epochs = load_epoch_predictions(folder)
     raw, deployed = uncalibrated(spec), best["epoch"] + 1
     probs = None if spec.remembers else epochs.get(deployed)
     if probs is None:  # a memory's answers are more than the heads' kept probabilities
@@ -382,7 +383,6 @@ def _thresholds_and_report(run: _Run) -> tuple[dict, dict, dict]:
             [r[spec.text_column] for r in run.validation_records])
     answers = None
     if spec.remembers:  # epochs chosen by the heads' probabilities, as the checkpoint was; answers with a memory
-        folder = os.path.join(run.run_dir, EPOCH_PREDICTIONS)
         epochs = {epoch: heads for epoch, heads in epochs.items()
                   if epoch == deployed or os.path.exists(epoch_weights_path(folder, epoch))}
         answers = _memory_answers(run, raw, list(epochs), deployed, probs)
@@ -453,10 +453,8 @@ def _save(run: _Run, probs: dict, targets: dict, weights: dict) -> None:
                      uncalibrated=run.raw_probs if run.config["thresholds"]["calibrate"] else None)
     logger.warning("validation: %s", json.dumps(summary(run.report["validation"])))
     logger.warning("validation, cross-fitted (honest): %s", json.dumps(run.report["cross_fitted"]["summary"]))
-    folder = os.path.join(run.run_dir, EPOCH_PREDICTIONS)
-    for epoch in load_epoch_predictions(folder):
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(epoch_weights_path(folder, epoch))
+    for path in glob.glob(epoch_weights_path(os.path.join(run.run_dir, EPOCH_PREDICTIONS), "*")):
+        os.remove(path)
 
 
 def train(config: Mapping[str, Any] | str | os.PathLike, *, verbose: int | str = 1) -> str:
