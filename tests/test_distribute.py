@@ -1,6 +1,7 @@
 """tf.distribute: MirroredStrategy on 2 logical CPUs matches one device; 2 MultiWorkerMirrored workers agree, also
 when each reads its own TFRecord shards."""
 
+import dataclasses
 import json
 import os
 import socket
@@ -9,6 +10,11 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import tiny_config
+from test_kinds_more import mixed_records
+
+import mtkeras as mtk
+from mtkeras.defaults import LOSS_WEIGHTINGS
 
 JOB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distribute_job.py")
 
@@ -79,10 +85,27 @@ def test_two_workers_train_from_disjoint_shards_and_end_with_identical_weights(t
         np.testing.assert_array_equal(a[name], b[name])
 
 
-def test_distribute_config_and_chief(config_file, monkeypatch):
-    import pytest
+@pytest.mark.parametrize("weighting", sorted(LOSS_WEIGHTINGS))
+def test_one_replica_strategy_trains_every_kind_as_one_device_does(all_kinds_spec, tiny_tokenizer, weighting):
+    """In the default suite, what the slow multi-device tests check most often breaks first: every loss the
+    product compiles (each kind's, wrapped by each loss weighting) must accept a ``tf.distribute`` strategy's
+    scope, where Keras refuses a loss not cleared to average over the batch. One replica computes one device's
+    step, so the losses must agree too."""
+    from mtkeras._compat import tf
 
-    import mtkeras as mtk
+    spec = dataclasses.replace(all_kinds_spec, loss_weighting=weighting, head_dropout=0.0)
+    dataset = mtk.make_dataset(spec, tiny_tokenizer, mixed_records(16), batch_size=8, padding="longest")
+    losses = []
+    for strategy in (None, tf.distribute.MirroredStrategy(["/cpu:0"])):
+        mtk.keras.utils.set_random_seed(3)
+        model = mtk.build_model(spec, bert_config=tiny_config(), strategy=strategy)
+        mtk.compile_model(model, spec, learning_rate=1e-3)
+        losses.append(model.fit(dataset, epochs=1, verbose=0).history["loss"][0])
+    assert np.isfinite(losses[0])
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+
+
+def test_distribute_config_and_chief(config_file, monkeypatch):
     from mtkeras._compat import tf
     from mtkeras.training import is_chief, make_strategy
 
@@ -107,8 +130,6 @@ def test_distribute_config_and_chief(config_file, monkeypatch):
 
 @pytest.mark.slow  # measured > 15 s; run with -m slow
 def test_train_from_a_config_under_mirrored_strategy(config_file, tmp_path):
-    import mtkeras as mtk
-
     config = mtk.load_config(config_file, ["training.epochs=1", "training.distribute=mirrored"])
     run = mtk.train(config, verbose=0)
     assert os.path.isdir(os.path.join(run, "model"))
