@@ -1,0 +1,158 @@
+"""How far Debtags' labels agree with themselves: the ceiling a text model is scored against.
+
+    python benchmarks/label_agreement.py                              # near-duplicate pairs, copy agreement
+    python benchmarks/label_agreement.py --runs recipe-auto tfidf-x   # and those runs on the same rows
+
+For every validation description, the most similar training description (cosine of word 1-2-gram TF-IDF fitted
+on the training texts). Where the two are near-identical (cosine at least 0.95, 0.9, 0.8), copying the training
+row's labels is what a model that reads the text perfectly could answer at best from its training data; how
+often the copy is right measures how consistently the same description was labelled. A fine-tuned run (its kept
+validation probabilities, ``runs/bench/NAME/validation_predictions``, the last epoch: the recipe's deployed one)
+is scored on the same rows: section by argmax, each multilabel group with one threshold chosen on the *other*
+validation rows (F1 over the rest, a grid of 0.05 steps), so nothing is chosen on the rows scored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+import mtkeras as mtk
+from mtkeras.training import load_epoch_predictions
+from mtkeras.workflow import spec_from_config
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _runs import as_trained  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(ROOT, "examples", "data", "debtags")
+OUT = os.environ.get("MTKERAS_BENCH_OUT", os.path.join(ROOT, "runs", "bench"))
+CONFIG = os.path.join(ROOT, "examples", "debtags.yaml")
+CUTS = (0.95, 0.9, 0.8)
+GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
+
+
+def _micro_f1(truth: np.ndarray, decided: np.ndarray) -> float:
+    hits = float(np.sum(truth * decided))
+    return 2 * hits / max(float(np.sum(truth) + np.sum(decided)), 1.0)
+
+
+def _nearest(train: list[dict], validation: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit([r["text"] for r in train])
+    similarity = (vectorizer.transform([r["text"] for r in validation])
+                  @ vectorizer.transform([r["text"] for r in train]).T).tocsr()
+    return np.asarray(similarity.argmax(axis=1)).ravel(), similarity.max(axis=1).toarray().ravel()
+
+
+def _scores(spec: mtk.TaskSpec, targets: dict, decided: dict, rows: np.ndarray) -> dict[str, float]:
+    scores = {}
+    for group in spec.groups:
+        truth, answer = targets[group.name][rows], decided[group.name][rows]
+        if group.kind == "multiclass":
+            scores[group.name] = float(np.mean(truth.argmax(-1) == answer.argmax(-1)))
+        else:
+            scores[group.name] = _micro_f1(truth, answer)
+    return scores
+
+
+def _decide(spec: mtk.TaskSpec, targets: dict, probs: dict, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Section by argmax; each multilabel group at the one threshold that scores best on the rows *not* in
+    ``rows`` (the rows scored)."""
+    rest = ~rows
+    decided = {}
+    for group in spec.groups:
+        p = probs[group.name]
+        if group.kind == "multiclass":
+            decided[group.name] = np.eye(p.shape[-1])[p.argmax(-1)]
+            continue
+        best = max(GRID, key=lambda t: _micro_f1(targets[group.name][rest], (p[rest] >= t).astype(float)))
+        decided[group.name] = (p >= best).astype(float)
+    return decided
+
+
+def _untagged(spec: mtk.TaskSpec, targets: dict, probs: dict) -> dict[str, dict]:
+    """Where a run's false positives fall, with each half decided by the threshold chosen on the other
+    (seeded halves, as the benchmark's), per multilabel group: how many are on rows that carry no tag of the
+    group at all, and the micro-F1 it would score if its confident answers there (probability at least 0.8)
+    were right."""
+    half = np.random.default_rng(0).permutation(len(next(iter(targets.values())))) % 2 == 0
+    decided = {name: np.where(half[:, None], a, b) for name, (a, b) in
+               {n: (_decide(spec, targets, probs, half)[n], _decide(spec, targets, probs, ~half)[n])
+                for n in probs}.items()}
+    out = {}
+    for group in spec.groups:
+        if group.kind != "multilabel":
+            continue
+        truth, answer, p = targets[group.name], decided[group.name], probs[group.name]
+        untagged = truth.sum(-1) == 0
+        false = (1 - truth) * answer
+        completed = np.maximum(truth, ((p >= 0.8) & untagged[:, None]).astype(float))
+        out[group.name] = {"untagged rows": int(untagged.sum()), "false positives": int(false.sum()),
+                           "on untagged rows": int(false[untagged].sum()),
+                           "untagged rows answered confidently": int(((p >= 0.8) & untagged[:, None]).any(-1).sum()),
+                           "micro_f1": round(_micro_f1(truth, answer), 3),
+                           "micro_f1 if those were right": round(_micro_f1(completed, answer), 3)}
+    return out
+
+
+def _sample(spec: mtk.TaskSpec, validation: list[dict], targets: dict, probs: dict, group: str) -> list[str]:
+    """Ten seeded rows with no ``group`` tag that the run answers confidently (probability at least 0.8), to
+    read by hand: is the tag missing, or the answer wrong?"""
+    labels = next(g.labels for g in spec.groups if g.name == group)
+    p = probs[group]
+    rows = [i for i in np.flatnonzero(targets[group].sum(-1) == 0) if p[i].max() >= 0.8]
+    picked = sorted(np.random.default_rng(1).choice(rows, size=min(10, len(rows)), replace=False))
+    return [f"{validation[i]['package']}: {[labels[k] for k in np.flatnonzero(p[i] >= 0.8)]} | "
+            f"{validation[i]['text'][:160]}" for i in picked]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", nargs="*", default=[], help="runs in runs/bench whose kept probabilities to score")
+    args = parser.parse_args()
+    config = mtk.load_config(CONFIG, ["spec.encoder=unused"])
+    raw = {"spec": {**config["spec"], "bag_dim": 0, "bag_buckets": 0, "neighbours": 0}}
+    train = [json.loads(line) for line in open(os.path.join(DATA, "train.jsonl"), encoding="utf-8") if line.strip()]
+    validation = [json.loads(line) for line in open(os.path.join(DATA, "validation.jsonl"), encoding="utf-8")
+                  if line.strip()]
+    spec = spec_from_config(raw, train + validation)
+    targets, _ = mtk.encode_targets(spec, validation)
+    nearest, similarity = _nearest(train, validation)
+    copied, _ = mtk.encode_targets(spec, [train[j] for j in nearest])
+    results = {"rows": len(validation), "cuts": {}}
+    runs = {}
+    for name in args.runs:
+        run_spec, _ = as_trained(os.path.join(OUT, name))
+        if [g.labels for g in run_spec.groups] != [g.labels for g in spec.groups]:
+            sys.exit(f"--runs {name}: its groups' labels are not the Debtags config's")
+        epochs = load_epoch_predictions(os.path.join(OUT, name, "validation_predictions"))
+        runs[name] = epochs[max(epochs)]
+    for cut in CUTS:
+        rows = similarity >= cut
+        entry = {"rows": int(rows.sum()), "copy": _scores(spec, targets, copied, rows)}
+        for name, probs in runs.items():
+            entry[name] = _scores(spec, targets, _decide(spec, targets, probs, rows), rows)
+            entry[f"{name}, other rows"] = _scores(spec, targets, _decide(spec, targets, probs, ~rows), ~rows)
+        for group in ("interface", "use", "works_with"):
+            differ = [i for i in np.flatnonzero(rows) if set(validation[i][group]) != set(train[nearest[i]][group])]
+            one_empty = sum(1 for i in differ if not validation[i][group] or not train[nearest[i]][group])
+            entry[f"{group} sets differ"] = len(differ)
+            entry[f"{group} differ, one side empty"] = one_empty
+        results["cuts"][str(cut)] = entry
+    for group in ("interface", "use", "works_with"):
+        results[f"{group} empty (validation)"] = round(float(np.mean([not r[group] for r in validation])), 3)
+    for name, probs in runs.items():
+        results[f"{name}: untagged rows"] = _untagged(spec, targets, probs)
+    if runs:
+        results["read by hand"] = _sample(spec, validation, targets, runs[args.runs[0]], "interface")
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
