@@ -353,13 +353,16 @@ def evaluate(
 
     With ``output_dir``, also writes ``metrics.json`` and ``roc_curves.png`` there.
     """
-    from mtkeras.data import encode_targets
+    from mtkeras.data import check_rows, encode_targets
     from mtkeras.predict import Predictor
 
     if not isinstance(predictor, Predictor):
         raise TypeError(f"evaluate: `predictor` must be a Predictor (mtk.Predictor(model, spec, tokenizer), or "
                         f"Predictor.from_folder(path)), received {predictor!r:.80} ({type(predictor).__name__}).")
     spec = predictor.spec
+    check_rows(records)
+    if not records:
+        raise ValueError("evaluate: `records` is empty; a report needs at least one row with its labels.")
     if output_dir is not None and os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise NotADirectoryError(f"`output_dir` {os.fspath(output_dir)!r} is a file, not a folder.")
     targets, weights = encode_targets(spec, records)  # labels checked before the model runs

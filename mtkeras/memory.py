@@ -144,11 +144,12 @@ def add_memory(
     """
     from mtkeras.data import encode_targets
     from mtkeras.encoder import load_tokenizer
-    from mtkeras.model import build_model
+    from mtkeras.model import build_model, check_outputs
     from mtkeras.precision import PRECISIONS, model_precision
     from mtkeras.predict import Predictor
     from mtkeras.spec import ENCODER_LAYER
 
+    check_outputs(model, spec, "add_memory")
     if not spec.neighbours:
         raise ValueError("add_memory: `spec.neighbours` is 0 (no memory); set it to the number of nearest training "
                          "rows each text reads, e.g. dataclasses.replace(spec, neighbours=20).")

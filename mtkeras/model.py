@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+from typing import Any
 
 from mtkeras._compat import BertConfig, keras, tf
 from mtkeras.bag import PieceBag
@@ -89,9 +91,16 @@ def build_model(
         return _build(spec, bert_config, mixed_precision)
 
 
-def check_outputs(model: keras.Model, spec: TaskSpec) -> None:
-    """Refuse a ``model`` and ``spec`` that do not belong together: other group names, or a head whose width is not
-    its group's label count (a ValueError naming both)."""
+def check_outputs(model: Any, spec: Any, where: str, folder_hint: str = "mtk.load_model(path)") -> None:
+    """Refuse a ``model`` and ``spec`` that do not belong together, naming ``where`` (the function): a ``model``
+    that is not a Keras model (a TypeError; given a path, it says to load it with ``folder_hint``), a ``spec``
+    that is not a :class:`TaskSpec`, other group names, or a head whose width is not its group's label count (a
+    ValueError naming both)."""
+    if not isinstance(model, keras.Model):
+        hint = f"; for a model or run folder: {folder_hint}" if isinstance(model, (str, os.PathLike)) else ""
+        raise TypeError(f"{where}: `model` must be a Keras model{hint}, received {model!r:.80} "
+                        f"({type(model).__name__}).")
+    check_spec(spec, where)
     outputs = dict(zip(model.output_names, model.outputs, strict=True))
     if sorted(outputs) != sorted(spec.group_names):
         raise ValueError(

@@ -18,7 +18,7 @@ from mtkeras.defaults import PREDICT_JIT_COMPILE, PREDICT_NO_JIT_PRECISIONS, PRE
 from mtkeras.encoder import load_tokenizer
 from mtkeras.model import check_outputs, ids_signature
 from mtkeras.precision import model_precision, with_precision
-from mtkeras.spec import POOLING_LAYER, TaskSpec, check_spec
+from mtkeras.spec import POOLING_LAYER, TaskSpec
 
 
 class Predictor:
@@ -61,12 +61,7 @@ class Predictor:
         jit_compile: bool | None = None,
         precision: str | None = PREDICT_PRECISION,
     ) -> None:
-        if not isinstance(model, keras.Model):
-            hint = "; for a model or run folder: Predictor.from_folder(path)" if isinstance(
-                model, (str, os.PathLike)) else ""
-            raise TypeError(f"Predictor: `model` must be a Keras model{hint}, received {model!r:.80} "
-                            f"({type(model).__name__}).")
-        check_spec(spec, "Predictor")
+        check_outputs(model, spec, "Predictor", folder_hint="Predictor.from_folder(path)")
         if isinstance(tokenizer, (str, os.PathLike)):
             raise TypeError(f"Predictor: `tokenizer` must be a Hugging Face tokenizer (from a folder: "
                             f"mtk.load_tokenizer(path)), received {tokenizer!r:.80} ({type(tokenizer).__name__}).")
@@ -74,7 +69,6 @@ class Predictor:
         check_int(chunk_size, "chunk_size", 1)
         if jit_compile is not None:
             check_bool(jit_compile, "jit_compile")
-        check_outputs(model, spec)
         model = model if precision is None else with_precision(model, spec, precision)
         #: What the encoder computes in ("float32", "bfloat16" or "float16").
         self.precision = model_precision(model)

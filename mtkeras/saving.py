@@ -48,7 +48,7 @@ def save_model(
     """
     folder = os.path.abspath(os.fspath(folder))
     _check_replaceable(folder, overwrite)
-    check_outputs(model, spec)
+    check_outputs(model, spec, "save_model")
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec.encoder)
     parent = os.path.dirname(folder)
     try:

@@ -19,7 +19,7 @@ from mtkeras.defaults import DEFAULT_MONITOR, DISTRIBUTE, ROC_AUC, SELECTION_MON
 from mtkeras.memory import remembering
 from mtkeras.model import check_outputs
 from mtkeras.optim import RAdam
-from mtkeras.spec import ENCODER_LAYER, HEAD_SUFFIX, PIECE_BAG_LAYER, UNCERTAINTY_LAYER, TaskSpec
+from mtkeras.spec import ENCODER_LAYER, HEAD_SUFFIX, PIECE_BAG_LAYER, UNCERTAINTY_LAYER, TaskSpec, check_spec
 from mtkeras.uncertainty import LossScales, TaskUncertainty, UncertaintyWeightedLoss
 
 logger = logging.getLogger("mtkeras")
@@ -122,7 +122,7 @@ def compile_model(
     check_number(weight_decay, "weight_decay", 0.0, allow_none=True)
     check_int(warmup_steps, "warmup_steps", 0)
     check_int(total_steps, "total_steps", 0)
-    check_outputs(model, spec)
+    check_outputs(model, spec, "compile_model")
     outputs = set(model.output_names)
     taken = sorted(set(compile_kwargs) & _FROM_THE_SPEC.keys())
     if taken:
@@ -421,6 +421,7 @@ def training_callbacks(
         >>> callbacks = training_callbacks(spec, "runs/x", validation_records=val_records, tokenizer=tokenizer)
         >>> model.fit(train, validation_data=val, epochs=5, callbacks=callbacks)
     """
+    check_spec(spec, "training_callbacks")
     with_auc = [group.name for group in spec.groups if ROC_AUC in group.rules.metric_names]
     callbacks: list[keras.callbacks.Callback] = [
         StopOnNonFiniteLoss(spec.group_names),
@@ -532,6 +533,7 @@ def suggest_loss_weights(
     from mtkeras.encoder import load_tokenizer
     from mtkeras.model import build_model
 
+    check_spec(spec, "suggest_loss_weights")
     check_int(steps, "steps", 1)
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec.encoder)
     if eval_records is None:

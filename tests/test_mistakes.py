@@ -525,6 +525,45 @@ def test_decode_checks_shapes_against_the_spec(predictor, name):
         predictor.decode(change(probs))
 
 
+#: Public functions given a path (or a string) where they take a model or a spec: each names itself, the
+#: argument and the value, and says how to load one.
+WRONG_OBJECTS = {
+    "compile_model(path)": (lambda m, s, t: mtk.compile_model("runs/x", s),
+                            r"compile_model: `model` must be a Keras model; for a model or run folder: "
+                            r"mtk.load_model\(path\), received 'runs/x' \(str\)"),
+    "save_model(path)": (lambda m, s, t: mtk.save_model("runs/x", s, "unused", t),
+                         r"save_model: `model` must be a Keras model; .*received 'runs/x' \(str\)"),
+    "add_memory(path)": (lambda m, s, t: mtk.add_memory("runs/x", s, [{"text": "alpha", "topic": "alpha"}]),
+                         r"add_memory: `model` must be a Keras model; for a model or run folder: "
+                         r"mtk.load_model\(path\), received 'runs/x' \(str\)"),
+    "add_memory(spec=None)": (lambda m, s, t: mtk.add_memory(m, None, [{"text": "alpha"}]),
+                              r"add_memory: `spec` must be a TaskSpec, received None \(NoneType\)"),
+    "compile_model(spec=dict)": (lambda m, s, t: mtk.compile_model(m, {"groups": []}),
+                                 r"compile_model: `spec` must be a TaskSpec \(from a mapping: TaskSpec.from_dict"),
+    "suggest_loss_weights(path)": (lambda m, s, t: mtk.suggest_loss_weights("runs/x", []),
+                                   r"suggest_loss_weights: `spec` must be a TaskSpec, received 'runs/x' \(str\)"),
+    "training_callbacks(path)": (lambda m, s, t: mtk.training_callbacks("runs/x", "run"),
+                                 r"training_callbacks: `spec` must be a TaskSpec, received 'runs/x' \(str\)"),
+}
+
+
+@pytest.mark.parametrize("name", list(WRONG_OBJECTS))
+def test_functions_given_a_path_for_a_model_or_spec_say_how_to_load_one(tiny_spec, tiny_tokenizer, tmp_path, name):
+    call, message = WRONG_OBJECTS[name]
+    model = mtk.build_model(tiny_spec, bert_config=tiny_config())
+    with pytest.raises(TypeError, match=message):
+        call(model, tiny_spec, tiny_tokenizer)
+    assert not os.path.exists("unused")
+
+
+def test_evaluate_refuses_no_rows_and_a_path(predictor):
+    with pytest.raises(ValueError, match=r"evaluate: `records` is empty; a report needs at least one row"):
+        mtk.evaluate(predictor, [])
+    with pytest.raises(TypeError, match=r"`records` must be a list of rows .*read a file with "
+                                        r"mtk.read_records\(path, spec\), received 'valid.jsonl' \(str\)"):
+        mtk.evaluate(predictor, "valid.jsonl")
+
+
 @pytest.mark.parametrize(("damage", "message"), [
     (_write("model.keras", b"hello"), r"model.keras.*not a zip"),
     (_truncate, r"model.keras.*(not a zip|truncated)"),
