@@ -1,15 +1,17 @@
-"""How far Debtags' labels agree with themselves: the ceiling a text model is scored against.
+"""How far Debtags' labels agree with themselves, and where a run's mistakes fall.
 
-    python benchmarks/label_agreement.py                              # near-duplicate pairs, copy agreement
-    python benchmarks/label_agreement.py --runs recipe-auto tfidf-x   # and those runs on the same rows
+    python benchmarks/label_agreement.py                                   # near-duplicates, copy agreement
+    python benchmarks/label_agreement.py --runs recipe-auto lc-tfidf-full  # and those runs on the same rows
 
 For every validation description, the most similar training description (cosine of word 1-2-gram TF-IDF fitted
-on the training texts). Where the two are near-identical (cosine at least 0.95, 0.9, 0.8), copying the training
-row's labels is what a model that reads the text perfectly could answer at best from its training data; how
-often the copy is right measures how consistently the same description was labelled. A fine-tuned run (its kept
-validation probabilities, ``runs/bench/NAME/validation_predictions``, the last epoch: the recipe's deployed one)
-is scored on the same rows: section by argmax, each multilabel group with one threshold chosen on the *other*
-validation rows (F1 over the rest, a grid of 0.05 steps), so nothing is chosen on the rows scored.
+on the training texts). Where the two are near-identical (cosine at least 0.95, 0.9, 0.8), how often copying
+the training row's labels is right shows how consistently near-identical descriptions were labelled. Each run
+(its kept validation probabilities, ``runs/bench/NAME/validation_predictions``, the last epoch: the recipe's
+deployed one; a linear baseline's one "epoch") is scored on the same rows: section by argmax, each multilabel
+group with one threshold chosen on the *other* validation rows (micro-F1, a grid of 0.05 steps), so nothing is
+chosen on the rows scored. Then, per run and group, how many of its false positives fall on rows that carry no
+tag of the group (each seeded half decided by the threshold chosen on the other), and ten such rows answered
+confidently, to read by hand.
 """
 
 from __future__ import annotations
@@ -24,9 +26,6 @@ import numpy as np
 import mtkeras as mtk
 from mtkeras.training import load_epoch_predictions
 from mtkeras.workflow import spec_from_config
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _runs import as_trained  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "examples", "data", "debtags")
@@ -82,9 +81,8 @@ def _untagged(spec: mtk.TaskSpec, targets: dict, probs: dict) -> dict[str, dict]
     group at all, and the micro-F1 it would score if its confident answers there (probability at least 0.8)
     were right."""
     half = np.random.default_rng(0).permutation(len(next(iter(targets.values())))) % 2 == 0
-    decided = {name: np.where(half[:, None], a, b) for name, (a, b) in
-               {n: (_decide(spec, targets, probs, half)[n], _decide(spec, targets, probs, ~half)[n])
-                for n in probs}.items()}
+    first, second = _decide(spec, targets, probs, half), _decide(spec, targets, probs, ~half)
+    decided = {name: np.where(half[:, None], first[name], second[name]) for name in first}
     out = {}
     for group in spec.groups:
         if group.kind != "multilabel":
@@ -128,11 +126,15 @@ def main() -> None:
     results = {"rows": len(validation), "cuts": {}}
     runs = {}
     for name in args.runs:
-        run_spec, _ = as_trained(os.path.join(OUT, name))
-        if [g.labels for g in run_spec.groups] != [g.labels for g in spec.groups]:
+        saved = os.path.join(OUT, name, "model", "spec.json")  # fine-tuned runs; the linear ones keep none
+        if os.path.exists(saved) and [g.labels for g in mtk.TaskSpec.load(saved).groups] != [
+                g.labels for g in spec.groups]:
             sys.exit(f"--runs {name}: its groups' labels are not the Debtags config's")
         epochs = load_epoch_predictions(os.path.join(OUT, name, "validation_predictions"))
         runs[name] = epochs[max(epochs)]
+        widths = {group.name: (runs[name][group.name].shape[-1], len(group.labels)) for group in spec.groups}
+        if any(a != b for a, b in widths.values()):
+            sys.exit(f"--runs {name}: columns per group (kept, expected) {widths}")
     for cut in CUTS:
         rows = similarity >= cut
         entry = {"rows": int(rows.sum()), "copy": _scores(spec, targets, copied, rows)}
