@@ -13,6 +13,8 @@
     python benchmarks/debtags_quality.py blend default tfidf --as default+tfidf   # an ensemble of two runs
     python benchmarks/debtags_quality.py run knn --from wide-uncertainty      # nearest training rows' labels
     python benchmarks/debtags_quality.py blend wide-uncertainty knn --per-group --as unc+knn   # a weight per group
+    python benchmarks/debtags_quality.py subset 0.5 /tmp/half.jsonl   # a seeded half of train.jsonl; then
+    python benchmarks/debtags_quality.py run multitask --name lc-half --set data.train=/tmp/half.jsonl
     python benchmarks/debtags_quality.py table                    # the markdown table for BENCHMARKS.md
 
 Every row is evaluated on the 1,425 validation descriptions with the same code and the
@@ -94,6 +96,25 @@ def _baseline_data(settings: list[str]) -> tuple[dict, list[dict], list[dict], m
     train = mtk.read_records(config["data"]["train"], config["spec"])
     validation = mtk.read_records(config["data"]["validation"], config["spec"])
     return config, train, validation, spec_from_config(config, train + validation)
+
+
+def subset(fraction: float, out: str) -> None:
+    """Write the first ``fraction`` of the training rows in a seeded order (``random.Random(0)``), kept in file
+    order: the subsets of one seed are nested (a half holds the quarter), so a learning curve adds rows to the
+    same ones."""
+    import random
+
+    if not 0.0 < fraction <= 1.0:
+        sys.exit(f"subset: `fraction` must be in (0, 1], received {fraction!r}")
+    config = mtk.load_config(CONFIG, ["spec.encoder=unused", "output=unused"])
+    with open(config["data"]["train"], encoding="utf-8") as handle:
+        rows = [line for line in handle.read().splitlines() if line.strip()]
+    order = list(range(len(rows)))
+    random.Random(0).shuffle(order)
+    kept = sorted(order[:round(fraction * len(rows))])
+    with open(out, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(rows[i] for i in kept) + "\n")
+    print(f"{out}: {len(kept)} of {len(rows)} training rows")
 
 
 def run_frozen(name: str, settings: list[str]) -> None:
@@ -624,8 +645,13 @@ def main() -> None:
     mixed.add_argument("--per-group", action="store_true",
                        help="last epochs only; each group chooses its own weight (first alone among them) "
                             "on the other half")
+    part = sub.add_parser("subset", help="write a seeded fraction of the training rows (a learning curve's data)")
+    part.add_argument("fraction", type=float, help="the share of the rows kept, in (0, 1]")
+    part.add_argument("out", help="the JSON-lines file to write; train on it with --set data.train=ABSOLUTE_PATH")
     args = parser.parse_args()
-    if args.command == "blend":
+    if args.command == "subset":
+        subset(args.fraction, args.out)
+    elif args.command == "blend":
         if args.weight is not None and (args.per_group or not 0.0 < args.weight < 1.0):
             sys.exit(f"blend --weight: a number in (0, 1) without --per-group, received {args.weight!r}")
         blend(args.first, args.second, args.record_as, args.seed, args.per_group, args.weight)
