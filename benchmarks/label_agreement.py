@@ -152,7 +152,8 @@ def main() -> None:
     for name, probs in runs.items():
         results[f"{name}: untagged rows"] = _untagged(spec, targets, probs)
     if runs:
-        results["read by hand"] = _sample(spec, validation, targets, runs[args.runs[0]], "interface")
+        results["read by hand"] = {group: _sample(spec, validation, targets, runs[args.runs[0]], group)
+                                   for group in ("interface", "use", "works_with")}
     print(json.dumps(results, indent=1))
 
 
