@@ -53,7 +53,7 @@ def _scores(spec: mtk.TaskSpec, targets: dict, decided: dict, rows: np.ndarray) 
     scores = {}
     for group in spec.groups:
         truth, answer = targets[group.name][rows], decided[group.name][rows]
-        if group.kind == "multiclass":
+        if not group.rules.thresholded:  # argmax kinds: accuracy
             scores[group.name] = float(np.mean(truth.argmax(-1) == answer.argmax(-1)))
         else:
             scores[group.name] = _micro_f1(truth, answer)
@@ -67,7 +67,7 @@ def _decide(spec: mtk.TaskSpec, targets: dict, probs: dict, rows: np.ndarray) ->
     decided = {}
     for group in spec.groups:
         p = probs[group.name]
-        if group.kind == "multiclass":
+        if not group.rules.thresholded:
             decided[group.name] = np.eye(p.shape[-1])[p.argmax(-1)]
             continue
         best = max(GRID, key=lambda t: _micro_f1(targets[group.name][rest], (p[rest] >= t).astype(float)))
@@ -76,16 +76,16 @@ def _decide(spec: mtk.TaskSpec, targets: dict, probs: dict, rows: np.ndarray) ->
 
 
 def _untagged(spec: mtk.TaskSpec, targets: dict, probs: dict) -> dict[str, dict]:
-    """Where a run's false positives fall, with each half decided by the threshold chosen on the other
-    (seeded halves, as the benchmark's), per multilabel group: how many are on rows that carry no tag of the
-    group at all, and the micro-F1 it would score if its confident answers there (probability at least 0.8)
-    were right."""
+    """Where a run's false positives fall, per multilabel group, each half decided by the threshold chosen on
+    the other (two seeded halves of this script's own, not the report's): how many are on rows that carry no tag
+    of the group at all, and the micro-F1 it would score if its confident answers there (probability at least
+    0.8) were right."""
     half = np.random.default_rng(0).permutation(len(next(iter(targets.values())))) % 2 == 0
     first, second = _decide(spec, targets, probs, half), _decide(spec, targets, probs, ~half)
     decided = {name: np.where(half[:, None], first[name], second[name]) for name in first}
     out = {}
     for group in spec.groups:
-        if group.kind != "multilabel":
+        if not group.rules.thresholded:
             continue
         truth, answer, p = targets[group.name], decided[group.name], probs[group.name]
         untagged = truth.sum(-1) == 0
