@@ -25,12 +25,10 @@ import numpy as np
 
 import mtkeras as mtk
 from mtkeras.training import load_epoch_predictions
-from mtkeras.workflow import spec_from_config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(ROOT, "examples", "data", "debtags")
-OUT = os.environ.get("MTKERAS_BENCH_OUT", os.path.join(ROOT, "runs", "bench"))
-CONFIG = os.path.join(ROOT, "examples", "debtags.yaml")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from debtags_quality import OUT, _baseline_data  # noqa: E402  (the Debtags config, its rows and labels)
+
 CUTS = (0.95, 0.9, 0.8)
 GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
 
@@ -114,12 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="*", default=[], help="runs in runs/bench whose kept probabilities to score")
     args = parser.parse_args()
-    config = mtk.load_config(CONFIG, ["spec.encoder=unused"])
-    raw = {"spec": {**config["spec"], "bag_dim": 0, "bag_buckets": 0, "neighbours": 0}}
-    train = [json.loads(line) for line in open(os.path.join(DATA, "train.jsonl"), encoding="utf-8") if line.strip()]
-    validation = [json.loads(line) for line in open(os.path.join(DATA, "validation.jsonl"), encoding="utf-8")
-                  if line.strip()]
-    spec = spec_from_config(raw, train + validation)
+    _, train, validation, spec = _baseline_data([])
     targets, _ = mtk.encode_targets(spec, validation)
     nearest, similarity = _nearest(train, validation)
     copied, _ = mtk.encode_targets(spec, [train[j] for j in nearest])

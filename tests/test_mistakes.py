@@ -548,7 +548,7 @@ WRONG_OBJECTS = {
 
 
 @pytest.mark.parametrize("name", list(WRONG_OBJECTS))
-def test_functions_given_a_path_for_a_model_or_spec_say_how_to_load_one(tiny_spec, tiny_tokenizer, tmp_path, name):
+def test_functions_given_a_path_for_a_model_or_spec_say_how_to_load_one(tiny_spec, tiny_tokenizer, name):
     call, message = WRONG_OBJECTS[name]
     model = mtk.build_model(tiny_spec, bert_config=tiny_config())
     with pytest.raises(TypeError, match=message):
